@@ -1,0 +1,163 @@
+"""Settings: ``conclave.toml`` plus ``CONCLAVE_*`` environment variables.
+
+Precedence, highest first: explicit arguments (CLI flags), environment variables, the TOML file
+(``--config``, ``$CONCLAVE_CONFIG``, ``./conclave.toml``, ``~/.conclave/conclave.toml``), defaults.
+A bad value is a ``ConfigError`` naming the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from conclave.cluster.config import ModelSpec
+
+__all__ = ["ConfigError", "Settings", "ToolPricing", "load_settings", "default_home", "format_validation_error"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names where and what."""
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("CONCLAVE_HOME", Path.home() / ".conclave")).expanduser()
+
+
+class ToolPricing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prices: dict[str, float] = Field(
+        default_factory=dict, description="USD per call, by tool name; '*' for any tool not listed."
+    )
+
+
+class Settings(BaseModel):
+    """Everything a Conclave process needs to know about its deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    home: Path = Field(default_factory=default_home, description="State directory (embedded Redis data).")
+    redis_url: str | None = Field(
+        default=None, description="External Redis/Valkey URL; unset = start the bundled Valkey."
+    )
+    redis_port: int = Field(default=6390, ge=1, le=65535, description="Port of the bundled Valkey.")
+    key_prefix: str = Field(default="cv", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=2, ge=1, le=256, description="Worker actors.")
+    worker_concurrency: int = Field(default=64, ge=1, le=100_000, description="Runs per worker at once.")
+    lease_seconds: float = Field(default=15.0, gt=0, description="A worker's hold on a run.")
+    max_attempts: int = Field(default=3, ge=1, description="Crashes before a run is dead-lettered.")
+    auth: bool = Field(default=False, description="Require API keys.")
+    default_model: str | None = Field(default=None, description="Model used when a task names none.")
+    models: list[ModelSpec] = Field(default_factory=list, description="Served models; empty = the CPU default.")
+    tools: ToolPricing = Field(default_factory=ToolPricing)
+    ensembles_dir: Path | None = Field(default=None, description="Extra ensemble configs to load by name.")
+    corpora: dict[str, Path] = Field(default_factory=dict, description="Named local search corpora.")
+    ray_address: str | None = Field(default=None, description="Join this Ray cluster instead of starting one.")
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, v: list[ModelSpec]) -> list[ModelSpec]:
+        names = [m.name for m in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dup)}")
+        return v
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "valkey"
+
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def resolved_default_model(self) -> str | None:
+        if self.default_model:
+            return self.default_model
+        return self.models[0].name if self.models else None
+
+
+_ENV = {
+    "CONCLAVE_HOME": "home",
+    "CONCLAVE_REDIS_URL": "redis_url",
+    "CONCLAVE_REDIS_PORT": "redis_port",
+    "CONCLAVE_KEY_PREFIX": "key_prefix",
+    "CONCLAVE_API_HOST": "api_host",
+    "CONCLAVE_API_PORT": "api_port",
+    "CONCLAVE_WORKERS": "workers",
+    "CONCLAVE_WORKER_CONCURRENCY": "worker_concurrency",
+    "CONCLAVE_LEASE_SECONDS": "lease_seconds",
+    "CONCLAVE_MAX_ATTEMPTS": "max_attempts",
+    "CONCLAVE_AUTH": "auth",
+    "CONCLAVE_DEFAULT_MODEL": "default_model",
+    "CONCLAVE_RAY_ADDRESS": "ray_address",
+}
+
+
+def format_validation_error(err: ValidationError, source: str | None = None) -> str:
+    """One line per problem: ``where: field.path: message (got value)``."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        got = e.get("input")
+        got_s = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+        prefix = f"{source}: " if source else ""
+        lines.append(f"{prefix}{loc}: {e['msg']}{got_s}")
+    return "\n".join(lines)
+
+
+def _config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
+    if explicit:
+        p = Path(explicit).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        return p
+    env = os.environ.get("CONCLAVE_CONFIG")
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"CONCLAVE_CONFIG points to {p}, which does not exist")
+        return p
+    for candidate in (Path.cwd() / "conclave.toml", default_home() / "conclave.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from file and environment; ``overrides`` (non-None values) win over both."""
+    data: dict[str, Any] = {}
+    path = _config_path(config)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    for env, field in _ENV.items():
+        if env in os.environ and os.environ[env] != "":
+            data[field] = os.environ[env]
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, str(path) if path else "settings")) from None
+    if not settings.models:
+        settings.models = [default_cpu_model()]
+    names = settings.model_names()
+    if settings.default_model and settings.default_model not in names:
+        raise ConfigError(
+            f"default_model: {settings.default_model!r} is not one of the configured models ({', '.join(names)})"
+        )
+    return settings
+
+
+def default_cpu_model() -> ModelSpec:
+    """The model served when ``conclave.toml`` declares none: SmolLM2-135M-Instruct on the CPU."""
+    from conclave.cluster.defaults import default_model_spec
+
+    return default_model_spec()

@@ -1,0 +1,35 @@
+-- Commit one step atomically: its result, workspace writes, events, ledger usage.
+-- Fenced by the owner token: a worker that lost its lease cannot commit.
+-- ARGV: P, rid, owner, now, step_key ("" = none), step_value,
+--       n_events, (type, data)*n, n_ws, (op, path, content)*n, n_ledger, (ledger_json)*n
+-- Returns {seq, cancel} or {-1, "lease lost"}
+local P, rid, owner, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local rk = runkey(P, rid)
+local f = redis.call("HMGET", rk, "owner", "cancel")
+if f[1] ~= owner then return {-1, "lease lost"} end
+local i = 5
+local step_key, step_value = ARGV[i], ARGV[i + 1]
+i = i + 2
+if step_key ~= "" then
+  -- a retried commit (reply lost on a dropped connection) must not apply twice
+  if redis.call("HSETNX", rk .. ":steps", step_key, step_value) == 0 then
+    return {tonumber(redis.call("HGET", rk, "seq")), tonumber(f[2] or "0")}
+  end
+end
+local n_ev = tonumber(ARGV[i]); i = i + 1
+local seq = 0
+for _ = 1, n_ev do
+  seq = emit(P, rid, now, ARGV[i], ARGV[i + 1]); i = i + 2
+end
+local n_ws = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n_ws do
+  local op, path, content = ARGV[i], ARGV[i + 1], ARGV[i + 2]; i = i + 3
+  if op == "w" then redis.call("HSET", rk .. ":ws", path, content)
+  elseif op == "d" then redis.call("HDEL", rk .. ":ws", path) end
+end
+local n_led = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n_led do
+  ledger_commit(P, rid, owner, now, cjson.decode(ARGV[i])); i = i + 1
+end
+if seq == 0 then seq = tonumber(redis.call("HGET", rk, "seq")) end
+return {seq, tonumber(f[2] or "0")}

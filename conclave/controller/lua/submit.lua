@@ -1,0 +1,21 @@
+-- ARGV: P, rid, tenant, spec_json, spec_hash, now, idem_key ("" = none), queued_event_data
+local P, rid, tenant, spec, spec_hash, now, idem, evdata =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+if idem ~= "" then
+  local ikey = P .. ":idem:" .. tenant .. ":" .. idem
+  local existing = redis.call("GET", ikey)
+  if existing then
+    return {0, existing, redis.call("HGET", runkey(P, existing), "spec_hash") or ""}
+  end
+  redis.call("SET", ikey, rid)
+end
+if redis.call("EXISTS", runkey(P, rid)) == 1 then return {1, rid, spec_hash} end
+local created_ms = math.floor(tonumber(now) * 1000)
+redis.call("HSET", runkey(P, rid), "id", rid, "tenant", tenant, "spec", spec, "spec_hash", spec_hash,
+  "status", "queued", "created_at", now, "created_ms", created_ms, "attempts", 0, "seq", 0, "cancel", 0)
+redis.call("ZADD", P .. ":runs:" .. tenant, created_ms, rid)
+redis.call("ZADD", P .. ":runs:" .. tenant .. ":s:queued", created_ms, rid)
+local qid = redis.call("XADD", P .. ":queue", "*", "rid", rid)
+redis.call("HSET", runkey(P, rid), "qid", qid)
+emit(P, rid, now, "run.queued", evdata)
+return {1, rid, spec_hash}

@@ -1,0 +1,49 @@
+"""Loads the Lua scripts that make every state change of a run atomic.
+
+Each script is ``common.lua`` + the ledger helpers + its own body, so a step's checkpoint, events,
+workspace writes and ledger usage commit in one round trip (the design's "one Lua call per step").
+redis-py's ``Script`` re-loads a script after ``NOSCRIPT`` (e.g. after a Redis restart).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+__all__ = ["Scripts", "script_source"]
+
+_CONTROLLER = ("submit", "claim", "commit", "finish", "cancel", "renew")
+
+
+@cache
+def _read(package: str, name: str) -> str:
+    return resources.files(package).joinpath("lua", f"{name}.lua").read_text()
+
+
+@cache
+def script_source(name: str) -> str:
+    """The full text of a script: shared helpers first, then the body."""
+    common = _read("conclave.controller", "common")
+    ledger = _read("conclave.budgets", "ledger")
+    if name in _CONTROLLER:
+        body = _read("conclave.controller", name)
+    else:
+        body = _read("conclave.budgets", name)
+    return f"{common}\n{ledger}\n{body}"
+
+
+class Scripts:
+    """The registered scripts of one Redis client."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.submit: AsyncScript = redis.register_script(script_source("submit"))
+        self.claim: AsyncScript = redis.register_script(script_source("claim"))
+        self.commit: AsyncScript = redis.register_script(script_source("commit"))
+        self.finish: AsyncScript = redis.register_script(script_source("finish"))
+        self.cancel: AsyncScript = redis.register_script(script_source("cancel"))
+        self.renew: AsyncScript = redis.register_script(script_source("renew"))
+        self.reserve: AsyncScript = redis.register_script(script_source("reserve"))
+        self.set_caps: AsyncScript = redis.register_script(script_source("set_caps"))
