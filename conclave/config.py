@@ -59,6 +59,23 @@ class Settings(BaseModel):
     ensembles_dir: Path | None = Field(default=None, description="Extra ensemble configs to load by name.")
     corpora: dict[str, Path] = Field(default_factory=dict, description="Named local search corpora.")
     ray_address: str | None = Field(default=None, description="Join this Ray cluster instead of starting one.")
+    kinds: dict[str, str] = Field(
+        default_factory=dict, description="Extra run kinds: name → module exposing KIND (a RunKind)."
+    )
+
+    @field_validator("kinds", mode="before")
+    @classmethod
+    def _kinds_from_env(cls, v: Any) -> Any:
+        """``CONCLAVE_KINDS=name=module,other=module2`` in the environment."""
+        if isinstance(v, str):
+            out = {}
+            for part in filter(None, (p.strip() for p in v.split(","))):
+                name, sep, module = part.partition("=")
+                if not sep or not name or not module:
+                    raise ValueError(f"expected name=module, got {part!r}")
+                out[name.strip()] = module.strip()
+            return out
+        return v
 
     @field_validator("models")
     @classmethod
@@ -96,6 +113,7 @@ _ENV = {
     "CONCLAVE_AUTH": "auth",
     "CONCLAVE_DEFAULT_MODEL": "default_model",
     "CONCLAVE_RAY_ADDRESS": "ray_address",
+    "CONCLAVE_KINDS": "kinds",
 }
 
 

@@ -307,6 +307,7 @@ class Run(StrictModel):
     error: str | None = None
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
+    cost: Cost | None = Field(default=None, description="Breakdown by model, tool, stage and agent.")
     exhausted_limit: str | None = None
     last_event_id: int = 0
     cancel_requested: bool = False

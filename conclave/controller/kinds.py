@@ -20,7 +20,7 @@ from conclave.schema import RunStatus, StopReason, TaskSpec
 if TYPE_CHECKING:
     from conclave.agents.context import RunContext
 
-__all__ = ["KINDS", "NoOptions", "Outcome", "RunKind", "SpecError", "get_kind", "validate_spec"]
+__all__ = ["KINDS", "NoOptions", "Outcome", "RunKind", "SpecError", "get_kind", "register_kinds", "validate_spec"]
 
 
 class NoOptions(BaseModel):
@@ -48,7 +48,7 @@ class RunKind:
     check: Callable[[TaskSpec], None] | None = field(default=None)
 
 
-#: name → module holding ``KIND``.
+#: name → module holding ``KIND`` (or ``module:ATTR``).
 KINDS: dict[str, str] = {
     "chat": "conclave.agents.chat",
 }
@@ -64,12 +64,18 @@ class SpecError(ValueError):
         self.value = value
 
 
+def register_kinds(extra: dict[str, str]) -> None:
+    """Add user-defined kinds (name → module exposing ``KIND``), e.g. from ``Settings.kinds``."""
+    KINDS.update(extra)
+
+
 def get_kind(name: str) -> RunKind:
     try:
         module = KINDS[name]
     except KeyError:
         raise SpecError("kind", f"unknown run kind {name!r}; known kinds: {', '.join(sorted(KINDS))}", name) from None
-    kind: RunKind = importlib.import_module(module).KIND
+    module, _, attr = module.partition(":")
+    kind: RunKind = getattr(importlib.import_module(module), attr or "KIND")
     return kind
 
 

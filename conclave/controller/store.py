@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from conclave.controller.scripts import Scripts
-from conclave.schema import Event, Run, RunPage, RunStatus, TaskSpec, Usage
+from conclave.schema import Cost, Event, Run, RunPage, RunStatus, TaskSpec, Usage
 
 __all__ = ["ClaimResult", "LeaseLost", "QueueEntry", "RunStore", "WorkspaceOp", "new_run_id"]
 
@@ -175,6 +175,7 @@ class RunStore:
             error=d.get("error") or None,
             usage=Usage.model_validate_json(d["usage"]) if d.get("usage") else Usage(),
             cost_usd=float(d.get("cost_usd", 0) or 0),
+            cost=Cost.model_validate_json(d["cost"]) if d.get("cost") else None,
             exhausted_limit=d.get("exhausted_limit") or None,
             last_event_id=int(d.get("seq", 0)),
             cancel_requested=d.get("cancel") == "1",

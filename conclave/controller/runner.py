@@ -1,0 +1,210 @@
+"""Executing one run on the worker that claimed it: from claim to a committed terminal state.
+
+The runner turns every way a run body can end into a terminal state — an answer, a budget limit,
+a cancel, an error — and commits it with ``finish``, which also acknowledges the queue entry. Two
+endings are deliberately *not* terminal: a lost lease (another worker owns the run now) and a lost
+Redis connection. The run is then abandoned without a word; its queue entry stays pending, the
+lease runs out, and a worker reclaims it and resumes from the last committed step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from conclave.agents.context import RunContext
+from conclave.budgets.ledger import BudgetExhausted, Ledger, limit_label
+from conclave.budgets.pricing import Pricing
+from conclave.cluster.router import ModelRouter
+from conclave.controller.kinds import Outcome, SpecError, get_kind
+from conclave.controller.store import LeaseLost, RunStore
+from conclave.schema import RunStatus, StopReason
+
+__all__ = ["ActiveRun", "Runner"]
+
+log = logging.getLogger(__name__)
+
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+@dataclass
+class ActiveRun:
+    rid: str
+    owner: str
+    qid: str
+    task: asyncio.Task[Any] | None = None
+    ctx: RunContext | None = None
+    cancel_reason: str | None = None
+    lease_lost: bool = False
+    body: asyncio.Task[Any] | None = field(default=None, repr=False)
+
+
+class _WallClock(Exception):
+    """The run's wall_seconds budget ran out."""
+
+
+class Runner:
+    """Runs claimed queue entries. Shared by every run a worker executes."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        router: ModelRouter,
+        pricing: Pricing,
+        *,
+        worker: str,
+        max_attempts: int,
+        default_model: str | None,
+    ) -> None:
+        self.store = store
+        self.router = router
+        self.pricing = pricing
+        self.worker = worker
+        self.max_attempts = max_attempts
+        self.default_model = default_model
+
+    async def execute(self, active: ActiveRun) -> str:
+        """Claim and run one entry; returns what happened (for logs and tests)."""
+        rid, owner = active.rid, active.owner
+        claim = await self.store.claim(
+            rid, owner=owner, qid=active.qid, worker=self.worker, max_attempts=self.max_attempts
+        )
+        if claim.outcome != "ok":
+            log.info("run %s not executed: %s %s", rid, claim.outcome, claim.status or "")
+            return claim.outcome
+        run = await self.store.get(rid)
+        if run is None:  # pragma: no cover - the claim just saw it
+            return "missing"
+        steps = await self.store.load_steps(rid)
+        files = await self.store.rb.hgetall(f"{self.store.run_key(rid)}:ws")
+        ledger = Ledger(self.store.r, self.store.scripts, self.store.p, rid, owner)
+        started = run.started_at.timestamp() if run.started_at else time.time()
+        ctx = RunContext(
+            store=self.store,
+            run_id=rid,
+            spec=run.spec,
+            owner=owner,
+            attempt=claim.attempt,
+            steps=steps,
+            files={k.decode(): v for k, v in files.items()},
+            router=self.router,
+            pricing=self.pricing,
+            ledger=ledger,
+            default_model=self.default_model,
+            started_at=started,
+        )
+        ctx.last_event_id = run.last_event_id
+        active.ctx = ctx
+        if run.cancel_requested:
+            ctx.cancel_requested.set()
+        try:
+            await ledger.set_caps(run.spec.budget)
+            outcome = await self._body(active, ctx)
+        except LeaseLost:
+            log.warning("run %s: lease lost to another worker; abandoning this attempt", rid)
+            return "lease_lost"
+        except _REDIS_DOWN as e:
+            log.warning("run %s: Redis unreachable (%s); abandoning this attempt for a later reclaim", rid, e)
+            return "abandoned"
+        if active.lease_lost:
+            return "lease_lost"
+        return await self._finish(ctx, outcome)
+
+    async def _body(self, active: ActiveRun, ctx: RunContext) -> Outcome:
+        spec = ctx.spec
+        try:
+            kind = get_kind(spec.kind)
+        except SpecError as e:
+            return Outcome(status=RunStatus.FAILED, stop_reason=StopReason.ERROR, detail=str(e))
+        wall = spec.budget.wall_seconds if spec.budget else None
+        remaining = None if wall is None else wall - (time.time() - ctx.started_at)
+        if remaining is not None and remaining <= 0:
+            return self._budget_outcome(ctx, "wall_seconds")
+        body = asyncio.ensure_future(kind.run(ctx))
+        active.body = body
+        waiter = asyncio.ensure_future(ctx.cancel_requested.wait())
+        try:
+            done, _ = await asyncio.wait({body, waiter}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            if body not in done:
+                body.cancel()
+                await asyncio.gather(body, return_exceptions=True)
+                if active.lease_lost:
+                    raise LeaseLost(ctx.run_id)
+                if waiter in done:
+                    await ctx.emit("run.cancel_requested", {"reason": active.cancel_reason or "user"})
+                    return Outcome(
+                        output=ctx.partial_output,
+                        status=RunStatus.CANCELLED,
+                        stop_reason=StopReason.CANCELLED,
+                        detail="cancelled on request",
+                    )
+                return self._budget_outcome(ctx, "wall_seconds")
+            return body.result()
+        except BudgetExhausted as e:
+            return self._budget_outcome(ctx, limit_label(e.limit), scope=e.scope)
+        except (LeaseLost, *_REDIS_DOWN):
+            raise
+        except asyncio.CancelledError:
+            if active.lease_lost:
+                raise LeaseLost(ctx.run_id) from None
+            raise
+        except Exception as e:  # the body's own failure: recorded, never retried
+            log.exception("run %s failed", ctx.run_id)
+            return Outcome(
+                output=ctx.partial_output,
+                status=RunStatus.FAILED,
+                stop_reason=StopReason.ERROR,
+                detail=f"{type(e).__name__}: {e}",
+            )
+        finally:
+            waiter.cancel()
+
+    @staticmethod
+    def _budget_outcome(ctx: RunContext, limit: str, scope: str = "run") -> Outcome:
+        where = "" if scope == "run" else f" (in scope {scope})"
+        return Outcome(
+            output=ctx.partial_output,
+            status=RunStatus.BUDGET_EXHAUSTED,
+            stop_reason=StopReason.BUDGET_EXHAUSTED,
+            detail=f"budget limit {limit} exhausted{where}",
+            result={"exhausted_limit": limit, "scope": scope},
+        )
+
+    async def _finish(self, ctx: RunContext, outcome: Outcome) -> str:
+        await ctx.flush()
+        wall = time.time() - ctx.started_at
+        cost = await ctx.ledger.cost(wall_seconds=wall)
+        exhausted = None
+        if outcome.status == RunStatus.BUDGET_EXHAUSTED:
+            exhausted = (outcome.result or {}).get("exhausted_limit") or cost.exhausted_limit
+            cost = cost.model_copy(update={"exhausted_limit": exhausted})
+        fields: dict[str, Any] = {
+            "output": outcome.output,
+            "result": None if outcome.result is None else _json(outcome.result),
+            "stop_reason": outcome.stop_reason.value,
+            "stop_detail": outcome.detail,
+            "error": outcome.detail if outcome.status == RunStatus.FAILED else None,
+            "cost": cost.model_dump_json(),
+            "cost_usd": cost.total.usd,
+            "exhausted_limit": exhausted,
+            "usage": cost.total.usage.model_dump_json(),
+        }
+        event = {"status": outcome.status.value, "stop_reason": outcome.stop_reason.value}
+        if outcome.detail:
+            event["detail"] = outcome.detail
+        ok = await self.store.finish(ctx.run_id, ctx.owner, outcome.status, fields, event)
+        if not ok:
+            log.warning("run %s: finished by another owner meanwhile; result dropped", ctx.run_id)
+            return "lease_lost"
+        return outcome.status.value
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str)

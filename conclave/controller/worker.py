@@ -1,0 +1,253 @@
+"""A worker: consumes the run queue and executes many runs at once on one asyncio loop.
+
+It reads new entries with XREADGROUP, takes over entries whose worker stopped renewing its lease
+with XAUTOCLAIM (idle time = the lease), renews the leases of the runs it holds every third of a
+lease, and listens on a pub/sub channel so a cancel reaches a running body within a second. A lost
+Redis connection is survived: loops back off and retry, and runs in flight are abandoned to be
+reclaimed (their committed steps are not repeated).
+
+Run it as a Ray actor (``conclave up``), as a Ray Serve deployment (Kubernetes), or as a plain
+process: ``python -m conclave.controller.worker`` (the crash tests kill that with SIGKILL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from conclave.budgets.pricing import Pricing
+from conclave.cluster.router import ModelRouter
+from conclave.config import Settings
+from conclave.controller.kinds import register_kinds
+from conclave.controller.runner import ActiveRun, Runner
+from conclave.controller.store import QueueEntry, RunStore
+
+__all__ = ["Worker", "connect", "main"]
+
+log = logging.getLogger(__name__)
+_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def connect(url: str, *, decode: bool = True) -> Redis:
+    """A client that rides out a short outage: commands retry with backoff on connection errors."""
+    return Redis.from_url(
+        url,
+        decode_responses=decode,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=8),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=10,
+        socket_connect_timeout=2,
+    )
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        router: ModelRouter,
+        *,
+        redis_url: str,
+        name: str | None = None,
+        concurrency: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.router = router
+        self.redis_url = redis_url
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        self.concurrency = concurrency or settings.worker_concurrency
+        self.lease_ms = int(settings.lease_seconds * 1000)
+        self.active: dict[str, ActiveRun] = {}
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._stop = asyncio.Event()
+        self.completed: dict[str, int] = {}
+        register_kinds(settings.kinds)
+
+    async def run(self) -> None:
+        """Serve until ``stop()``; in-flight runs are abandoned to be reclaimed elsewhere."""
+        self.r = connect(self.redis_url)
+        self.rb = connect(self.redis_url, decode=False)
+        self.store = RunStore(self.r, self.settings.key_prefix, binary=self.rb)
+        self.runner = Runner(
+            self.store,
+            self.router,
+            Pricing.from_specs(self.settings.models, self.settings.tools.prices),
+            worker=self.name,
+            max_attempts=self.settings.max_attempts,
+            default_model=self.settings.resolved_default_model(),
+        )
+        await self._retrying(self.store.ensure_group)
+        log.info("worker %s serving queue %s (concurrency %d)", self.name, self.store.queue_key, self.concurrency)
+        loops = [
+            asyncio.ensure_future(self._read_loop()),
+            asyncio.ensure_future(self._reclaim_loop()),
+            asyncio.ensure_future(self._renew_loop()),
+            asyncio.ensure_future(self._cancel_loop()),
+        ]
+        try:
+            await self._stop.wait()
+        finally:
+            for t in loops:
+                t.cancel()
+            runs = [a.task for a in self.active.values() if a.task]
+            for t in runs:
+                t.cancel()
+            await asyncio.gather(*loops, *runs, return_exceptions=True)
+            await self.r.aclose()
+            await self.rb.aclose()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _retrying(self, fn: Any) -> Any:
+        delay = 0.1
+        while not self._stop.is_set():
+            try:
+                return await fn()
+            except _DOWN as e:
+                log.warning("worker %s: Redis unreachable (%s); retrying in %.1f s", self.name, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        return None
+
+    # -- taking work ----------------------------------------------------------------------------
+    def _free(self) -> int:
+        return self.concurrency - len(self.active)
+
+    def _start(self, entry: QueueEntry) -> None:
+        if entry.rid in self.active or not entry.rid:
+            return
+        a = ActiveRun(rid=entry.rid, owner=f"{self.name}:{secrets.token_hex(4)}", qid=entry.qid)
+        self.active[entry.rid] = a
+        a.task = asyncio.ensure_future(self._execute(a))
+
+    async def _execute(self, a: ActiveRun) -> None:
+        try:
+            async with self._slots:
+                outcome = await self.runner.execute(a)
+            self.completed[outcome] = self.completed.get(outcome, 0) + 1
+        except asyncio.CancelledError:
+            pass
+        except _DOWN as e:
+            log.warning("run %s: Redis unreachable during claim (%s); left for reclaim", a.rid, e)
+        except Exception:
+            log.exception("run %s: unexpected worker error; left for reclaim", a.rid)
+        finally:
+            self.active.pop(a.rid, None)
+
+    async def _read_loop(self) -> None:
+        while not self._stop.is_set():
+            free = self._free()
+            if free <= 0:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                entries = await self.store.read_new(self.name, min(free, 32), 1000)
+            except _DOWN as e:
+                log.warning("worker %s: queue read failed (%s)", self.name, e)
+                await asyncio.sleep(0.5)
+                continue
+            for e in entries:
+                self._start(e)
+
+    async def _reclaim_loop(self) -> None:
+        interval = max(0.2, self.settings.lease_seconds / 2)
+        while not self._stop.is_set():
+            free = self._free()
+            if free > 0:
+                try:
+                    for e in await self.store.reclaim(self.name, self.lease_ms, min(free, 32)):
+                        self._start(e)
+                except _DOWN as e:
+                    log.warning("worker %s: reclaim failed (%s)", self.name, e)
+            await asyncio.sleep(interval)
+
+    async def _renew_loop(self) -> None:
+        interval = max(0.1, self.settings.lease_seconds / 3)
+        while not self._stop.is_set():
+            await asyncio.sleep(interval)
+            leases = [(a.rid, a.owner, a.qid) for a in self.active.values() if a.ctx is not None]
+            try:
+                lost = await self.store.renew(self.name, leases)
+            except _DOWN as e:
+                log.warning("worker %s: lease renewal failed (%s)", self.name, e)
+                continue
+            for rid in lost:
+                a = self.active.get(rid)
+                if a is not None and a.ctx is not None:
+                    log.warning("run %s: lease lost; stopping this attempt", rid)
+                    a.lease_lost = True
+                    if a.body is not None:
+                        a.body.cancel()
+
+    async def _cancel_loop(self) -> None:
+        while not self._stop.is_set():
+            pubsub = self.r.pubsub()
+            try:
+                await pubsub.subscribe(self.store.cancel_channel)
+                while not self._stop.is_set():
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg and msg.get("type") == "message":
+                        a = self.active.get(str(msg["data"]))
+                        if a is not None and a.ctx is not None:
+                            a.cancel_reason = "user"
+                            a.ctx.cancel_requested.set()
+            except _DOWN as e:
+                log.warning("worker %s: cancel channel lost (%s)", self.name, e)
+                await asyncio.sleep(0.5)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass
+
+
+def local_router(settings: Settings) -> ModelRouter:
+    """Engines in this process: for the standalone worker (tests, single-process use)."""
+    from conclave.cluster.engines import build_engine
+    from conclave.cluster.router import LocalRouter
+
+    return LocalRouter(
+        {m.name: build_engine(m) for m in settings.models},
+        {m.name: m.context_window for m in settings.models if m.context_window},
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m conclave.controller.worker``: one worker process with in-process engines."""
+    from conclave.config import load_settings
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--config", help="conclave.toml to read")
+    p.add_argument("--redis-url", required=True)
+    p.add_argument("--name")
+    p.add_argument("--concurrency", type=int)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("CONCLAVE_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    settings = load_settings(args.config)
+    worker = Worker(
+        settings, local_router(settings), redis_url=args.redis_url, name=args.name, concurrency=args.concurrency
+    )
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
