@@ -1,0 +1,88 @@
+"""The API as a Ray Serve ingress: the FastAPI app built inside each replica from its settings.
+
+HTTP exists only here, at the edge; inside the cluster the API talks to models through handles.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+from ray.serve import Application
+
+from conclave.config import Settings, load_settings
+
+__all__ = ["ApiArgs", "ApiDeployment", "build_app", "build_fastapi"]
+
+
+class ApiArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    replicas: int = Field(default=1, ge=1, le=256)
+    settings: dict[str, Any] | None = None
+    redis_url: str | None = None
+    router: str = Field(default="serve", pattern="^(serve|local)$")
+
+
+def _openai_routers(settings: Settings, router_mode: str) -> list[APIRouter]:
+    """The OpenAI-compatible endpoint, served from the model deployments."""
+    try:
+        from conclave.api.openai_compat import build_openai_router
+    except ImportError:  # pragma: no cover - the module ships with the package
+        return []
+    holder: dict[str, Any] = {}
+
+    def get_router() -> Any:
+        if "r" not in holder:
+            if router_mode == "serve":
+                from conclave.cluster.pool import ServeRouter
+
+                holder["r"] = ServeRouter(settings.models)
+            else:
+                from conclave.controller.worker import local_router
+
+                holder["r"] = local_router(settings)
+        return holder["r"]
+
+    kwargs: dict[str, Any] = {"default_model": settings.resolved_default_model()}
+    try:
+        from conclave.agents.ensemble.openai import make_ensemble_chat
+
+        kwargs["ensemble_chat"] = make_ensemble_chat(settings, get_router)
+    except ImportError:
+        pass
+    return [build_openai_router(get_router, **kwargs)]
+
+
+def build_fastapi(settings: Settings, redis_url: str, router_mode: str = "serve") -> FastAPI:
+    from conclave.api.app import create_app
+
+    return create_app(settings, redis_url, extra_routers=_openai_routers(settings, router_mode))
+
+
+@serve.deployment(name="api", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
+@serve.ingress()
+class ApiDeployment:
+    def __init__(self, args: dict[str, Any]) -> None:
+        a = ApiArgs.model_validate(args)
+        self.settings = Settings.model_validate(a.settings) if a.settings is not None else load_settings()
+        if not self.settings.models:
+            from conclave.config import default_cpu_model
+
+            self.settings.models = [default_cpu_model()]
+        url = a.redis_url or self.settings.redis_url or os.environ.get("CONCLAVE_REDIS_URL")
+        if not url:
+            raise ValueError("the API needs a Redis URL: set CONCLAVE_REDIS_URL or pass redis_url")
+        self.redis_url = url
+        self.router_mode = a.router
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return build_fastapi(self.settings, self.redis_url, self.router_mode)
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    a = ApiArgs.model_validate(args)
+    return ApiDeployment.options(num_replicas=a.replicas).bind(args)  # type: ignore[attr-defined,no-any-return]
