@@ -56,3 +56,11 @@ def ray_cluster() -> Iterator[None]:
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CONCLAVE_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that touches Redis carries the ``redis`` mark, so CI can rerun exactly those
+    against another server (Debian's redis-server) with ``-m redis``."""
+    for item in items:
+        if "redis_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.redis)
