@@ -50,3 +50,16 @@ async def wait_terminal(store: RunStore, rid: str, timeout: float = 30.0) -> Run
             return run
         await asyncio.sleep(0.05)
     raise AssertionError(f"run {rid} not finished after {timeout} s: {await store.get(rid)}")
+
+
+async def claimed_run(store: RunStore, spec: object, owner: str = "owner-1") -> tuple[str, str]:
+    """Submit a run and claim it as ``owner`` (as a worker would), without running it."""
+    from conclave.schema import TaskSpec
+
+    await store.ensure_group()
+    run, _, _ = await store.submit(spec if isinstance(spec, TaskSpec) else TaskSpec.model_validate(spec))
+    entries = await store.read_new("tester", 100, 100)
+    qid = next(e.qid for e in entries if e.rid == run.id)
+    res = await store.claim(run.id, owner=owner, qid=qid, worker="tester", max_attempts=3)
+    assert res.outcome == "ok", res
+    return run.id, owner
