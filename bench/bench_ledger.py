@@ -1,0 +1,108 @@
+"""Ledger throughput and overhead.
+
+1. Reservations per second (reserve + commit through the step-commit script) from 1, 10 and 100
+   concurrent agents on one run.
+2. The added latency per model call: a sim-engine call through the Meter with a capped budget vs the
+   same call straight to the engine, measured side by side; reported as a ratio.
+
+    python -m bench.bench_ledger [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from redis.asyncio import Redis
+
+from bench._common import emit, plot, temp_valkey
+from conclave.budgets.ledger import Ledger
+from conclave.budgets.meter import Meter
+from conclave.budgets.pricing import Pricing
+from conclave.cluster.engines.sim import SimEngine
+from conclave.cluster.protocol import ChatRequest
+from conclave.cluster.router import LocalRouter
+from conclave.controller.store import PendingCommit, RunStore
+from conclave.schema import Budget, TaskSpec
+
+BIG = 10**15
+
+
+async def _setup(url: str, prefix: str) -> tuple[RunStore, Ledger]:
+    r = Redis.from_url(url, decode_responses=True, max_connections=200)
+    store = RunStore(r, prefix, binary=Redis.from_url(url))
+    await store.ensure_group()
+    run, _, _ = await store.submit(TaskSpec(kind="chat", input="bench"))
+    qid = (await store.read_new("bench", 10, 100))[0].qid
+    await store.claim(run.id, owner="o", qid=qid, worker="bench", max_attempts=3)
+    ledger = Ledger(r, store.scripts, prefix, run.id, "o")
+    await ledger.set_caps(Budget(input_tokens=BIG, output_tokens=BIG, model_calls=BIG))
+    return store, ledger
+
+
+async def throughput(url: str, agents: int, seconds: float) -> float:
+    store, ledger = await _setup(url, f"bt{agents}")
+    done = 0
+    end = time.perf_counter() + seconds
+
+    async def agent() -> None:
+        nonlocal done
+        while time.perf_counter() < end:
+            res, _ = await ledger.reserve("run", {"input_tokens": 100, "output_tokens": 50, "model_calls": 1})
+            op = Ledger.commit_op(res, "run", {"input_tokens": 90, "output_tokens": 40, "model_calls": 1})
+            await store.commit(ledger.rid, ledger.owner, "", "", PendingCommit(ledger=[op]))
+            done += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(agent() for _ in range(agents)))
+    return done / (time.perf_counter() - t0)
+
+
+class _Sink:
+    def __init__(self, store: RunStore, ledger: Ledger) -> None:
+        self.store, self.ledger = store, ledger
+
+    async def ledger_op(self, op: dict) -> None:
+        await self.store.commit(self.ledger.rid, self.ledger.owner, "", "", PendingCommit(ledger=[op]))
+
+
+async def overhead(url: str, calls: int) -> dict[str, float]:
+    store, ledger = await _setup(url, "bo")
+    engine = SimEngine({"mode": "echo", "latency_s": 0.002}, name="sim")
+    meter = Meter(ledger=ledger, pricing=Pricing(), router=LocalRouter({"sim": engine}), sink=_Sink(store, ledger))
+    req = ChatRequest(model="sim", messages=[{"role": "user", "content": "one two three four"}], max_tokens=16)
+    direct, metered = [], []
+    for _ in range(calls):  # interleaved, so both see the same machine state
+        t = time.perf_counter()
+        await engine.chat(req)
+        direct.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        await meter.chat(req, model="sim")
+        metered.append(time.perf_counter() - t)
+    d, m = sorted(direct)[calls // 2], sorted(metered)[calls // 2]
+    return {"direct_ms_median": d * 1000, "metered_ms_median": m * 1000, "ratio": m / d, "added_ms": (m - d) * 1000}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--calls", type=int, default=300)
+    a = p.parse_args()
+    with temp_valkey() as srv:
+        tput = {n: asyncio.run(throughput(srv.url, n, a.seconds)) for n in (1, 10, 100)}
+        ov = asyncio.run(overhead(srv.url, a.calls))
+    emit("ledger", {"reservations_per_s": tput, "model_call_overhead": ov})
+    plot(
+        "ledger",
+        lambda ax: (
+            ax.bar([str(k) for k in tput], list(tput.values()), color="#4c72b0"),
+            ax.set_xlabel("concurrent agents"),
+            ax.set_ylabel("reserve+commit per second"),
+            ax.set_title(f"Ledger throughput (metered sim call: {ov['ratio']:.2f}x a direct call)"),
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
