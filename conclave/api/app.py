@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Respons
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from conclave import telemetry
 from conclave.api.auth import KeyStore
 from conclave.api.errors import ApiError, ErrorResponse, install_error_handlers
 from conclave.config import Settings
@@ -116,7 +117,7 @@ def runs_router(services: Services) -> APIRouter:
         if idempotency_key:
             spec = spec.model_copy(update={"idempotency_key": idempotency_key})
         validate_spec(spec, services.settings.model_names())
-        run, created, h = await services.store.submit(spec, tenant=tenant)
+        run, created, h = await services.store.submit(spec, tenant=tenant, trace=telemetry.carrier())
         if not created:
             if h != spec_hash(spec):
                 raise ApiError(
@@ -228,6 +229,7 @@ async def _sse(store: RunStore, rid: str, after: int, follow: bool, request: Req
 
 def create_app(settings: Settings, redis_url: str, *, extra_routers: list[APIRouter] | None = None) -> FastAPI:
     services = Services(settings, redis_url)
+    telemetry.setup_telemetry("conclave-api")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from conclave import telemetry
 from conclave.budgets.ledger import BudgetExhausted, Ledger
-from conclave.budgets.pricing import Pricing
+from conclave.budgets.pricing import Pricing, from_pico
 from conclave.cluster.protocol import ChatRequest, ChatResponse
 from conclave.cluster.router import ModelRouter
 
@@ -74,6 +75,11 @@ class Meter:
             min_tokens=self.min_tokens,
         )
 
+    def provider(self, model: str) -> str:
+        """``gen_ai.provider.name`` for a model, if the router knows it."""
+        fn = getattr(self.router, "provider", None)
+        return str(fn(model)) if callable(fn) else "conclave"
+
     def _by(self, dim_metrics: dict[str, int], model: str | None = None, tool: str | None = None) -> dict[str, int]:
         out: dict[str, int] = {}
         dims = []
@@ -130,15 +136,31 @@ class Meter:
             raise BudgetExhausted(self.scope, "output_tokens", 0)
         call = request.model_copy(update={"model": name, "max_tokens": max_tokens, "max_completion_tokens": None})
         t0 = time.perf_counter()
-        try:
-            response = await self.router.chat(name, call)
-        except BaseException:
-            if res_id is not None:
-                await self.sink.ledger_op(Ledger.commit_op(res_id, self.scope, {}))
-            raise
-        ms = int((time.perf_counter() - t0) * 1000)
-        u = response.usage
-        usd = self.pricing.model_cost(name, u.prompt_tokens, u.completion_tokens, u.cached_tokens)
+        with telemetry.model_span(
+            name,
+            self.provider(name),
+            max_tokens=max_tokens,
+            messages=call.model_dump(mode="json")["messages"] if telemetry.capture_content() else None,
+        ) as span:
+            try:
+                response = await self.router.chat(name, call)
+            except BaseException as e:
+                telemetry.mark_error(span, e)
+                if res_id is not None:
+                    await self.sink.ledger_op(Ledger.commit_op(res_id, self.scope, {}))
+                raise
+            ms = int((time.perf_counter() - t0) * 1000)
+            u = response.usage
+            usd = self.pricing.model_cost(name, u.prompt_tokens, u.completion_tokens, u.cached_tokens)
+            telemetry.record_usage(
+                span,
+                name,
+                u.prompt_tokens,
+                u.completion_tokens,
+                [str(c.finish_reason) for c in response.choices],
+                from_pico(usd),
+                [c.message.model_dump(mode="json") for c in response.choices] if telemetry.capture_content() else None,
+            )
         used = {
             "input_tokens": u.prompt_tokens,
             "output_tokens": u.completion_tokens,
@@ -157,12 +179,14 @@ class Meter:
         if refusal is not None:
             raise BudgetExhausted(refusal.scope, refusal.limit, refusal.room)
         t0 = time.perf_counter()
-        try:
-            result = await fn()
-        except BaseException:
-            if res_id is not None:
-                await self.sink.ledger_op(Ledger.commit_op(res_id, self.scope, {}))
-            raise
+        with telemetry.tool_span(name) as span:
+            try:
+                result = await fn()
+            except BaseException as e:
+                telemetry.mark_error(span, e)
+                if res_id is not None:
+                    await self.sink.ledger_op(Ledger.commit_op(res_id, self.scope, {}))
+                raise
         ms = int((time.perf_counter() - t0) * 1000)
         used = {f"tool:{name}": 1, "tool:*": 1, "usd": usd}
         by = self._by({f"tool:{name}": 1, "usd": usd, "ms": ms}, tool=name)

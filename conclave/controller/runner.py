@@ -19,6 +19,7 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from conclave import telemetry
 from conclave.agents.context import RunContext
 from conclave.budgets.ledger import BudgetExhausted, Ledger, limit_label
 from conclave.budgets.pricing import Pricing
@@ -104,9 +105,12 @@ class Runner:
         active.ctx = ctx
         if run.cancel_requested:
             ctx.cancel_requested.set()
+        parent = await self.store.trace_context(rid)
         try:
-            await ledger.set_caps(run.spec.budget)
-            outcome = await self._body(active, ctx)
+            with telemetry.run_span(rid, run.spec.kind, parent, claim.attempt) as span:
+                await ledger.set_caps(run.spec.budget)
+                outcome = await self._body(active, ctx)
+                span.set_attribute("conclave.run.status", outcome.status.value)
         except LeaseLost:
             log.warning("run %s: lease lost to another worker; abandoning this attempt", rid)
             return "lease_lost"
@@ -200,6 +204,7 @@ class Runner:
         if outcome.detail:
             event["detail"] = outcome.detail
         ok = await self.store.finish(ctx.run_id, ctx.owner, outcome.status, fields, event)
+        telemetry.run_finished(outcome.status.value, ctx.spec.kind)
         if not ok:
             log.warning("run %s: finished by another owner meanwhile; result dropped", ctx.run_id)
             return "lease_lost"

@@ -111,7 +111,9 @@ class RunStore:
             if "BUSYGROUP" not in str(e):
                 raise
 
-    async def submit(self, spec: TaskSpec, *, tenant: str = "default") -> tuple[Run, bool, str]:
+    async def submit(
+        self, spec: TaskSpec, *, tenant: str = "default", trace: dict[str, str] | None = None
+    ) -> tuple[Run, bool, str]:
         """Create and enqueue a run. With an idempotency key, a second submission returns the first
         run (``created`` False); the returned hash lets the caller detect a different spec."""
         rid = new_run_id()
@@ -127,6 +129,7 @@ class RunStore:
                 now,
                 spec.idempotency_key or "",
                 json.dumps({"kind": spec.kind}),
+                json.dumps(trace) if trace else "",
             ]
         )
         run = await self.get(got_rid)
@@ -254,6 +257,11 @@ class RunStore:
         if kind == "dead":
             return ClaimResult("dead", attempt=int(res[1]))
         return ClaimResult("missing")
+
+    async def trace_context(self, rid: str) -> dict[str, str] | None:
+        """The W3C trace context of the request that submitted the run."""
+        raw = await self.r.hget(self.run_key(rid), "trace")
+        return json.loads(raw) if raw else None
 
     async def load_steps(self, rid: str) -> dict[str, str]:
         return await self.r.hgetall(f"{self.run_key(rid)}:steps")

@@ -27,6 +27,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from conclave import telemetry
 from conclave.budgets.pricing import Pricing
 from conclave.cluster.router import ModelRouter
 from conclave.config import Settings
@@ -73,6 +74,7 @@ class Worker:
         self._stop = asyncio.Event()
         self.completed: dict[str, int] = {}
         register_kinds(settings.kinds)
+        telemetry.setup_telemetry("conclave-worker")
 
     async def run(self) -> None:
         """Serve until ``stop()``; in-flight runs are abandoned to be reclaimed elsewhere."""
