@@ -3,39 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 
 from conclave.api.app import create_app
 from conclave.config import Settings
 from conclave.controller.redis_server import EmbeddedRedis, free_port
 
-from ._helpers import running_worker, sim_settings
+from ._helpers import running_worker, serve_http, sim_settings
 
 pytestmark = pytest.mark.redis
-
-
-@contextlib.contextmanager
-def serve_http(app: object) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))  # type: ignore[arg-type]
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    while not server.started:
-        if not t.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        threading.Event().wait(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        t.join(10)
 
 
 @pytest.fixture
