@@ -238,7 +238,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_runs_show(args: argparse.Namespace) -> int:
     with _client(args) as c:
         run = c.runs.get(args.run_id)
-    _print_json(run) if args.json else _run_table(run)
+    if args.json:
+        _print_json(run)
+    else:
+        _run_table(run)
     return 0
 
 
@@ -338,7 +341,11 @@ def cmd_workspace_pull(args: argparse.Namespace) -> int:
 def cmd_models_ls(args: argparse.Namespace) -> int:
     with _client(args) as c:
         models = c.models()
-    _print_json(models) if args.json else [out.print(m) for m in models]
+    if args.json:
+        _print_json(models)
+    else:
+        for m in models:
+            out.print(m)
     return 0
 
 
@@ -360,15 +367,18 @@ def cmd_keys(args: argparse.Namespace) -> int:
         try:
             if args.keys_cmd == "create":
                 new = await ks.create(args.tenant, args.name or "")
-                _print_json(new) if args.json else out.print(
-                    f"key {new.info.id} for tenant {new.info.tenant}:\n{new.key}\n[dim](shown once; only its hash is stored)[/]"
-                )
+                if args.json:
+                    _print_json(new)
+                else:
+                    out.print(f"key {new.info.id} for tenant {new.info.tenant}:\n{new.key}")
+                    out.print("[dim](shown once; only its hash is stored)[/]")
             elif args.keys_cmd == "ls":
                 keys = await ks.list(args.tenant)
-                _print_json([k.model_dump() for k in keys]) if args.json else [
-                    out.print(f"{k.id}  tenant={k.tenant}  name={k.name}  {'revoked' if k.revoked else 'active'}")
-                    for k in keys
-                ]
+                if args.json:
+                    _print_json([k.model_dump() for k in keys])
+                else:
+                    for k in keys:
+                        out.print(f"{k.id}  tenant={k.tenant}  name={k.name}  {'revoked' if k.revoked else 'active'}")
             else:
                 if not await ks.revoke(args.key_id):
                     err.print(f"no key {args.key_id!r}")

@@ -119,7 +119,7 @@ class Ledger:
     """The ledger of one run, as seen by the worker that owns it (``owner`` is its lease token)."""
 
     def __init__(self, redis: Redis, scripts: Scripts, prefix: str, rid: str, owner: str = "") -> None:
-        self.r = redis
+        self.r: Any = redis  # see RunStore: redis-py's async result types are unions
         self.scripts = scripts
         self.p = prefix
         self.rid = rid

@@ -94,7 +94,7 @@ class Runner:
             owner=owner,
             attempt=claim.attempt,
             steps=steps,
-            files={k.decode(): v for k, v in files.items()},
+            files={(k.decode() if isinstance(k, bytes) else k): bytes(v) for k, v in files.items()},
             router=self.router,
             pricing=self.pricing,
             ledger=ledger,

@@ -46,7 +46,7 @@ class WorkerArgs(BaseModel):
     health_check_period_s=5,
 )
 class WorkerDeployment:
-    async def __init__(self, args: dict[str, Any]) -> None:
+    async def __init__(self, args: dict[str, Any]) -> None:  # type: ignore[misc]  # Serve awaits async constructors
         from conclave.controller.worker import Worker, local_router
 
         a = WorkerArgs.model_validate(args)

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from conclave.controller.scripts import Scripts
-from conclave.schema import Cost, Event, Run, RunPage, RunStatus, TaskSpec, Usage
+from conclave.schema import Cost, Event, Run, RunPage, RunStatus, StopReason, TaskSpec, Usage
 
 __all__ = ["ClaimResult", "LeaseLost", "QueueEntry", "RunStore", "WorkspaceOp", "new_run_id"]
 
@@ -82,8 +82,9 @@ class RunStore:
     test sessions can share one server)."""
 
     def __init__(self, redis: Redis, prefix: str = "cv", *, binary: Redis | None = None) -> None:
-        self.r = redis
-        self.rb = binary or redis
+        # redis-py types async results as ``Awaitable[T] | T`` unions; typed as Any at this boundary.
+        self.r: Any = redis
+        self.rb: Any = binary or redis
         self.p = prefix
         self.scripts = Scripts(redis)
 
@@ -167,7 +168,7 @@ class RunStore:
             tenant=d.get("tenant", "default"),
             spec=TaskSpec.model_validate_json(d["spec"]),
             status=RunStatus(d["status"]),
-            stop_reason=d.get("stop_reason") or None,
+            stop_reason=StopReason(d["stop_reason"]) if d.get("stop_reason") else None,
             stop_detail=d.get("stop_detail") or None,
             created_at=_ts(d.get("created_at")) or datetime.now(UTC),
             started_at=_ts(d.get("started_at")),

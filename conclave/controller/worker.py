@@ -160,8 +160,8 @@ class Worker:
                 log.warning("worker %s: queue read failed (%s)", self.name, e)
                 await asyncio.sleep(0.5)
                 continue
-            for e in entries:
-                self._start(e)
+            for entry in entries:
+                self._start(entry)
 
     async def _reclaim_loop(self) -> None:
         interval = max(0.2, self.settings.lease_seconds / 2)
@@ -169,8 +169,8 @@ class Worker:
             free = self._free()
             if free > 0:
                 try:
-                    for e in await self.store.reclaim(self.name, self.lease_ms, min(free, 32)):
-                        self._start(e)
+                    for entry in await self.store.reclaim(self.name, self.lease_ms, min(free, 32)):
+                        self._start(entry)
                 except _DOWN as e:
                     log.warning("worker %s: reclaim failed (%s)", self.name, e)
             await asyncio.sleep(interval)

@@ -7,6 +7,7 @@ and resumes with ``Last-Event-ID``, so every event is yielded exactly once.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import io
 import os
 import tarfile
@@ -156,7 +157,7 @@ class _Workspace:
             _check(r)
         return r.content
 
-    def download(self, run_id: str, dest: str | os.PathLike[str]) -> list[Path]:
+    def download(self, run_id: str, dest: str | os.PathLike[str]) -> builtins.list[Path]:
         r = self._h.get(f"/v1/runs/{run_id}/workspace.tar.gz")
         if not r.is_success:
             _check(r)
@@ -283,7 +284,7 @@ class _AsyncWorkspace:
             _check(r)
         return r.content
 
-    async def download(self, run_id: str, dest: str | os.PathLike[str]) -> list[Path]:
+    async def download(self, run_id: str, dest: str | os.PathLike[str]) -> builtins.list[Path]:
         r = await self._h.get(f"/v1/runs/{run_id}/workspace.tar.gz")
         if not r.is_success:
             _check(r)
