@@ -13,6 +13,7 @@ import signal
 from pydantic import BaseModel, ConfigDict, Field
 
 from conclave.agents.context import RunContext
+from conclave.cluster.protocol import ChatMessage, ChatRequest
 from conclave.controller.kinds import Outcome, RunKind
 
 
@@ -22,6 +23,7 @@ class StepsOptions(BaseModel):
     sleep: float = Field(default=0.0, ge=0)
     block_step: int | None = Field(default=None, description="This step sleeps for `block_seconds`.")
     block_seconds: float = 0.0
+    model_calls: bool = Field(default=False, description="Each step makes one metered call to the sim model.")
 
 
 async def run_steps(ctx: RunContext) -> Outcome:
@@ -33,6 +35,11 @@ async def run_steps(ctx: RunContext) -> Outcome:
             await ctx.store.r.incr(f"{ctx.store.p}:test:count:{ctx.run_id}:{i}")
             await ctx.emit("log", {"step": i})
             ctx.workspace.write(f"steps/{i}.txt", f"step {i}")
+            if opts.model_calls:
+                await ctx.meter.chat(
+                    ChatRequest(messages=[ChatMessage(role="user", content=f"step {i} of the run")], max_tokens=8),
+                    model=ctx.model,
+                )
             delay = opts.block_seconds if opts.block_step == i else opts.sleep
             await asyncio.sleep(delay)
             return i * i

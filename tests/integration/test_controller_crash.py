@@ -25,7 +25,7 @@ pytestmark = pytest.mark.redis
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _worker_proc(url: str, prefix: str, name: str, tmp: Path) -> subprocess.Popen[bytes]:
+def _worker_proc(url: str, prefix: str, name: str, tmp: Path, **extra_env: str) -> subprocess.Popen[bytes]:
     cfg = tmp / "conclave.toml"
     if not cfg.exists():
         cfg.write_text('[[models]]\nname = "sim"\nengine = "sim"\n')
@@ -38,6 +38,7 @@ def _worker_proc(url: str, prefix: str, name: str, tmp: Path) -> subprocess.Pope
         CONCLAVE_KINDS=",".join(f"{k}={v}" for k, v in TEST_KINDS.items()),
         CONCLAVE_HOME=str(tmp / "home"),
     )
+    env.update(extra_env)
     return subprocess.Popen(
         [sys.executable, "-m", "conclave.controller.worker", "--config", str(cfg), "--redis-url", url, "--name", name],
         env=env,
