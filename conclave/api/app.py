@@ -4,12 +4,12 @@ any request.
 """
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from conclave import telemetry
@@ -23,6 +23,8 @@ from conclave.schema import Cost, Event, Run, RunPage, RunStatus, TaskSpec
 __all__ = ["Services", "create_app"]
 
 log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse},
@@ -244,6 +246,24 @@ def create_app(settings: Settings, redis_url: str, *, extra_routers: list[APIRou
     )
     app.state.services = services
     install_error_handlers(app)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Refuse oversized bodies before reading them: a task spec is at most ~1 MB of input."""
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return JSONResponse(
+                status_code=413,
+                content={
+                    "error": {
+                        "code": "body_too_large",
+                        "message": f"request body is larger than {MAX_BODY_BYTES} bytes",
+                        "details": None,
+                    }
+                },
+            )
+        return await call_next(request)
+
     app.include_router(runs_router(services))
     for router in extra_routers or []:
         app.include_router(router)

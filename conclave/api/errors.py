@@ -7,6 +7,7 @@ a message, never a traceback.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -48,8 +49,13 @@ def _json(status: int, code: str, message: str, details: list[dict[str, Any]] | 
 
 
 def _short(value: Any) -> Any:
-    text = repr(value)
-    return value if len(text) <= 120 else text[:117] + "..."
+    """A JSON-safe, bounded echo of the offending value (bodies may hold bytes or be huge)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def describe_errors(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:

@@ -26,13 +26,17 @@ RUNS, STEPS, KILLS, WORKERS = 30, 10, 10, 3
 ENV = {"CONCLAVE_WORKER_CONCURRENCY": "10", "CONCLAVE_MAX_ATTEMPTS": "12"}
 
 
-async def test_thirty_runs_survive_ten_random_worker_kills(redis_server: EmbeddedRedis, redis: Redis, prefix: str, tmp_path: Path) -> None:
+async def test_thirty_runs_survive_ten_random_worker_kills(
+    redis_server: EmbeddedRedis, redis: Redis, prefix: str, tmp_path: Path
+) -> None:
     rng = random.Random(7)
     store = RunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
     await store.ensure_group()
     ids = []
     for _ in range(RUNS):
-        run, _, _ = await store.submit(TaskSpec(kind="steps", input="x", model="sim", options={"n": STEPS, "sleep": 0.6, "model_calls": True}))
+        run, _, _ = await store.submit(
+            TaskSpec(kind="steps", input="x", model="sim", options={"n": STEPS, "sleep": 0.6, "model_calls": True})
+        )
         ids.append(run.id)
     procs = [_worker_proc(redis_server.url, prefix, f"w{i}", tmp_path, **ENV) for i in range(WORKERS)]
     kills = 0
@@ -55,7 +59,9 @@ async def test_thirty_runs_survive_ten_random_worker_kills(redis_server: Embedde
             except subprocess.TimeoutExpired:
                 p.kill()
     assert kills == KILLS
-    assert [r.status for r in runs] == [RunStatus.SUCCEEDED] * RUNS, [(r.id, r.status, r.error) for r in runs if r.status != RunStatus.SUCCEEDED]
+    assert [r.status for r in runs] == [RunStatus.SUCCEEDED] * RUNS, [
+        (r.id, r.status, r.error) for r in runs if r.status != RunStatus.SUCCEEDED
+    ]
     repeated = 0
     for r in runs:
         counts = [int(await redis.get(f"{prefix}:test:count:{r.id}:{i}") or 0) for i in range(STEPS)]
@@ -69,4 +75,6 @@ async def test_thirty_runs_survive_ten_random_worker_kills(redis_server: Embedde
         # Ledger totals equal the committed usage: one committed model call per committed step.
         assert r.usage.model_calls == STEPS, (r.id, r.usage)
     resumed = sum(r.attempts - 1 for r in runs)
-    print(f"\nchaos: {RUNS} runs, {KILLS} worker kills, {resumed} resumptions, {repeated} in-flight steps re-run, 0 events lost")
+    print(
+        f"\nchaos: {RUNS} runs, {KILLS} worker kills, {resumed} resumptions, {repeated} in-flight steps re-run, 0 events lost"
+    )
