@@ -1,0 +1,84 @@
+"""A Ray node lost under load (run as a script: it owns its own multi-node Ray cluster).
+
+Three raylets on loopback (a head and two worker nodes); the workers application gets one replica per
+node; runs are in flight; one worker node is removed. Its runs must resume on the surviving nodes and
+Serve must bring the replica count back. Prints a JSON summary; exits non-zero on any violation.
+
+    python -m tests.chaos.node_loss REDIS_URL PREFIX
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+import ray
+from ray import serve
+from ray.cluster_utils import Cluster
+from redis.asyncio import Redis
+
+from conclave.controller.store import RunStore
+from conclave.schema import TaskSpec
+from tests.integration._helpers import sim_settings, wait_terminal
+
+
+async def scenario(url: str, prefix: str, cluster: Cluster, nodes: list) -> dict:
+    from conclave.controller.serve_worker import WorkerDeployment
+
+    settings = sim_settings(prefix, max_attempts=10, worker_concurrency=20)
+    args = {"workers": 3, "settings": settings.model_dump(mode="json"), "redis_url": url, "router": "local"}
+    app = WorkerDeployment.options(num_replicas=3, max_replicas_per_node=1).bind(args)
+    serve.run(app, name="workers", route_prefix=None)
+    r = Redis.from_url(url, decode_responses=True)
+    store = RunStore(r, prefix, binary=Redis.from_url(url))
+    ids = [(await store.submit(TaskSpec(kind="steps", input="x", options={"n": 10, "sleep": 0.4})))[0].id for _ in range(30)]
+    await asyncio.sleep(2.0)
+    before = [await store.get(rid) for rid in ids]
+    running_before = sum(1 for x in before if x is not None and x.status.value == "running")
+    t0 = time.monotonic()
+    cluster.remove_node(nodes[0])
+    runs = [await wait_terminal(store, rid, timeout=240) for rid in ids]
+    elapsed = time.monotonic() - t0
+    repeated = 0
+    bad_events = 0
+    for run in runs:
+        counts = [int(await r.get(f"{prefix}:test:count:{run.id}:{i}") or 0) for i in range(10)]
+        repeated += sum(c - 1 for c in counts)
+        events = await store.events(run.id)
+        if [e.id for e in events] != list(range(1, len(events) + 1)) or [e.data["step"] for e in events if e.type == "log"] != list(range(10)):
+            bad_events += 1
+    status = serve.status().applications["workers"].deployments["worker"]
+    await r.aclose()
+    return {
+        "runs": len(runs),
+        "running_when_node_removed": running_before,
+        "succeeded": sum(1 for x in runs if x.status.value == "succeeded"),
+        "resumed": sum(1 for x in runs if x.attempts > 1),
+        "in_flight_steps_rerun": repeated,
+        "runs_with_bad_events": bad_events,
+        "seconds_to_finish_after_loss": round(elapsed, 1),
+        "replicas_after": status.replica_states,
+    }
+
+
+def main() -> int:
+    url, prefix = sys.argv[1], sys.argv[2]
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        out = asyncio.run(scenario(url, prefix, cluster, nodes))
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        cluster.shutdown()
+    print(json.dumps(out))
+    ok = out["succeeded"] == out["runs"] and out["runs_with_bad_events"] == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
