@@ -136,29 +136,48 @@ class ToolRegistry:
         (HTTP) for the duration, and their tools listed."""
         resolved = self.resolve(names)
         tools: dict[str, Tool] = {}
-        async with contextlib.AsyncExitStack() as stack:
-            mcp_refs: dict[str, list[str] | None] = {}
-            for n in resolved:
-                if n.startswith("mcp:"):
-                    server, _, one = n[4:].partition("/")
-                    if one:
-                        current = mcp_refs.get(server, [])
-                        if current is not None:
-                            mcp_refs[server] = [*current, one]
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                mcp_refs: dict[str, list[str] | None] = {}
+                for n in resolved:
+                    if n.startswith("mcp:"):
+                        server, _, one = n[4:].partition("/")
+                        if one:
+                            current = mcp_refs.get(server, [])
+                            if current is not None:
+                                mcp_refs[server] = [*current, one]
+                        else:
+                            mcp_refs[server] = None
                     else:
-                        mcp_refs[server] = None
-                else:
-                    tools[n] = self.build(n)
-            if mcp_refs:
-                from .mcp import open_mcp_tools
+                        tools[n] = self.build(n)
+                if mcp_refs:
+                    from .mcp import open_mcp_tools
 
-                for server, only in mcp_refs.items():
-                    found = await open_mcp_tools(stack, server, self.settings.mcp_servers[server], only=only)
-                    for t in found:
-                        if t.name in tools:
-                            raise ValueError(f"MCP tool {t.name!r} of server {server!r} clashes with another tool")
-                        tools[t.name] = t
-            yield tools
+                    for server, only in mcp_refs.items():
+                        found = await open_mcp_tools(stack, server, self.settings.mcp_servers[server], only=only)
+                        for t in found:
+                            if t.name in tools:
+                                raise ValueError(f"MCP tool {t.name!r} of server {server!r} clashes with another tool")
+                            tools[t.name] = t
+                yield tools
+        except BaseExceptionGroup as group:
+            # The MCP client runs in an anyio task group, which wraps what passes through it.
+            raise _single(group) from None
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside (nested) groups, or the group itself if there are several."""
+    leaves: list[BaseException] = []
+
+    def walk(g: BaseExceptionGroup[BaseException]) -> None:
+        for e in g.exceptions:
+            if isinstance(e, BaseExceptionGroup):
+                walk(e)
+            else:
+                leaves.append(e)
+
+    walk(group)
+    return leaves[0] if len(leaves) == 1 else group
 
 
 _default: ToolRegistry | None = None

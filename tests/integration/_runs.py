@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import pytest
 from redis.asyncio import Redis
 
 from conclave.agents.context import RunContext
@@ -21,7 +19,6 @@ from conclave.agents.workspace import load_workspace
 from conclave.budgets.ledger import Ledger
 from conclave.budgets.pricing import Pricing
 from conclave.cluster.router import ModelRouter
-from conclave.controller.redis_server import EmbeddedRedis
 from conclave.controller.store import RunStore
 from conclave.schema import TaskSpec
 
@@ -86,11 +83,3 @@ class Runs:
 
     async def events(self, rid: str) -> list[tuple[str, dict[str, object]]]:
         return [(e.type, e.data) for e in await self.store.events(rid, count=10_000)]
-
-
-@pytest.fixture
-async def runs(redis: Redis, redis_server: EmbeddedRedis, prefix: str) -> AsyncIterator[Runs]:
-    """``Runs`` over the session's Valkey; import this fixture into a test module to use it."""
-    binary = Redis.from_url(redis_server.url, decode_responses=False)
-    yield Runs(redis, binary, prefix)
-    await binary.aclose()

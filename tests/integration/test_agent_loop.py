@@ -17,7 +17,7 @@ from conclave.schema import Budget, RunStatus, StopReason, TaskSpec
 from conclave.tools import ToolContext, ToolRegistry, ToolSettings, tool
 from conclave.tools.settings import PythonSettings
 
-from ._runs import Runs, runs  # noqa: F401  (fixture)
+from ._runs import Runs
 
 pytestmark = pytest.mark.redis
 
