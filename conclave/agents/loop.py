@@ -84,6 +84,13 @@ class AgentOptions(BaseModel):
         description="'required' makes every turn a tool call and adds a final_answer tool to end with; "
         "use it for small models.",
     )
+    min_tool_turns: int = Field(
+        default=0,
+        ge=0,
+        le=1_000,
+        description="With tool_choice 'required', offer final_answer only after this many turns; small models "
+        "otherwise tend to answer before doing anything.",
+    )
     parallel_tool_calls: bool = True
     max_parallel: int = Field(default=8, ge=1, le=64, description="Tool calls of one turn run at once.")
     stuck_repeats: int = Field(default=3, ge=2, le=100, description="Repeats that count as stuck.")
@@ -149,10 +156,7 @@ class _Agent:
         self.model = ctx.model
         self.s = _State()
         self.answer_tool = opts.tool_choice == "required"
-        defs = [t.definition() for t in tools.values()]
-        if self.answer_tool:
-            defs.append(_answer_def())
-        self.defs = defs
+        self.defs = [t.definition() for t in tools.values()]
         self.sem = asyncio.Semaphore(opts.max_parallel)
 
     # -- the conversation ---------------------------------------------------------------------
@@ -191,8 +195,14 @@ class _Agent:
             msgs.append(ChatMessage(role="user", content="\n".join(tail)))
         return msgs
 
+    def _tool_defs(self) -> list[ToolDef]:
+        if self.answer_tool and len(self.s.turns) >= self.opts.min_tool_turns:
+            return [*self.defs, _answer_def()]
+        return list(self.defs)
+
     def _request(self, messages: list[ChatMessage], *, final: bool) -> ChatRequest:
-        with_tools = bool(self.defs) and not final
+        defs = self._tool_defs()
+        with_tools = bool(defs) and not final
         tool_choice: Any = None
         if with_tools:
             tool_choice = "required" if self.opts.tool_choice == "required" else "auto"
@@ -202,7 +212,7 @@ class _Agent:
             max_tokens=self.opts.max_tokens,
             temperature=self.opts.temperature,
             seed=self.opts.seed,
-            tools=self.defs if with_tools else None,
+            tools=defs if with_tools else None,
             tool_choice=tool_choice,
             parallel_tool_calls=self.opts.parallel_tool_calls if with_tools else None,
         )
