@@ -95,6 +95,12 @@ class McpServerSettings(_Section):
 
 
 class ToolSettings(_Section):
+    """The ``[tools]`` section. ``prices`` is the same table as ``conclave.config.ToolPricing``, so this
+    model can replace it in ``Settings.tools`` without changing existing files."""
+
+    prices: dict[str, float] = Field(
+        default_factory=dict, description="USD per call, by tool name; '*' for any tool not listed."
+    )
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     python: PythonSettings = Field(default_factory=PythonSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
