@@ -51,6 +51,7 @@ class RunKind:
 #: name → module holding ``KIND`` (or ``module:ATTR``).
 KINDS: dict[str, str] = {
     "chat": "conclave.agents.chat",
+    "agent": "conclave.agents.loop",
 }
 
 

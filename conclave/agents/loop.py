@@ -1,0 +1,549 @@
+"""The ``agent`` run kind: a tool-calling loop on the OpenAI chat format.
+
+Durability. Every model turn and every tool call is one durable step with a key fixed by its
+position (``turn/{i}/model``, ``turn/{i}/tool/{j}``, ``turn/{i}/compact``), and the conversation
+is rebuilt from the recorded step values alone. A resumed run therefore replays its history
+without calling the model or any tool again and continues from the first step that did not
+commit: a tool call that committed is never repeated, and each call carries an idempotency key
+(run id + step key + call index) for tools whose side effects live outside the workspace.
+Anything that varies between attempts (the budget block, time) is computed inside a step and
+recorded with it, so control flow on replay is identical.
+
+Stopping. ``end_turn`` (the model answered), ``max_steps``, ``budget_exhausted`` (the ledger
+refused the next call; the best partial answer is returned), ``cancelled``, ``error`` (the model
+failed), ``stuck`` (the same call with the same result, or the same error, repeated
+``stuck_repeats`` times). Malformed tool arguments are answered with a tool message that names the
+validation error, so the model can correct itself.
+
+Budget awareness (``conclave.budgets.awareness``): each model turn sees a ``<budget>`` block after
+the latest tool results; at CRITICAL the turn is made without tools, asking for the best final
+answer, so the run ends with an answer instead of being cut off.
+
+Context. When the next request nears the model's context window, the oldest tool results are moved
+into ``logs/tool_results/`` in the workspace and replaced in the context by a pointer and an
+extract (``conclave.agents.summarize``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from conclave.budgets.awareness import Level, budget_view
+from conclave.budgets.ledger import BudgetExhausted, limit_label
+from conclave.budgets.meter import prompt_upper_bound
+from conclave.cluster.engine import EngineError, ModelNotFound
+from conclave.cluster.protocol import (
+    ChatMessage,
+    ChatRequest,
+    FunctionCall,
+    FunctionDef,
+    ToolCall,
+    ToolDef,
+)
+from conclave.controller.kinds import Outcome, RunKind
+from conclave.schema import RunStatus, StopReason, TaskSpec
+from conclave.tools.base import Tool, ToolContext, ToolResult, clean_schema, execute, format_validation_error
+from conclave.tools.registry import ToolRegistry, default_registry
+
+from .context import RunContext
+from .summarize import pointer
+
+__all__ = ["ANSWER_TOOL", "AgentOptions", "KIND", "check", "run", "run_agent"]
+
+#: With ``tool_choice="required"`` the model ends by calling this tool (small models cannot be
+#: trusted to choose between text and a call on their own).
+ANSWER_TOOL = "final_answer"
+
+DEFAULT_SYSTEM = (
+    "You are an agent that completes the user's task with the tools you have. Your workspace is a "
+    "directory of files that persists for the whole task: keep notes and results there. Call tools "
+    "when you need them; call several at once when they do not depend on each other. "
+)
+
+
+class AgentOptions(BaseModel):
+    """Options of the ``agent`` kind (``TaskSpec.options``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int = Field(default=512, ge=1, le=100_000, description="Completion tokens per model turn.")
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    seed: int | None = None
+    max_steps: int = Field(default=20, ge=1, le=10_000, description="Model turns; TaskSpec.max_steps wins.")
+    tool_choice: Literal["auto", "required"] = Field(
+        default="auto",
+        description="'required' makes every turn a tool call and adds a final_answer tool to end with; "
+        "use it for small models.",
+    )
+    min_tool_turns: int = Field(
+        default=0,
+        ge=0,
+        le=1_000,
+        description="With tool_choice 'required', offer final_answer only after this many turns; small models "
+        "otherwise tend to answer before doing anything.",
+    )
+    parallel_tool_calls: bool = True
+    max_parallel: int = Field(default=8, ge=1, le=64, description="Tool calls of one turn run at once.")
+    stuck_repeats: int = Field(default=3, ge=2, le=100, description="Repeats that count as stuck.")
+    compact_at: float = Field(default=0.75, gt=0.1, le=1.0, description="Fraction of the context window.")
+    keep_recent_turns: int = Field(default=1, ge=0, le=100, description="Turns whose results are never compacted.")
+    budget_awareness: bool = True
+    layout: bool = Field(default=False, description="Start the workspace with the FS-Researcher layout.")
+
+
+def check(spec: TaskSpec) -> None:
+    """Submission-time checks beyond the options model: the tools named exist."""
+    default_registry().check(spec.tools)
+
+
+class _AnswerArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    answer: str = Field(description="Your final answer to the task.")
+
+
+def _answer_def() -> ToolDef:
+    return ToolDef(
+        function=FunctionDef(
+            name=ANSWER_TOOL,
+            description="Finish the task: give your final answer.",
+            parameters=clean_schema(_AnswerArgs.model_json_schema()),
+        )
+    )
+
+
+def _canonical_args(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True)
+    except (ValueError, TypeError):
+        return arguments.strip()
+
+
+class _Stop(Exception):
+    """Ends the loop with a reason; raised from anywhere inside it."""
+
+    def __init__(
+        self, reason: StopReason, status: RunStatus, detail: str | None = None, output: str | None = None
+    ) -> None:
+        super().__init__(detail or reason.value)
+        self.reason, self.status, self.detail, self.output = reason, status, detail, output
+
+
+@dataclass
+class _State:
+    turns: list[dict[str, Any]] = field(default_factory=list)  # recorded model turns (+ "results")
+    compacted: dict[str, str] = field(default_factory=dict)  # tool_call_id -> pointer text
+    signatures: Counter[str] = field(default_factory=Counter)
+    error_streak: list[str] = field(default_factory=list)
+    tool_counts: Counter[str] = field(default_factory=Counter)
+    level: str | None = None
+
+
+class _Agent:
+    def __init__(self, ctx: RunContext, opts: AgentOptions, tools: dict[str, Tool], registry: ToolRegistry) -> None:
+        self.ctx = ctx
+        self.opts = opts
+        self.tools = tools
+        self.registry = registry
+        self.model = ctx.model
+        self.s = _State()
+        self.answer_tool = opts.tool_choice == "required"
+        self.defs = [t.definition() for t in tools.values()]
+        self.sem = asyncio.Semaphore(opts.max_parallel)
+
+    # -- the conversation ---------------------------------------------------------------------
+    def _system(self) -> str:
+        text = DEFAULT_SYSTEM
+        if self.answer_tool:
+            text += f"When the task is done, call {ANSWER_TOOL} with your answer."
+        else:
+            text += "When the task is done, reply with your final answer as plain text, without a tool call."
+        if self.ctx.spec.system:
+            text += "\n\n" + self.ctx.spec.system
+        return text
+
+    def _messages(self, budget_text: str | None = None, final: bool = False) -> list[ChatMessage]:
+        spec = self.ctx.spec
+        msgs = [ChatMessage(role="system", content=self._system())]
+        if isinstance(spec.input, str):
+            msgs.append(ChatMessage(role="user", content=spec.input))
+        else:
+            msgs += [ChatMessage(role=m.role, content=m.content) for m in spec.input]
+        for turn in self.s.turns:
+            calls = [
+                ToolCall(id=c["id"], function=FunctionCall(name=c["name"], arguments=c["arguments"]))
+                for c in turn["tool_calls"]
+            ]
+            msgs.append(ChatMessage(role="assistant", content=turn["content"], tool_calls=calls or None))
+            for r in turn.get("results", []):
+                content = self.s.compacted.get(r["id"], r["content"])
+                msgs.append(ChatMessage(role="tool", tool_call_id=r["id"], name=r["name"], content=content))
+        tail = []
+        if budget_text:
+            tail.append(budget_text)
+        if final:
+            tail.append("Do not call any tool now. Reply with your best final answer to the task, as plain text.")
+        if tail:
+            msgs.append(ChatMessage(role="user", content="\n".join(tail)))
+        return msgs
+
+    def _tool_defs(self) -> list[ToolDef]:
+        if self.answer_tool and len(self.s.turns) >= self.opts.min_tool_turns:
+            return [*self.defs, _answer_def()]
+        return list(self.defs)
+
+    def _request(self, messages: list[ChatMessage], *, final: bool) -> ChatRequest:
+        defs = self._tool_defs()
+        with_tools = bool(defs) and not final
+        tool_choice: Any = None
+        if with_tools:
+            tool_choice = "required" if self.opts.tool_choice == "required" else "auto"
+        return ChatRequest(
+            model=self.model,
+            messages=messages,
+            max_tokens=self.opts.max_tokens,
+            temperature=self.opts.temperature,
+            seed=self.opts.seed,
+            tools=defs if with_tools else None,
+            tool_choice=tool_choice,
+            parallel_tool_calls=self.opts.parallel_tool_calls if with_tools else None,
+        )
+
+    # -- budget -----------------------------------------------------------------------------
+    async def _budget(self) -> tuple[str | None, str | None]:
+        if not self.opts.budget_awareness:
+            return None, None
+        ledger = self.ctx.ledger
+        if not ledger.has_caps and ledger.wall_cap_s is None:
+            return None, None
+        snap = await ledger.snapshot()
+        view = budget_view(
+            snap,
+            scope=self.ctx.meter.scope,
+            wall_cap_s=ledger.wall_cap_s,
+            wall_used_s=max(0.0, time.time() - self.ctx.started_at) if ledger.wall_cap_s else None,
+        )
+        if view is None:
+            return None, None
+        return view.render(), view.level.value
+
+    # -- steps --------------------------------------------------------------------------------
+    async def _model_turn(self, i: int) -> dict[str, Any]:
+        budget_text, level = await self._budget()
+        final = level == Level.CRITICAL.value
+        request = self._request(self._messages(budget_text, final=final), final=final)
+        response = await self.ctx.meter.chat(request, model=self.model)
+        choice = response.choices[0]
+        msg = choice.message
+        calls = (
+            []
+            if final
+            else [
+                {"id": c.id, "name": c.function.name, "arguments": c.function.arguments} for c in msg.tool_calls or []
+            ]
+        )
+        usage = response.usage.model_dump()
+        await self.ctx.emit(
+            "model.call",
+            {"turn": i, "model": self.model, "usage": usage, "finish_reason": choice.finish_reason, "final": final},
+        )
+        await self.ctx.emit(
+            "agent.message",
+            {
+                "turn": i,
+                "content": (msg.content or "")[:4000],
+                "tool_calls": [{"name": c["name"], "arguments": c["arguments"][:1000]} for c in calls],
+                "budget_level": level,
+            },
+        )
+        return {
+            "content": msg.content,
+            "tool_calls": calls,
+            "finish_reason": choice.finish_reason,
+            "final": final,
+            "level": level,
+            "budget": budget_text,
+            "usage": usage,
+        }
+
+    async def _tool_step(self, i: int, j: int, call: dict[str, Any]) -> dict[str, Any]:
+        ctx = self.ctx
+        name, arguments = call["name"], call["arguments"]
+        step_key = f"turn/{i}"
+        tctx = ToolContext(
+            workspace=ctx.workspace,
+            run_id=ctx.run_id,
+            step_key=step_key,
+            call_index=j,
+            settings=self.registry.settings,
+        )
+
+        async def body() -> dict[str, Any]:
+            await ctx.emit(
+                "tool.call",
+                {
+                    "turn": i,
+                    "index": j,
+                    "id": call["id"],
+                    "name": name,
+                    "arguments": arguments[:4000],
+                    "idempotency_key": tctx.idempotency_key,
+                },
+            )
+            t = self.tools.get(name)
+            if name == ANSWER_TOOL and self.answer_tool:
+                result = self._answer_result(arguments)
+            elif t is None:
+                known = ", ".join(sorted(self.tools) + ([ANSWER_TOOL] if self.answer_tool else []))
+                result = ToolResult(f"error: unknown tool {name!r}; available tools: {known}", is_error=True)
+            else:
+                try:
+                    result = await execute(t, arguments, tctx, runner=lambda fn: ctx.meter.tool(name, fn))
+                except BudgetExhausted as e:
+                    if not e.limit.startswith("tool:"):
+                        raise
+                    result = ToolResult(
+                        f"error: no budget left for this call ({limit_label(e.limit)} is used up); "
+                        f"use other tools or give your answer",
+                        is_error=True,
+                        data={"error": "budget"},
+                    )
+            await ctx.emit(
+                "tool.result",
+                {
+                    "turn": i,
+                    "index": j,
+                    "id": call["id"],
+                    "name": name,
+                    "is_error": result.is_error,
+                    "content": result.content[:4000],
+                    "data": result.data or {},
+                },
+            )
+            return {
+                "id": call["id"],
+                "name": name,
+                "content": result.content,
+                "is_error": result.is_error,
+                "data": result.data or {},
+            }
+
+        async with self.sem:
+            value: dict[str, Any] = await ctx.step(f"turn/{i}/tool/{j}", body)
+            return value
+
+    def _answer_result(self, arguments: str) -> ToolResult:
+        try:
+            args = _AnswerArgs.model_validate_json(arguments or "{}")
+        except ValidationError as e:
+            return ToolResult(format_validation_error(e, ANSWER_TOOL), is_error=True, data={"error": "arguments"})
+        return ToolResult("answer recorded", data={"answer": args.answer})
+
+    async def _compact(self, i: int) -> None:
+        """Move old tool results into the workspace when the next request nears the window."""
+        window = self.ctx.meter.router.context_window(self.model)
+        if not window:
+            return
+        limit = int(window * self.opts.compact_at)
+
+        def need() -> int:
+            req = self._request(self._messages(), final=False)
+            return prompt_upper_bound(req) + self.opts.max_tokens
+
+        if need() <= limit:
+            return
+        keep_from = max(0, len(self.s.turns) - self.opts.keep_recent_turns)
+        candidates = [
+            (t, r)
+            for t, turn in enumerate(self.s.turns[:keep_from])
+            for r in turn.get("results", [])
+            if r["id"] not in self.s.compacted and len(r["content"]) > 200
+        ]
+        if not candidates:
+            return
+        chosen: list[tuple[int, dict[str, Any]]] = []
+        trial = dict(self.s.compacted)
+        for t, r in candidates:
+            trial[r["id"]] = pointer(self._archive_path(t, r), r["content"], tool=r["name"])
+            chosen.append((t, r))
+            saved, self.s.compacted = self.s.compacted, trial
+            fits = need() <= limit
+            self.s.compacted = saved
+            if fits:
+                break
+
+        async def body() -> dict[str, str]:
+            out: dict[str, str] = {}
+            for t, r in chosen:
+                path = self._archive_path(t, r)
+                self.ctx.workspace.write(path, r["content"])
+                out[r["id"]] = pointer(path, r["content"], tool=r["name"])
+            await self.ctx.emit("log", {"turn": i, "message": f"moved {len(out)} old tool results to logs/"})
+            return out
+
+        done: dict[str, str] = await self.ctx.step(f"turn/{i}/compact", body)
+        self.s.compacted.update(done)
+
+    @staticmethod
+    def _archive_path(t: int, r: dict[str, Any]) -> str:
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in r["name"])[:40]
+        return f"logs/tool_results/turn-{t:03d}-{safe}-{r['id'][-8:]}.md"
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _partial(self) -> str | None:
+        for turn in reversed(self.s.turns):
+            if turn["content"] and turn["content"].strip():
+                return str(turn["content"])
+        return None
+
+    def _check_stuck(self, results: list[dict[str, Any]], calls: list[dict[str, Any]]) -> None:
+        n = self.opts.stuck_repeats
+        for call, r in zip(calls, results, strict=True):
+            sig = f"{call['name']}\x00{_canonical_args(call['arguments'])}\x00{r['content']}"
+            self.s.signatures[sig] += 1
+            if self.s.signatures[sig] >= n:
+                raise _Stop(
+                    StopReason.STUCK,
+                    RunStatus.SUCCEEDED,
+                    f"the call {call['name']}({call['arguments'][:200]}) returned the same result {n} times",
+                )
+            if r["is_error"]:
+                self.s.error_streak.append(r["content"])
+            else:
+                self.s.error_streak.clear()
+            tail = self.s.error_streak[-n:]
+            if len(tail) == n and len(set(tail)) == 1:
+                raise _Stop(
+                    StopReason.STUCK, RunStatus.SUCCEEDED, f"the same error {n} times in a row: {tail[0][:300]}"
+                )
+
+    async def run(self, max_steps: int) -> Outcome:
+        ctx = self.ctx
+        if self.opts.layout:
+            await ctx.step("layout", self._layout)
+        try:
+            for i in range(max_steps):
+                if ctx.cancel_requested.is_set():
+                    raise _Stop(StopReason.CANCELLED, RunStatus.CANCELLED, "cancel requested")
+                await self._compact(i)
+                try:
+                    turn: dict[str, Any] = await ctx.step(f"turn/{i}/model", functools.partial(self._model_turn, i))
+                except (EngineError, ModelNotFound) as e:
+                    raise _Stop(StopReason.ERROR, RunStatus.FAILED, f"model call failed: {e}") from e
+                self.s.turns.append(turn)
+                self.s.level = turn.get("level")
+                if turn["content"]:
+                    ctx.partial_output = turn["content"]
+                calls = turn["tool_calls"]
+                if turn["final"] or not calls:
+                    stop = StopReason.LENGTH if turn["finish_reason"] == "length" else StopReason.END_TURN
+                    detail = "answered at CRITICAL budget level" if turn["final"] else None
+                    raise _Stop(stop, RunStatus.SUCCEEDED, detail, turn["content"] or self._partial())
+                results = await asyncio.gather(
+                    *(self._tool_step(i, j, c) for j, c in enumerate(calls)), return_exceptions=True
+                )
+                for r in results:  # every sibling has finished (and committed) before we stop
+                    if isinstance(r, BaseException):
+                        raise r
+                ok: list[dict[str, Any]] = [r for r in results if isinstance(r, dict)]
+                turn["results"] = ok
+                for c in calls:
+                    self.s.tool_counts[c["name"]] += 1
+                for c, r in zip(calls, ok, strict=True):
+                    if c["name"] == ANSWER_TOOL and self.answer_tool and not r["is_error"]:
+                        answer = str(r["data"].get("answer", ""))
+                        ctx.partial_output = answer
+                        raise _Stop(StopReason.END_TURN, RunStatus.SUCCEEDED, None, answer)
+                self._check_stuck(ok, calls)
+            raise _Stop(
+                StopReason.MAX_STEPS, RunStatus.SUCCEEDED, f"stopped after {max_steps} model turns", self._partial()
+            )
+        except _Stop as s:
+            return await self._finish(s)
+        except BudgetExhausted as e:
+            return await self._finish(
+                _Stop(StopReason.BUDGET_EXHAUSTED, RunStatus.BUDGET_EXHAUSTED, str(e), self._partial()),
+                exhausted=limit_label(e.limit),
+            )
+
+    async def _layout(self) -> bool:
+        self.ctx.workspace.init_layout()
+        return True
+
+    async def _finish(self, s: _Stop, exhausted: str | None = None) -> Outcome:
+        ctx = self.ctx
+        output = s.output if s.output is not None else self._partial()
+        if output is not None:
+            ctx.partial_output = output
+        result = {
+            "steps": len(self.s.turns),
+            "tool_calls": sum(self.s.tool_counts.values()),
+            "tools": dict(self.s.tool_counts),
+            "budget_level": self.s.level,
+            "exhausted_limit": exhausted,
+            "compacted_results": len(self.s.compacted),
+            "turns": [
+                {
+                    "content": (t["content"] or "")[:2000],
+                    "final": t["final"],
+                    "tool_calls": [
+                        {"name": c["name"], "arguments": c["arguments"][:500], "is_error": r["is_error"]}
+                        for c, r in zip(t["tool_calls"], t.get("results", []), strict=False)
+                    ],
+                }
+                for t in self.s.turns
+            ],
+        }
+
+        async def stopped() -> bool:
+            await ctx.emit(
+                "agent.stopped",
+                {
+                    "stop_reason": s.reason.value,
+                    "status": s.status.value,
+                    "detail": s.detail,
+                    "steps": result["steps"],
+                    "tool_calls": result["tool_calls"],
+                },
+            )
+            return True
+
+        if s.reason is not StopReason.CANCELLED:  # a cancelled run may not be able to commit any more
+            await ctx.step("stopped", stopped)
+        return Outcome(output=output, result=result, status=s.status, stop_reason=s.reason, detail=s.detail)
+
+
+async def run_agent(ctx: RunContext, *, registry: ToolRegistry | None = None) -> Outcome:
+    """Run the agent loop for ``ctx`` with the tools of ``registry`` (the process default if None)."""
+    opts = AgentOptions.model_validate(ctx.spec.options)
+    reg = registry or default_registry()
+    max_steps = ctx.spec.max_steps or opts.max_steps
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            tools = await stack.enter_async_context(reg.open(ctx.spec.tools))
+        except Exception as e:  # an MCP server that does not start, an unknown tool
+            detail = f"could not open the tools: {e}"
+            return Outcome(status=RunStatus.FAILED, stop_reason=StopReason.ERROR, detail=detail)
+        return await _Agent(ctx, opts, tools, reg).run(max_steps)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def run(ctx: RunContext) -> Outcome:
+    return await run_agent(ctx)
+
+
+KIND = RunKind(
+    name="agent",
+    run=run,
+    options=AgentOptions,
+    description="A tool-calling agent loop over the run's workspace, budget-aware and resumable.",
+    check=check,
+)

@@ -1,0 +1,92 @@
+"""The python sandbox: hostile code is stopped or refused with a clear error; files sync back."""
+
+from __future__ import annotations
+
+import pytest
+
+from conclave.agents.workspace import Workspace
+from conclave.tools import ToolContext, ToolSettings
+from conclave.tools.base import ToolResult, execute
+from conclave.tools.python import PythonTool, probe_isolation
+from conclave.tools.settings import PythonSettings
+
+
+@pytest.fixture
+async def sandbox() -> PythonTool:
+    iso = await probe_isolation()
+    if not iso.network:
+        pytest.skip(f"no network namespace on this machine: {iso.detail}")
+    return PythonTool(ToolSettings(python=PythonSettings(cpu_seconds=1, wall_seconds=4, max_output_bytes=4000)))
+
+
+async def run(tool: PythonTool, code: str, ws: Workspace | None = None) -> ToolResult:
+    return await execute(tool, {"code": code}, ToolContext(workspace=ws or Workspace()))
+
+
+async def test_files_round_trip_and_links_stay_out(sandbox: PythonTool) -> None:
+    ws = Workspace({"in.txt": b"21", "gone.txt": b"x"})
+    code = (
+        "import os\n"
+        "n = int(open('in.txt').read())\n"
+        "os.makedirs('out', exist_ok=True)\n"
+        "open('out/answer.txt', 'w').write(str(n * 2))\n"
+        "os.remove('gone.txt')\n"
+        "os.symlink('/etc/passwd', 'leak')\n"
+        "print('ok')\n"
+    )
+    r = await run(sandbox, code, ws)
+    assert not r.is_error, r.content
+    assert r.content.startswith("exit status 0\n--- stdout ---\nok")
+    assert ws.files() == {"in.txt": b"21", "out/answer.txt": b"42"}
+    assert "not saved: leak (a link)" in r.content and "deleted gone.txt" in r.content
+
+
+async def test_an_endless_loop_hits_the_cpu_limit(sandbox: PythonTool) -> None:
+    r = await run(sandbox, "while True: pass")
+    assert r.is_error and "CPU-time limit of 1 s" in r.content
+
+
+async def test_sleeping_forever_hits_the_wall_clock_limit(sandbox: PythonTool) -> None:
+    r = await run(sandbox, "import time; time.sleep(60)")
+    assert r.is_error and "wall-clock limit of 4 s" in r.content
+
+
+async def test_allocating_10_gb_fails(sandbox: PythonTool) -> None:
+    r = await run(sandbox, "x = bytearray(10 * 1024 ** 3)")
+    assert r.is_error and "MemoryError" in r.content and "out of memory" in r.content
+
+
+async def test_forking_is_bounded(sandbox: PythonTool) -> None:
+    code = (
+        "import os, time\nfor _ in range(500):\n    if os.fork() == 0:\n        time.sleep(30)\n        os._exit(0)\n"
+    )
+    r = await run(sandbox, code)
+    assert r.is_error and "BlockingIOError" in r.content and "Resource temporarily unavailable" in r.content
+
+
+async def test_no_network_not_even_loopback(sandbox: PythonTool) -> None:
+    for host in ("127.0.0.1", "1.1.1.1"):
+        r = await run(sandbox, f"import socket; socket.create_connection(('{host}', 80), timeout=2)")
+        assert r.is_error and "Network is unreachable" in r.content
+
+
+async def test_output_is_capped(sandbox: PythonTool) -> None:
+    r = await run(sandbox, "import sys\nwhile True: sys.stdout.write('x' * 1000)")
+    assert r.is_error and "output passed the 4000-byte limit" in r.content
+
+
+async def test_no_inherited_environment(sandbox: PythonTool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_TOKEN", "s3cr3t")
+    r = await run(sandbox, "import os; print(sorted(os.environ))")
+    assert "SECRET_TOKEN" not in r.content and "PATH" in r.content
+
+
+async def test_refused_without_isolation_unless_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conclave.tools import python as py
+
+    monkeypatch.setattr(py, "_isolation", py.Isolation((), False, False, "cannot create a network namespace (test)"))
+    r = await run(PythonTool(), "print(1)")
+    assert r.is_error and "cannot run here" in r.content and "allow_network" in r.content
+    disabled = PythonTool(ToolSettings(python=PythonSettings(enabled=False)))
+    r = await run(disabled, "print(1)")
+    assert r.is_error and "disabled" in r.content
