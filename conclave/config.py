@@ -15,8 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from conclave.cluster.config import ModelSpec
+from conclave.tools.settings import ToolSettings
 
-__all__ = ["ConfigError", "Settings", "ToolPricing", "load_settings", "default_home", "format_validation_error"]
+__all__ = ["ConfigError", "Settings", "load_settings", "default_home", "format_validation_error"]
 
 
 class ConfigError(ValueError):
@@ -25,14 +26,6 @@ class ConfigError(ValueError):
 
 def default_home() -> Path:
     return Path(os.environ.get("CONCLAVE_HOME", Path.home() / ".conclave")).expanduser()
-
-
-class ToolPricing(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    prices: dict[str, float] = Field(
-        default_factory=dict, description="USD per call, by tool name; '*' for any tool not listed."
-    )
 
 
 class Settings(BaseModel):
@@ -55,9 +48,10 @@ class Settings(BaseModel):
     auth: bool = Field(default=False, description="Require API keys.")
     default_model: str | None = Field(default=None, description="Model used when a task names none.")
     models: list[ModelSpec] = Field(default_factory=list, description="Served models; empty = the CPU default.")
-    tools: ToolPricing = Field(default_factory=ToolPricing)
+    tools: ToolSettings = Field(
+        default_factory=ToolSettings, description="Tool limits, search corpora, MCP servers, prices."
+    )
     ensembles_dir: Path | None = Field(default=None, description="Extra ensemble configs to load by name.")
-    corpora: dict[str, Path] = Field(default_factory=dict, description="Named local search corpora.")
     ray_address: str | None = Field(default=None, description="Join this Ray cluster instead of starting one.")
     kinds: dict[str, str] = Field(
         default_factory=dict, description="Extra run kinds: name → module exposing KIND (a RunKind)."

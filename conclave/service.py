@@ -73,7 +73,7 @@ class LocalService:
         url, embedded = self._redis_url(say)
         self._check_redis(url)
         s = self.settings
-        settings_args = s.model_dump(mode="json")
+        settings_args = s.model_dump()  # python mode: secrets travel to the replicas unmasked (pickled by Ray)
         settings_args["redis_url"] = url
         need = sum(m.num_cpus * (m.autoscaling.max_replicas if m.autoscaling else m.replicas) for m in s.models)
         if not ray.is_initialized():

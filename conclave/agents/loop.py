@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conclave.budgets.awareness import Level, budget_view
 from conclave.budgets.ledger import BudgetExhausted, limit_label
-from conclave.budgets.meter import prompt_upper_bound
+from conclave.budgets.meter import prompt_estimate
 from conclave.cluster.engine import EngineError, ModelNotFound
 from conclave.cluster.protocol import (
     ChatMessage,
@@ -356,7 +356,7 @@ class _Agent:
 
         def need() -> int:
             req = self._request(self._messages(), final=False)
-            return prompt_upper_bound(req) + self.opts.max_tokens
+            return prompt_estimate(req) + self.opts.max_tokens
 
         if need() <= limit:
             return

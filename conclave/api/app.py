@@ -4,6 +4,7 @@ any request.
 """
 
 import logging
+import mimetypes
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -13,10 +14,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from conclave import telemetry
+from conclave.agents.workspace import PathError, Workspace, confine, load_workspace, workspace_tarball
 from conclave.api.auth import KeyStore
 from conclave.api.errors import ApiError, ErrorResponse, install_error_handlers
 from conclave.config import Settings
 from conclave.controller.kinds import register_kinds, validate_spec
+from conclave.tools import configure as configure_tools
 from conclave.controller.store import RunStore, spec_hash
 from conclave.schema import Cost, Event, Run, RunPage, RunStatus, TaskSpec
 
@@ -44,6 +47,7 @@ class Services:
         self.redis_url = redis_url
         self._store: RunStore | None = None
         register_kinds(settings.kinds)
+        configure_tools(settings.tools)  # submit-time checks need to know the MCP servers
 
     @property
     def store(self) -> RunStore:
@@ -64,6 +68,18 @@ class Services:
             await self._store.r.aclose()
             await self._store.rb.aclose()
             self._store = None
+
+
+class WorkspaceFile(BaseModel):
+    path: str
+    size: int
+    lines: int
+
+
+class WorkspaceListing(BaseModel):
+    run_id: str
+    files: list[WorkspaceFile]
+    total_bytes: int
 
 
 class CancelResult(BaseModel):
@@ -195,6 +211,55 @@ def runs_router(services: Services) -> APIRouter:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    @r.get("/runs/{run_id}/workspace", response_model=WorkspaceListing, summary="List a run's workspace")
+    async def workspace_list(run_id: str, tenant: Tenant) -> WorkspaceListing:
+        """Every file of the run's committed workspace, with sizes and line counts."""
+        await _get(run_id, tenant)
+        files = await load_workspace(services.store.rb, services.store.p, run_id)
+        entries = Workspace(files).entries("", recursive=True) if files else []
+        return WorkspaceListing(
+            run_id=run_id,
+            files=[WorkspaceFile(path=e.path, size=e.size, lines=e.lines) for e in entries if not e.is_dir],
+            total_bytes=sum(len(v) for v in files.values()),
+        )
+
+    @r.get(
+        "/runs/{run_id}/workspace.tar.gz",
+        summary="Download a run's workspace",
+        response_class=Response,
+        responses={200: {"content": {"application/gzip": {}}}},
+    )
+    async def workspace_tar(run_id: str, tenant: Tenant) -> Response:
+        await _get(run_id, tenant)
+        files = await load_workspace(services.store.rb, services.store.p, run_id)
+        return Response(
+            workspace_tarball(files),
+            media_type="application/gzip",
+            headers={"Content-Disposition": f'attachment; filename="{run_id}-workspace.tar.gz"'},
+        )
+
+    @r.get(
+        "/runs/{run_id}/workspace/{path:path}",
+        summary="Read one workspace file",
+        response_class=Response,
+        responses={200: {"content": {"application/octet-stream": {}}}},
+    )
+    async def workspace_file(run_id: str, path: str, tenant: Tenant) -> Response:
+        await _get(run_id, tenant)
+        try:
+            p = confine(path)
+        except PathError as e:
+            raise ApiError(
+                422, "invalid_path", str(e), [{"field": "path", "message": str(e), "value": path[:120]}]
+            ) from None
+        data = await services.store.rb.hget(f"{services.store.run_key(run_id)}:ws", p)
+        if data is None:
+            raise ApiError(404, "file_not_found", f"no file {p!r} in the workspace of run {run_id}")
+        media = mimetypes.guess_type(p)[0] or ("text/markdown" if p.endswith(".md") else "application/octet-stream")
+        if media.startswith("text/"):
+            media += "; charset=utf-8"
+        return Response(bytes(data), media_type=media)
 
     return r
 

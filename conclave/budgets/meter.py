@@ -20,13 +20,24 @@ from conclave.budgets.pricing import Pricing, from_pico
 from conclave.cluster.protocol import ChatRequest, ChatResponse
 from conclave.cluster.router import ModelRouter
 
-__all__ = ["CommitSink", "Meter", "prompt_upper_bound"]
+__all__ = ["CommitSink", "Meter", "prompt_estimate", "prompt_upper_bound"]
 
 T = TypeVar("T")
 
 #: Tokens a chat template may add per message and per request (role markers, BOS, generation prompt).
 _PER_MESSAGE = 16
 _PER_REQUEST = 64
+
+
+#: Bytes per token assumed when fitting a prompt into a context window. Real tokenizers average
+#: ~4 bytes per token on English; 3 keeps a margin. Only the window fit uses it — the ledger
+#: reserves the byte upper bound, so budgets stay safe whatever the tokenizer.
+BYTES_PER_TOKEN_ESTIMATE = 3
+
+
+def prompt_estimate(request: ChatRequest) -> int:
+    """A realistic prompt size in tokens, for fitting ``max_tokens`` into the context window."""
+    return prompt_upper_bound(request) // BYTES_PER_TOKEN_ESTIMATE
 
 
 def prompt_upper_bound(request: ChatRequest) -> int:
@@ -96,11 +107,14 @@ class Meter:
                 out[f"{d}|{metric}"] = v
         return out
 
-    def _max_tokens(self, model: str, request: ChatRequest, prompt: int) -> int:
+    def _max_tokens(self, model: str, request: ChatRequest) -> int:
+        """What was asked, shrunk to the room the context window leaves after the prompt. The prompt
+        is estimated, not bounded: a byte bound left ~1 token for any real conversation on a 2k
+        window."""
         wanted = request.token_limit or self.default_max_tokens
         window = self.router.context_window(model)
         if window is not None:
-            wanted = min(wanted, max(1, window - prompt))
+            wanted = min(wanted, max(1, window - prompt_estimate(request)))
         return wanted
 
     async def chat(self, request: ChatRequest, *, model: str | None = None) -> ChatResponse:
@@ -108,7 +122,7 @@ class Meter:
         output fit, naming the limit."""
         name = model or request.model
         prompt = prompt_upper_bound(request)
-        max_tokens = self._max_tokens(name, request, prompt)
+        max_tokens = self._max_tokens(name, request)
         n = request.n
         res_id: str | None = None
         for _ in range(4):

@@ -32,6 +32,7 @@ from conclave.budgets.pricing import Pricing
 from conclave.cluster.router import ModelRouter
 from conclave.config import Settings
 from conclave.controller.kinds import register_kinds
+from conclave.tools import configure as configure_tools
 from conclave.controller.runner import ActiveRun, Runner
 from conclave.controller.store import QueueEntry, RunStore
 
@@ -74,6 +75,7 @@ class Worker:
         self._stop = asyncio.Event()
         self.completed: dict[str, int] = {}
         register_kinds(settings.kinds)
+        configure_tools(settings.tools)
         telemetry.setup_telemetry("conclave-worker")
 
     async def run(self) -> None:

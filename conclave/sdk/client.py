@@ -59,7 +59,8 @@ def _extract(tar_bytes: bytes, dest: Path) -> list[Path]:
     root = dest.resolve()
     with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:gz") as tf:
         for m in tf.getmembers():
-            target = (dest / m.name).resolve()
+            name = m.name.split("/", 1)[1] if m.name.startswith("workspace/") else m.name
+            target = (dest / name).resolve()
             if not m.isfile() or not target.is_relative_to(root):
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -95,7 +95,7 @@ class McpServerSettings(_Section):
 
 
 class ToolSettings(_Section):
-    """The ``[tools]`` section. ``prices`` is the same table as ``conclave.config.ToolPricing``, so this
+    """The ``[tools]`` section. ``prices`` is USD per call by tool name, so this
     model can replace it in ``Settings.tools`` without changing existing files."""
 
     prices: dict[str, float] = Field(

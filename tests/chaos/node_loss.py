@@ -33,7 +33,10 @@ async def scenario(url: str, prefix: str, cluster: Cluster, nodes: list) -> dict
     serve.run(app, name="workers", route_prefix=None)
     r = Redis.from_url(url, decode_responses=True)
     store = RunStore(r, prefix, binary=Redis.from_url(url))
-    ids = [(await store.submit(TaskSpec(kind="steps", input="x", options={"n": 10, "sleep": 0.4})))[0].id for _ in range(30)]
+    ids = [
+        (await store.submit(TaskSpec(kind="steps", input="x", options={"n": 10, "sleep": 0.4})))[0].id
+        for _ in range(30)
+    ]
     await asyncio.sleep(2.0)
     before = [await store.get(rid) for rid in ids]
     running_before = sum(1 for x in before if x is not None and x.status.value == "running")
@@ -47,7 +50,9 @@ async def scenario(url: str, prefix: str, cluster: Cluster, nodes: list) -> dict
         counts = [int(await r.get(f"{prefix}:test:count:{run.id}:{i}") or 0) for i in range(10)]
         repeated += sum(c - 1 for c in counts)
         events = await store.events(run.id)
-        if [e.id for e in events] != list(range(1, len(events) + 1)) or [e.data["step"] for e in events if e.type == "log"] != list(range(10)):
+        if [e.id for e in events] != list(range(1, len(events) + 1)) or [
+            e.data["step"] for e in events if e.type == "log"
+        ] != list(range(10)):
             bad_events += 1
     status = serve.status().applications["workers"].deployments["worker"]
     await r.aclose()

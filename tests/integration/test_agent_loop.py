@@ -279,7 +279,7 @@ async def test_old_tool_results_move_to_the_workspace_near_the_context_window(ru
         "summary written",
     )
     rid = await runs.submit(spec(["read"], max_tokens=64))
-    ctx = await runs.attempt(rid, router(engine, window=3000))
+    ctx = await runs.attempt(rid, router(engine, window=1000))
     for n in (1, 2, 3):
         ctx.workspace.write(f"f{n}.md", f"file {n}\n" + big)
     await ctx.flush()

@@ -136,3 +136,31 @@ async def test_redis_unreachable_is_a_503_with_a_message(settings: Settings) -> 
             r = await c.post("/v1/runs", json={"kind": "chat", "input": "x"})
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "store_unavailable" and "unreachable" in r.json()["error"]["message"]
+
+
+async def test_workspace_listing_file_and_tarball(
+    api: httpx.AsyncClient, settings: Settings, redis_server: EmbeddedRedis, tmp_path
+) -> None:
+    import asyncio as _asyncio
+
+    from conclave import Client
+
+    rid = (await api.post("/v1/runs", json={"kind": "steps", "input": "x", "options": {"n": 3}})).json()["id"]
+    async with running_worker(settings, redis_server.url):
+        await _wait(api, rid)
+    listing = (await api.get(f"/v1/runs/{rid}/workspace")).json()
+    assert [f["path"] for f in listing["files"]] == ["steps/0.txt", "steps/1.txt", "steps/2.txt"]
+    assert listing["files"][0]["lines"] == 1 and listing["total_bytes"] == 18
+    f = await api.get(f"/v1/runs/{rid}/workspace/steps/1.txt")
+    assert f.status_code == 200 and f.text == "step 1" and f.headers["content-type"].startswith("text/plain")
+    assert (await api.get(f"/v1/runs/{rid}/workspace/steps/9.txt")).json()["error"]["code"] == "file_not_found"
+    esc = await api.get(f"/v1/runs/{rid}/workspace/..%2F..%2Fetc%2Fpasswd")
+    assert esc.status_code in (404, 422) and "error" in esc.json()
+    base = str(api.base_url).rstrip("/")
+    files = await _asyncio.to_thread(lambda: Client(base).workspace.download(rid, tmp_path / "ws"))
+    assert sorted(p.relative_to(tmp_path / "ws").as_posix() for p in files) == [
+        "steps/0.txt",
+        "steps/1.txt",
+        "steps/2.txt",
+    ]
+    assert (tmp_path / "ws" / "steps" / "2.txt").read_text() == "step 2"

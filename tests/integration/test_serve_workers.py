@@ -19,7 +19,12 @@ async def test_serve_worker_replicas_execute_runs(redis_server: EmbeddedRedis, r
     from conclave.controller.serve_worker import build_app
 
     settings = sim_settings(prefix)
-    args = {"workers": 2, "settings": settings.model_dump(mode="json"), "redis_url": redis_server.url, "router": "local"}
+    args = {
+        "workers": 2,
+        "settings": settings.model_dump(mode="json"),
+        "redis_url": redis_server.url,
+        "router": "local",
+    }
     handle = serve.run(build_app(args), name=f"workers-{prefix}", route_prefix=None)
     try:
         store = RunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
