@@ -19,9 +19,9 @@ from conclave.api.auth import KeyStore
 from conclave.api.errors import ApiError, ErrorResponse, install_error_handlers
 from conclave.config import Settings
 from conclave.controller.kinds import register_kinds, validate_spec
-from conclave.tools import configure as configure_tools
 from conclave.controller.store import RunStore, spec_hash
 from conclave.schema import Cost, Event, Run, RunPage, RunStatus, TaskSpec
+from conclave.tools import configure as configure_tools
 
 __all__ = ["Services", "create_app"]
 

@@ -32,9 +32,9 @@ from conclave.budgets.pricing import Pricing
 from conclave.cluster.router import ModelRouter
 from conclave.config import Settings
 from conclave.controller.kinds import register_kinds
-from conclave.tools import configure as configure_tools
 from conclave.controller.runner import ActiveRun, Runner
 from conclave.controller.store import QueueEntry, RunStore
+from conclave.tools import configure as configure_tools
 
 __all__ = ["Worker", "connect", "main"]
 
