@@ -61,7 +61,15 @@ def conclave_per_step(reps: int, steps: int, *, budget_awareness: bool) -> dict[
         opts = {"budget_awareness": budget_awareness, "max_tokens": 64}
         for i in range(reps + 1):
             budget = Budget(model_calls=10 * steps, output_tokens=10**6) if budget_awareness else None
-            spec = TaskSpec(kind="agent", input="go", model="sim", tools=["lookup"], max_steps=steps + 5, options=opts, budget=budget)
+            spec = TaskSpec(
+                kind="agent",
+                input="go",
+                model="sim",
+                tools=["lookup"],
+                max_steps=steps + 5,
+                options=opts,
+                budget=budget,
+            )
             run, _, _ = await store.submit(spec)
             while True:
                 got = await store.get(run.id)
@@ -103,7 +111,9 @@ def langgraph_per_step(reps: int, steps: int) -> dict[str, Any]:
     model = lg.FakeToolModel()
     out = {
         "langgraph_no_checkpointer": lg.run_agent(create_react_agent(model, [lg.lookup]), reps, False),
-        "langgraph_inmemory": lg.run_agent(create_react_agent(model, [lg.lookup], checkpointer=InMemorySaver()), reps, True),
+        "langgraph_inmemory": lg.run_agent(
+            create_react_agent(model, [lg.lookup], checkpointer=InMemorySaver()), reps, True
+        ),
     }
     db = os.path.join(tempfile.mkdtemp(), "lg.sqlite")
     saver = SqliteSaver(sqlite3.connect(db, check_same_thread=False))
@@ -127,7 +137,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["conclave_redis_budget_aware"] = conclave_per_step(a.reps, a.steps, budget_awareness=True)
     base = results["langgraph_inmemory"]["median"]
     ratios = {k: v["median"] / base for k, v in results.items()}
-    data = {"steps": a.steps, "reps": a.reps, "ms_per_step": results, "ratio_to_langgraph_inmemory": ratios, "seconds": time.perf_counter() - t0}
+    data = {
+        "steps": a.steps,
+        "reps": a.reps,
+        "ms_per_step": results,
+        "ratio_to_langgraph_inmemory": ratios,
+        "seconds": time.perf_counter() - t0,
+    }
     emit("overhead", data)
     names = list(results)
     plot(

@@ -21,7 +21,7 @@ import signal
 import socket
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -42,16 +42,22 @@ log = logging.getLogger(__name__)
 _DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
-def connect(url: str, *, decode: bool = True) -> Redis:
-    """A client that rides out a short outage: commands retry with backoff on connection errors."""
-    return Redis.from_url(
+def connect(url: str, *, decode: bool = True, max_connections: int = 128) -> Redis:
+    """A client that rides out a short outage (commands retry with backoff on connection errors)
+    and never fails for want of a connection: with hundreds of runs in flight the pool makes a
+    command wait for a free connection instead of raising "Too many connections" (redis-py's
+    default pool does, at 100)."""
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=60,
         decode_responses=decode,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=8),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=10,
         socket_connect_timeout=2,
     )
+    return Redis(connection_pool=pool, auto_close_connection_pool=True)
 
 
 class Worker:
