@@ -11,8 +11,9 @@ what was wrong and asked again, each retry metered like any call):
 - ranker: a partial ranking is completed with the unranked candidates in their original order; no
   ranking at all keeps every candidate in its original order, none dropped (``top_k`` is not applied
   without a judgment);
-- verifier: a candidate without a readable verdict counts as unjudged: kept, after the verified ones;
-  when no candidate is verified or unjudged, all are kept (as Archon does);
+- verifier: with ``first_k`` and at least that many verified, the first ``first_k`` verified are
+  kept; otherwise the verified ones, then those without a readable verdict (unjudged, never
+  dropped); when nothing is verified or unjudged, all are kept (as Archon does);
 - unit-test generator: no unit tests (evaluators then pass candidates on unchanged);
 - unit-test evaluator: a candidate whose verdicts cannot be read ranks after all scored ones;
 - voter: makes no calls; a response with no recognisable answer votes with its whole normalised text.
@@ -390,11 +391,12 @@ async def _verifier(env: Env, spec: ComponentSpec, call: Call) -> ComponentOutpu
     passed = [c for c, v in zip(cands, verdicts, strict=True) if v is True]
     unjudged = [c for c, v in zip(cands, verdicts, strict=True) if v is None]
     degraded = f"{len(unjudged)} verdict(s) unreadable; those candidates kept after the verified" if unjudged else None
-    kept = passed + unjudged
+    if spec.first_k and len(passed) >= spec.first_k:
+        kept, degraded = passed[: spec.first_k], None
+    else:
+        kept = passed + unjudged
     if not kept:
         kept, degraded = list(cands), "no candidate passed verification; all kept"
-    if spec.first_k:
-        kept = kept[: spec.first_k]
     return ComponentOutput(candidates=kept, degraded=degraded, detail={"verdicts": verdicts})
 
 

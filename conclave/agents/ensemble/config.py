@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -430,6 +430,7 @@ class LayerPlan:
     requests: int  # requests Conclave sends (samples of one prompt batched with ``n``)
     rounds: int  # calls one after another on the layer's critical path
     candidates_out: int
+    output_tokens: int = 0  # worst case: every call writes max_tokens
 
 
 @dataclass
@@ -445,6 +446,10 @@ class Plan:
         return sum(lp.requests for lp in self.layers)
 
     @property
+    def output_tokens(self) -> int:
+        return sum(lp.output_tokens for lp in self.layers)
+
+    @property
     def critical_path_rounds(self) -> int:
         return sum(lp.rounds for lp in self.layers)
 
@@ -457,20 +462,31 @@ def _batches(samples: int) -> int:
     return -(-samples // MAX_N)
 
 
-def plan(cfg: EnsembleConfig, *, samples: Sequence[Sequence[int]] | None = None) -> Plan:
-    """The calls a config makes when every parse succeeds, every candidate passes the verifier, and
-    the unit-test generator writes ``unit_test_cap`` tests. ``samples`` overrides per-component
-    samples (the executor passes shrunk values)."""
+def plan(
+    cfg: EnsembleConfig,
+    *,
+    samples: Mapping[int, Sequence[int]] | None = None,
+    start: int = 0,
+    n_cand: int = 0,
+    cap: int | None = None,
+) -> Plan:
+    """The calls a config makes when every parse succeeds, every candidate passes the verifier and
+    the voter, and the unit-test generator writes ``unit_test_cap`` tests (so candidate counts and
+    calls are upper bounds, retries aside). ``samples`` overrides per-component samples of the layers
+    it names; ``start`` and ``n_cand`` plan the rest of a run from a layer on; ``cap`` caps every
+    call's ``max_tokens`` (for ``output_tokens``, the worst case)."""
     out = Plan()
-    n_cand = 0
-    for i, layer in enumerate(cfg.layers):
-        completions = requests = rounds = 0
+    for i in range(start, len(cfg.layers)):
+        layer = cfg.layers[i]
+        completions = requests = rounds = tokens = 0
         produced: list[int] = []
         batched: dict[tuple[str, float, int, bool], int] = {}
         for j, c in enumerate(layer.components):
-            s = samples[i][j] if samples is not None else c.samples
+            s = samples[i][j] if samples is not None and i in samples else c.samples
+            mt = min(c.max_tokens, cap) if cap else c.max_tokens
+            calls = 0
             if c.type == "generator":
-                completions += s
+                calls = s
                 if c.first_finish:
                     requests += s
                     produced.append(1)
@@ -479,37 +495,44 @@ def plan(cfg: EnsembleConfig, *, samples: Sequence[Sequence[int]] | None = None)
                     batched[key] = batched.get(key, 0) + s
                     produced.append(s)
                 rounds = max(rounds, 1)
-            elif c.type == "fuser" and n_cand:
-                completions += s
+            elif c.type == "unit_test_generator":
+                calls = 1
+                requests += 1
+                rounds = max(rounds, 1)
+            elif not n_cand:
+                continue  # a judge with nothing to judge makes no call
+            elif c.type == "fuser":
+                calls = s
                 requests += _batches(s)
                 produced.append(s)
                 rounds = max(rounds, 1)
-            elif c.type == "unit_test_generator" or (c.type == "critic" and n_cand):
-                completions += 1
+            elif c.type == "critic":
+                calls = 1
                 requests += 1
                 rounds = max(rounds, 1)
             elif c.type == "ranker":
                 calls = 1 if n_cand > 1 else 0
-                completions += calls
                 requests += calls
                 produced.append(min(c.top_k or n_cand, n_cand))
                 rounds = max(rounds, calls)
             elif c.type == "verifier":
-                completions += 2 * n_cand
-                requests += 2 * n_cand
+                calls = 2 * n_cand
+                requests += calls
                 produced.append(min(c.first_k or n_cand, n_cand))
-                rounds = max(rounds, 2 if n_cand else 0)
+                rounds = max(rounds, 2)
             elif c.type == "unit_test_evaluator":
-                completions += n_cand
-                requests += n_cand
+                calls = n_cand
+                requests += calls
                 produced.append(min(c.first_k or c.top_k or n_cand, n_cand))
-                rounds = max(rounds, 1 if n_cand else 0)
+                rounds = max(rounds, 1)
             elif c.type == "voter":
-                produced.append(min(1, n_cand))
+                produced.append(n_cand)
+            completions += calls
+            tokens += calls * mt
         requests += sum(_batches(s) for s in batched.values())
         if produced:
             n_cand = sum(produced)
-        out.layers.append(LayerPlan(completions, requests, rounds, n_cand))
+        out.layers.append(LayerPlan(completions, requests, rounds, n_cand, tokens))
     return out
 
 

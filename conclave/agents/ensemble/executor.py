@@ -40,7 +40,7 @@ from .components import (
     run_component,
     run_generators,
 )
-from .config import MAX_N, ComponentSpec, EnsembleConfig, LayerSpec
+from .config import ComponentSpec, EnsembleConfig, Plan, plan
 from .prompts import with_unit_tests
 
 __all__ = [
@@ -130,71 +130,41 @@ class ModelResolver:
         )
 
 
-def _layer_cost(layer: LayerSpec, samples: Sequence[int], n_cand: int, cap: int | None) -> tuple[int, int]:
-    """(requests, worst-case output tokens) of a layer without retries."""
-    requests = out = 0
-    batched: dict[tuple[str, float, int, bool], int] = {}
-
-    def mt(c: ComponentSpec) -> int:
-        return min(c.max_tokens, cap) if cap else c.max_tokens
-
-    for c, s in zip(layer.components, samples, strict=True):
-        if c.type == "generator" and not c.first_finish:
-            key = (c.model or "", c.temperature, c.max_tokens, c.no_system)
-            batched[key] = batched.get(key, 0) + s
-            out += s * mt(c)
-        elif c.type == "generator":
-            requests += s
-            out += s * mt(c)
-        elif c.type == "unit_test_generator":
-            requests += 1
-            out += mt(c)
-        elif not n_cand:
-            continue
-        elif c.type == "fuser":
-            requests += -(-s // MAX_N)
-            out += s * mt(c)
-        elif c.type == "critic" or (c.type == "ranker" and n_cand > 1):
-            requests += 1
-            out += mt(c)
-        elif c.type == "verifier":
-            requests += 2 * n_cand
-            out += 2 * n_cand * mt(c)
-        elif c.type == "unit_test_evaluator":
-            requests += n_cand
-            out += n_cand * mt(c)
-    requests += sum(-(-s // MAX_N) for s in batched.values())
-    return requests, out
-
-
 def _shrink(
-    layer: LayerSpec, n_cand: int, cap: int | None, room: Mapping[str, int]
-) -> tuple[list[int], tuple[int, int]]:
-    """Samples per component that fit ``room`` (``model_calls``/``output_tokens``): the component
-    with the most samples gives one up at a time (the later one on a tie), never below one."""
+    cfg: EnsembleConfig, i: int, n_cand: int, cap: int | None, room: Mapping[str, int]
+) -> tuple[list[int], Plan]:
+    """Samples per component of layer ``i`` such that this layer, followed by the later layers at one
+    sample per component, fits ``room`` (``model_calls``/``output_tokens``): the component with the
+    most samples gives some up (the later one on a tie), never below one. Returns the samples and
+    the plan of this layer alone."""
+    layer = cfg.layers[i]
     samples = [c.samples for c in layer.components]
     sampling = [j for j, c in enumerate(layer.components) if c.type in ("generator", "fuser")]
+    least = {k: [1] * len(cfg.layers[k].components) for k in range(i + 1, len(cfg.layers))}
 
-    def fits(cost: tuple[int, int]) -> bool:
-        calls_ok = cost[0] <= room.get("model_calls", cost[0])
-        out_ok = cost[1] <= room.get("output_tokens", cost[1])
-        return calls_ok and out_ok
+    def cost(vec: list[int]) -> Plan:
+        return plan(cfg, samples={i: vec, **least}, start=i, n_cand=n_cand, cap=cap)
 
-    cost = _layer_cost(layer, samples, n_cand, cap)
-    while not fits(cost):
+    def over(p: Plan) -> int:
+        """How many tokens (or calls) too many; 0 when it fits."""
+        worst = 0
+        if "output_tokens" in room:
+            worst = max(worst, p.output_tokens - room["output_tokens"])
+        if "model_calls" in room:
+            worst = max(worst, p.total_requests - room["model_calls"])
+        return worst
+
+    p = cost(samples)
+    while over(p) > 0:
         movable = [j for j in sampling if samples[j] > 1]
         if not movable:
             break
         j = max(movable, key=lambda k: (samples[k], k))
-        over = max(
-            (cost[1] - room["output_tokens"]) // max(1, layer.components[j].max_tokens)
-            if "output_tokens" in room
-            else 0,
-            1,
-        )
-        samples[j] = max(1, samples[j] - min(over, samples[j] - 1))
-        cost = _layer_cost(layer, samples, n_cand, cap)
-    return samples, cost
+        mt = min(layer.components[j].max_tokens, cap) if cap else layer.components[j].max_tokens
+        step = max(1, over(p) // max(1, mt)) if "output_tokens" in room else 1
+        samples[j] = max(1, samples[j] - step)
+        p = cost(samples)
+    return samples, plan(cfg, samples={i: samples}, start=i, n_cand=n_cand, cap=cap)
 
 
 async def _ledger_room(meter: Meter, extra_scopes: Sequence[str]) -> dict[str, int]:
@@ -307,7 +277,9 @@ class Executor:
 
         if self._step is None:
             return await body()
-        return await self._step(f"layer/{i}", body)
+        value: Any = await self._step(f"layer/{i}", body)
+        # A step runner that replays without the model hands back the recorded JSON.
+        return value if isinstance(value, LayerResult) else LayerResult.model_validate(value)
 
     async def _layer(self, i: int, prev: EnsembleState, tally: Tally) -> LayerResult:
         layer = self.config.layers[i]
@@ -320,8 +292,8 @@ class Executor:
             ):
                 if value is not None:
                     room[limit] = min(room.get(limit, value), value)
-        samples, cost = _shrink(layer, n_cand, self.cap, room)
-        if "model_calls" in room and cost[0] > room["model_calls"]:
+        samples, mine = _shrink(self.config, i, n_cand, self.cap, room)
+        if "model_calls" in room and mine.layers[0].requests > room["model_calls"]:
             raise BudgetExhausted(self.meter.scope, "model_calls", room["model_calls"])
 
         bare = self.messages[-1].text()
