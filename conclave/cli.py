@@ -392,7 +392,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble_validate(args: argparse.Namespace) -> int:
-    from conclave.agents.ensemble.config import validate_paths
+    import logging
+
+    from conclave.agents.ensemble import validate_paths
+
+    logging.getLogger("conclave").setLevel(logging.ERROR)  # warnings are printed per file below
 
     checks = validate_paths(args.paths)
     bad = [c for c in checks if not c.ok]
@@ -404,6 +408,8 @@ def cmd_ensemble_validate(args: argparse.Namespace) -> int:
                 out.print(
                     f"[green]ok[/]   {c.path}  layers={c.layers} calls={c.total_model_calls} rounds={c.critical_path_rounds}"
                 )
+                for w in c.warnings:
+                    out.print(f"       [yellow]warning:[/] {w}", highlight=False)
             else:
                 out.print(f"[red]fail[/] {c.path}: {c.error}", markup=True, highlight=False)
         out.print(f"{len(checks) - len(bad)} valid, {len(bad)} invalid")

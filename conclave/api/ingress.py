@@ -6,6 +6,7 @@ HTTP exists only here, at the edge; inside the cluster the API talks to models t
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -48,13 +49,43 @@ def _openai_routers(settings: Settings, router_mode: str) -> list[APIRouter]:
         return holder["r"]
 
     kwargs: dict[str, Any] = {"default_model": settings.resolved_default_model()}
-    try:
-        from conclave.agents.ensemble.openai import make_ensemble_chat
-
-        kwargs["ensemble_chat"] = make_ensemble_chat(settings, get_router)
-    except ImportError:
-        pass
+    kwargs["ensemble_chat"] = make_ensemble_chat(settings, get_router)
     return [build_openai_router(get_router, **kwargs)]
+
+
+class _NoRunSink:
+    """Chat completions through the OpenAI endpoint belong to no run, so there is no run ledger to
+    charge; the usage is returned to the caller in the response instead."""
+
+    async def ledger_op(self, op: dict[str, Any]) -> None:
+        return None
+
+
+def make_ensemble_chat(settings: Settings, get_router: Callable[[], Any]) -> Callable[[str, Any], Awaitable[Any]]:
+    """``model="ensemble/<name>"`` on the OpenAI endpoint: run the named ensemble over the served models."""
+    from conclave.agents.ensemble import ensemble_chat
+    from conclave.budgets.ledger import Ledger
+    from conclave.budgets.meter import Meter
+    from conclave.budgets.pricing import Pricing
+
+    pricing = Pricing.from_specs(settings.models, settings.tools.prices)
+
+    async def chat(name: str, request: Any) -> Any:
+        meter = Meter(
+            ledger=Ledger(None, None, settings.key_prefix, "openai"),  # type: ignore[arg-type]  # no caps: never touches Redis
+            pricing=pricing,
+            router=get_router(),
+            sink=_NoRunSink(),
+        )
+        return await ensemble_chat(
+            name.removeprefix("ensemble/"),
+            request,
+            meter,
+            extra_dirs=[settings.ensembles_dir],
+            default_model=settings.resolved_default_model(),
+        )
+
+    return chat
 
 
 def build_fastapi(settings: Settings, redis_url: str, router_mode: str = "serve") -> FastAPI:

@@ -196,3 +196,16 @@ async def test_cli_submit_wait_json_and_runs_show(redis_server: EmbeddedRedis, p
         assert bad.returncode == 2 and "budget.usd" in bad.stderr and "Traceback" not in bad.stderr
     down = await asyncio.to_thread(_cli, "runs", "ls", "--url", f"http://127.0.0.1:{free_port()}")
     assert down.returncode == 5 and "cannot reach" in down.stderr
+
+
+def test_cli_ensemble_validate_reports_the_archon_configs() -> None:
+    compat = ROOT.parent / "shared" / "compat" / "archon-configs"
+    if not compat.is_dir():
+        pytest.skip(f"the Archon configs are not beside the repository ({compat})")
+    p = _cli("ensemble", "validate", str(compat), "--json")
+    checks = json.loads(p.stdout)
+    assert p.returncode == 2 and len(checks) == 292
+    bad = [c for c in checks if not c["ok"]]
+    assert len(bad) == 2 and all("line" in c["error"] for c in bad)
+    good = [c["path"] for c in checks if c["ok"]][:3]
+    assert _cli("ensemble", "validate", *good).returncode == 0
