@@ -416,6 +416,17 @@ def cmd_ensemble_validate(args: argparse.Namespace) -> int:
     return EXIT_USAGE if bad else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Benchmarks live in the repository's ``bench/`` package (not installed with the wheel)."""
+    import subprocess
+
+    root = os.environ.get("CONCLAVE_REPO") or os.getcwd()
+    if not os.path.isfile(os.path.join(root, "bench", "__main__.py")):
+        err.print("[red]error:[/] run `conclave bench` from a Conclave checkout (or set CONCLAVE_REPO): bench/ is not installed")
+        return EXIT_USAGE
+    return subprocess.call([sys.executable, "-m", "bench", args.name, *args.rest], cwd=root)
+
+
 # -- parser ----------------------------------------------------------------------------------------
 def _client_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", help="API URL (default $CONCLAVE_URL or http://127.0.0.1:8000)")
@@ -515,6 +526,11 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             k.add_argument("key_id")
         k.set_defaults(fn=cmd_keys)
+
+    b = sub.add_parser("bench", help="run a benchmark from a checkout (prints JSON, writes a PNG)")
+    b.add_argument("name", choices=["overhead", "scale", "ledger", "ensemble", "cpu_path"])
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.set_defaults(fn=cmd_bench)
 
     ens = sub.add_parser("ensemble", help="ensemble configs").add_subparsers(dest="ens_cmd", required=True)
     e = ens.add_parser("validate", help="validate Archon or Conclave ensemble configs (files or folders)")
