@@ -169,16 +169,22 @@ def _serve_options(spec: ModelSpec) -> dict[str, Any]:
         }
     else:
         opts["num_replicas"] = spec.replicas
+    if spec.engine == "vllm":
+        from conclave.cluster.engines.vllm import serve_options
+
+        opts.update(serve_options(spec))
     if spec.routing == "prefix_affinity":
         from ray.serve.config import RequestRouterConfig
 
-        opts["request_router_config"] = RequestRouterConfig(request_router_class=_PREFIX_ROUTER)
+        # Serve accepts the class by import path; its annotation names only the class object.
+        opts["request_router_config"] = RequestRouterConfig(request_router_class=_PREFIX_ROUTER)  # type: ignore[arg-type]
     return opts
 
 
 def model_deployment(spec: ModelSpec) -> Deployment:
     """The Serve deployment for one model (not yet bound)."""
-    return serve.deployment(ModelReplica).options(**_serve_options(spec))
+    deployment: Deployment = serve.deployment(ModelReplica)  # type: ignore[assignment]  # Serve's overloads
+    return deployment.options(**_serve_options(spec))
 
 
 def build_app(args: Mapping[str, Any]) -> Application:
@@ -196,7 +202,8 @@ def build_app(args: Mapping[str, Any]) -> Application:
 
         raise ValueError("build_app args:\n" + format_validation_error(e)) from None
     bound = {f"m{i}": model_deployment(s).bind(s.model_dump(mode="json")) for i, s in enumerate(parsed.models)}
-    index = serve.deployment(ModelIndex).options(
+    index_deployment: Deployment = serve.deployment(ModelIndex)  # type: ignore[assignment]
+    index = index_deployment.options(
         name=INDEX_NAME, num_replicas=1, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0}
     )
     return index.bind([s.model_dump(mode="json") for s in parsed.models], **bound)

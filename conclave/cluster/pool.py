@@ -23,7 +23,7 @@ from typing import Any
 from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError, TaskCancelledError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from conclave.cluster.config import ModelSpec
 from conclave.cluster.deployment import APP_NAME, INDEX_NAME, RoutedRequest, deployment_name
@@ -138,7 +138,7 @@ class ServeRouter:
         for attempt in range(self.max_attempts):
             if attempt:
                 await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
-            gen = handle.stream.remote(routed)
+            gen: DeploymentResponseGenerator[ChatChunk] = handle.stream.remote(routed)  # type: ignore[assignment]
             started = False
             try:
                 async for chunk in gen:

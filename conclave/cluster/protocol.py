@@ -177,8 +177,8 @@ class ChatRequest(_Lenient):
         if self.tool_choice == "required" and not self.tools:
             raise ValueError("tool_choice 'required' needs tools")
         if self.tools:
-            names = [t.function.name for t in self.tools]
-            dup = {n for n in names if names.count(n) > 1}
+            listed = [t.function.name for t in self.tools]
+            dup = {n for n in listed if listed.count(n) > 1}
             if dup:
                 raise ValueError(f"tools: duplicate function names {sorted(dup)}")
         return self
