@@ -176,8 +176,15 @@ def _serve_options(spec: ModelSpec) -> dict[str, Any]:
     if spec.routing == "prefix_affinity":
         from ray.serve.config import RequestRouterConfig
 
-        # Serve accepts the class by import path; its annotation names only the class object.
-        opts["request_router_config"] = RequestRouterConfig(request_router_class=_PREFIX_ROUTER)  # type: ignore[arg-type]
+        try:
+            # Serve accepts the class by import path; its annotation names only the class object.
+            opts["request_router_config"] = RequestRouterConfig(request_router_class=_PREFIX_ROUTER)  # type: ignore[arg-type]
+        except ImportError as e:
+            raise ValueError(
+                f"model {spec.name!r}: routing 'prefix_affinity' needs Ray Serve LLM's router "
+                f"({_PREFIX_ROUTER}), which cannot be imported here ({e}); install 'ray[llm]' "
+                "or use routing 'power_of_two'"
+            ) from e
     return opts
 
 

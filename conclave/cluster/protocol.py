@@ -170,15 +170,15 @@ class ChatRequest(_Lenient):
     @model_validator(mode="after")
     def _consistent(self) -> ChatRequest:
         if isinstance(self.tool_choice, NamedToolChoice):
-            names = {t.function.name for t in self.tools or []}
+            known = {t.function.name for t in self.tools or []}
             wanted = self.tool_choice.function["name"]
-            if wanted not in names:
+            if wanted not in known:
                 raise ValueError(f"tool_choice names the function {wanted!r}, which is not in tools")
         if self.tool_choice == "required" and not self.tools:
             raise ValueError("tool_choice 'required' needs tools")
         if self.tools:
-            listed = [t.function.name for t in self.tools]
-            dup = {n for n in listed if listed.count(n) > 1}
+            names = [t.function.name for t in self.tools]
+            dup = {n for n in names if names.count(n) > 1}
             if dup:
                 raise ValueError(f"tools: duplicate function names {sorted(dup)}")
         return self

@@ -416,11 +416,17 @@ class LlamaCppEngine(Engine):
         usage = CompletionUsage.of(0, 0)
         base = self._seed(request)
         for i in range(request.n):
-            async for item in self._stream_one(request, base + i, i, cid):
-                if isinstance(item, CompletionUsage):
-                    usage = usage + item
-                else:
-                    yield item
+            sample = self._stream_one(request, base + i, i, cid)
+            try:
+                async for item in sample:
+                    if isinstance(item, CompletionUsage):
+                        usage = usage + item
+                    else:
+                        yield item
+            finally:
+                # Closing this stream must reach the inner generator now (not at garbage
+                # collection): it holds the model lock until its generation has stopped.
+                await sample.aclose()  # type: ignore[attr-defined]
         yield ChatChunk(id=cid, model=self.name, choices=[], usage=usage)
 
     async def _stream_one(
