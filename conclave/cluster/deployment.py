@@ -81,10 +81,15 @@ class ModelReplica:
     def __init__(self, spec: Mapping[str, Any]) -> None:
         self.spec = ModelSpec.model_validate(spec)
         self.engine = build_engine(self.spec)
+        self.inflight = 0
         logger.info("replica of %s ready (engine %s, pid %d)", self.spec.name, self.spec.engine, os.getpid())
 
     async def chat(self, routed: RoutedRequest) -> ChatResponse:
-        response = await self.engine.chat(routed.request)
+        self.inflight += 1
+        try:
+            response = await self.engine.chat(routed.request)
+        finally:
+            self.inflight -= 1
         response.model = self.spec.name
         return response
 
@@ -92,11 +97,13 @@ class ModelReplica:
         """Streams the engine's chunks. When the caller stops reading, Serve cancels this generator
         and ``aclose`` reaches the engine, which aborts the generation."""
         chunks = self.engine.stream(routed.request)
+        self.inflight += 1
         try:
             async for chunk in chunks:
                 chunk.model = self.spec.name
                 yield chunk
         finally:
+            self.inflight -= 1
             await chunks.aclose()  # type: ignore[attr-defined]
 
     async def check_health(self) -> None:
@@ -104,13 +111,15 @@ class ModelReplica:
         await self.engine.health()
 
     async def whoami(self) -> dict[str, Any]:
-        """Which replica answered: used by tests and operators to find a replica's actor."""
+        """Which replica answered and how many calls it is serving: used by operators and tests
+        to find a replica's actor."""
         ctx = serve.get_replica_context()
         return {
             "model": self.spec.name,
             "replica": ctx.replica_id.unique_id,
             "actor_name": ctx.replica_id.to_full_id_str(),
             "pid": os.getpid(),
+            "inflight": self.inflight,
         }
 
 

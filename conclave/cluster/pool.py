@@ -78,6 +78,8 @@ class ServeRouter:
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self._handles: dict[str, DeploymentHandle] = {}
+        #: Calls sent again after a replica failure, in this process (for metrics and tests).
+        self.retries = 0
 
     @classmethod
     async def connect(cls, app_name: str = APP_NAME, **kwargs: Any) -> ServeRouter:
@@ -90,6 +92,7 @@ class ServeRouter:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_handles"] = {}
+        state["retries"] = 0
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -120,6 +123,7 @@ class ServeRouter:
         last: BaseException | None = None
         for attempt in range(self.max_attempts):
             if attempt:
+                self.retries += 1
                 await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
                 response: ChatResponse = await handle.chat.remote(routed)
@@ -137,6 +141,7 @@ class ServeRouter:
         last: BaseException | None = None
         for attempt in range(self.max_attempts):
             if attempt:
+                self.retries += 1
                 await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
             gen: DeploymentResponseGenerator[ChatChunk] = handle.stream.remote(routed)  # type: ignore[assignment]
             started = False
