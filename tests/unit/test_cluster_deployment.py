@@ -99,3 +99,11 @@ def test_what_counts_as_a_replica_failure() -> None:
     assert replica_failure(EngineError("busy", retryable=True))
     assert not replica_failure(EngineError("bad request", status=400))
     assert not replica_failure(ValueError("x"))
+
+
+def test_engine_option_errors_are_reported_under_options() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as e:
+        ModelSpec(name="m", engine="sim", options={"failure_rate": 2})
+    assert e.value.errors()[0]["loc"] == ("options", "failure_rate")
