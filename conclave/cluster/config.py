@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 __all__ = ["Autoscaling", "EngineName", "ModelSpec", "Price", "ENGINE_NAMES"]
 
@@ -68,13 +68,17 @@ class ModelSpec(_Model):
     routing: Literal["power_of_two", "prefix_affinity"] = "power_of_two"
     description: str | None = None
 
-    @model_validator(mode="after")
-    def _options_valid(self) -> ModelSpec:
+    @field_validator("options")
+    @classmethod
+    def _options_valid(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Checked by the engine's own options model (no model is loaded), so a mistake is
+        reported as ``options.<field>``."""
         from conclave.cluster.engines import options_model
 
-        model = options_model(self.engine)
-        self.options = model.model_validate(self.options).model_dump(exclude_unset=True)
-        return self
+        engine = info.data.get("engine")
+        if engine is None:  # the engine itself was invalid; that error is reported already
+            return v
+        return options_model(engine).model_validate(v).model_dump(exclude_unset=True)
 
     def parsed_options(self) -> BaseModel:
         from conclave.cluster.engines import options_model

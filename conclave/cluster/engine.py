@@ -30,6 +30,10 @@ class EngineError(RuntimeError):
         self.retryable = retryable
         self.status = status
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross process boundaries (replica → caller) by pickle; keep the flags.
+        return (_rebuild_engine_error, (type(self), str(self), self.retryable, self.status, dict(self.__dict__)))
+
 
 class ModelNotFound(EngineError):
     def __init__(self, name: str, known: list[str]) -> None:
@@ -38,11 +42,19 @@ class ModelNotFound(EngineError):
         self.name = name
         self.known = sorted(known)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return (ModelNotFound, (self.name, self.known))
+
 
 class NoHealthyReplica(EngineError):
     def __init__(self, name: str, detail: str = "") -> None:
         extra = f": {detail}" if detail else ""
         super().__init__(f"model {name!r} has no healthy replica{extra}", retryable=True, status=503)
+        self.name = name
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (NoHealthyReplica, (self.name, self.detail))
 
 
 class Engine(abc.ABC):
@@ -73,9 +85,20 @@ class Engine(abc.ABC):
 
     async def health(self) -> None:
         """Raise if the engine cannot serve (a replica's health check calls this)."""
+        return None
 
     async def close(self) -> None:
         """Release what the engine holds (threads, connections, model memory)."""
+        return None
+
+
+def _rebuild_engine_error(
+    cls: type[EngineError], message: str, retryable: bool, status: int, state: dict[str, object]
+) -> EngineError:
+    err = cls.__new__(cls)
+    EngineError.__init__(err, message, retryable=retryable, status=status)
+    err.__dict__.update(state)
+    return err
 
 
 def chunks_of(response: ChatResponse) -> list[ChatChunk]:

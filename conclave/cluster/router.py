@@ -1,6 +1,6 @@
 """``ModelRouter``: how callers reach models by name.
 
-The cluster provides two: ``ServePool`` (Ray Serve deployments, the production path) and
+The cluster provides two: ``ServeRouter`` in ``pool.py`` (Ray Serve deployments, the production path) and
 ``LocalRouter`` (engines in the calling process, for tests and benchmarks of the orchestration).
 """
 

@@ -17,6 +17,9 @@ __all__ = ["build_engine", "options_model"]
 _ENGINES: dict[str, tuple[str, str, str]] = {
     "sim": ("conclave.cluster.engines.sim", "SimEngine", "SimOptions"),
     "llamacpp": ("conclave.cluster.engines.llamacpp", "LlamaCppEngine", "LlamaCppOptions"),
+    "openai_http": ("conclave.cluster.engines.openai_http", "OpenAIHttpEngine", "OpenAIHttpOptions"),
+    # The vllm module imports vLLM only when an engine is built, so its options validate anywhere.
+    "vllm": ("conclave.cluster.engines.vllm", "VllmEngine", "VllmOptions"),
 }
 
 

@@ -1,20 +1,40 @@
 """``llamacpp``: a GGUF model on the CPU through llama-cpp-python — the default model.
 
-One ``Llama`` object must never run two requests at once (the process aborts; DESIGN.md), so every
-call holds an ``asyncio.Lock`` around ``asyncio.to_thread``. Scale with replicas, not threads: one
-thread per replica measured fastest on these machines. ``n`` > 1 runs the samples one after another
-with distinct seeds.
+Safety. One ``Llama`` object must never run two generations at once (the process aborts; DESIGN.md).
+Every generation runs in a worker thread while the engine holds an ``asyncio.Lock``, and the lock is
+released only when that thread has *finished*: a cancelled caller sets a flag that a stopping
+criterion checks at every token, and the engine waits for the thread to notice before letting the
+next request in. Scale with replicas, not threads: one thread per replica measured fastest here.
+
+Prompting. The prompt is rendered with the GGUF's own chat template and generated with
+``create_completion``, not ``create_chat_completion``, because only the former accepts a stopping
+criterion (cancellation) and lets the engine count prompt tokens exactly and see how many were
+reused from the previous request's KV cache (reported as ``cached_tokens``).
+
+Structured output, shaped for a 135M model (DESIGN.md): a tool call is made in two constrained
+steps — first the function *name* under a grammar that admits only the offered names (plus
+``none`` for ``tool_choice="auto"``), then the arguments under a JSON-schema grammar whose free
+strings are bounded (``maxLength``) so the model cannot ramble inside one until ``max_tokens``.
+Arguments that still do not parse are retried once with a larger token allowance. The constrained
+steps decode greedily unless the request sets a temperature.
+``response_format`` ``json_schema`` / ``json_object`` use the same grammars.
+
+``n`` > 1 runs the samples one after another with seeds ``seed, seed+1, …``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
+import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -29,23 +49,42 @@ from conclave.cluster.protocol import (
     ChatResponse,
     CompletionUsage,
     FunctionCall,
+    FunctionDef,
     ToolCall,
     new_completion_id,
 )
 
-__all__ = ["LlamaCppEngine", "LlamaCppOptions"]
+__all__ = ["LlamaCppEngine", "LlamaCppOptions", "bound_strings"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>'"
+    " + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+_NO_TOOL = "none"
 
 
 class LlamaCppOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_path: str = Field(description="Path of a GGUF file.")
-    n_threads: int = Field(default=1, ge=1, le=256)
+    n_threads: int = Field(default=1, ge=1, le=256, description="One per replica measured fastest (DESIGN.md).")
     n_ctx: int = Field(default=2048, ge=128)
     n_batch: int = Field(default=256, ge=8)
-    chat_format: str | None = None
-    default_max_tokens: int = Field(default=256, ge=1)
-    seed: int = 0
+    chat_template: str | None = Field(default=None, description="Jinja chat template; default: the GGUF's own.")
+    default_max_tokens: int = Field(default=256, ge=1, description="When a request sets no max_tokens.")
+    seed: int = Field(default=0, description="Seed when a request sets none (deterministic by default).")
+    temperature: float = Field(default=0.2, ge=0, le=2, description="When a request sets none.")
+    top_k: int = Field(default=40, ge=0)
+    min_p: float = Field(default=0.05, ge=0, le=1)
+    repeat_penalty: float = Field(default=1.1, gt=0)
+    max_string_length: int = Field(
+        default=200, ge=1, description="maxLength given to free strings in tool arguments and JSON schemas."
+    )
+    tool_args_max_tokens: int = Field(default=192, ge=16, description="Least token allowance for tool arguments.")
 
     @field_validator("model_path")
     @classmethod
@@ -55,36 +94,72 @@ class LlamaCppOptions(BaseModel):
         return v
 
 
-def _messages(request: ChatRequest) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for m in request.messages:
-        d: dict[str, Any] = {"role": m.role, "content": m.text()}
-        if m.role == "tool":
-            # Small chat templates know no tool role; show the result as user-visible context.
-            d = {"role": "user", "content": f"Tool result ({m.name or 'tool'}): {m.text()}"}
-        elif m.tool_calls:
-            calls = "; ".join(f"{c.function.name}({c.function.arguments})" for c in m.tool_calls)
-            d["content"] = (d["content"] + "\n" if d["content"] else "") + f"[called {calls}]"
-        out.append(d)
-    return out
-
-
-def _tool_args_schema(params: dict[str, Any]) -> dict[str, Any]:
-    """Bound every free string so a small model cannot ramble inside one until max_tokens."""
+def bound_strings(schema: dict[str, Any], max_length: int) -> dict[str, Any]:
+    """A copy of ``schema`` in which every free string (no enum, const, pattern or format, no
+    maxLength) gets ``maxLength``: a small model otherwise keeps writing inside a string."""
 
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
             node = {k: walk(v) for k, v in node.items()}
-            if node.get("type") == "string" and "enum" not in node and "maxLength" not in node:
-                node["maxLength"] = 200
+            if node.get("type") == "string" and not {"enum", "const", "pattern", "format", "maxLength"} & node.keys():
+                node["maxLength"] = max_length
             return node
         if isinstance(node, list):
             return [walk(v) for v in node]
         return node
 
-    schema = walk(params)
-    schema.setdefault("type", "object")
-    return schema
+    out: dict[str, Any] = walk(schema)
+    return out
+
+
+def _messages(request: ChatRequest) -> list[dict[str, str]]:
+    """Messages as plain role/content pairs a small chat template understands."""
+    out: list[dict[str, str]] = []
+    for m in request.messages:
+        role = "system" if m.role == "developer" else m.role
+        content = m.text()
+        if m.role == "tool":
+            # Small chat templates know no tool role; show the result as context from the user.
+            out.append({"role": "user", "content": f"Result of {m.name or 'the tool call'}: {content}"})
+            continue
+        if m.tool_calls:
+            calls = "; ".join(f"{c.function.name}({c.function.arguments})" for c in m.tool_calls)
+            content = (content + "\n" if content else "") + f"[called {calls}]"
+        out.append({"role": role, "content": content})
+    return out
+
+
+def _lcp(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+@dataclass
+class _Gen:
+    """One blocking generation's result."""
+
+    text: str
+    finish: str
+    prompt: int
+    completion: int
+    cached: int
+
+
+@dataclass
+class _Job:
+    """One generation's inputs (prompt tokens and sampling settings)."""
+
+    tokens: list[int]
+    max_tokens: int
+    stop: list[str]
+    seed: int
+    sampling: dict[str, Any]
+    grammar: Any = None
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 class LlamaCppEngine(Engine):
@@ -92,192 +167,354 @@ class LlamaCppEngine(Engine):
 
     def __init__(self, options: LlamaCppOptions | dict[str, Any], *, name: str = "llamacpp") -> None:
         from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.options = options if isinstance(options, LlamaCppOptions) else LlamaCppOptions.model_validate(options)
         self.name = name
         o = self.options
-        self.llm = Llama(
+        self.llm: Any = Llama(
             model_path=o.model_path,
             n_threads=o.n_threads,
             n_threads_batch=o.n_threads,
             n_ctx=o.n_ctx,
             n_batch=o.n_batch,
-            chat_format=o.chat_format,
             seed=o.seed,
             verbose=False,
         )
+        eos_id, bos_id = self.llm.token_eos(), self.llm.token_bos()
+        self._formatter = Jinja2ChatFormatter(
+            template=o.chat_template or self.llm.metadata.get("tokenizer.chat_template") or _CHATML,
+            eos_token=self.llm._model.token_get_text(eos_id) if eos_id != -1 else "",
+            bos_token=self.llm._model.token_get_text(bos_id) if bos_id != -1 else "",
+            stop_token_ids=[eos_id],
+        )
         self._lock = asyncio.Lock()
+        self._closed = False
 
-    # -- helpers ------------------------------------------------------------------------------------
-    def _count(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode(), add_bos=False, special=True)) if text else 0
+    # -- prompt and grammar -------------------------------------------------------------------------
+    def _tokens(self, messages: list[dict[str, str]]) -> tuple[list[int], list[str]]:
+        result = self._formatter(messages=messages)  # type: ignore[arg-type]  # llama_cpp's TypedDicts
+        tokens = self.llm.tokenize(result.prompt.encode(), add_bos=not result.added_special, special=True)
+        stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
+        if len(tokens) >= self.options.n_ctx:
+            raise EngineError(
+                f"{self.name}: the prompt has {len(tokens)} tokens; the context window is {self.options.n_ctx}",
+                status=400,
+            )
+        return tokens, [s for s in stop if s]
 
-    def _kwargs(self, request: ChatRequest, seed: int | None) -> dict[str, Any]:
-        kw: dict[str, Any] = {
-            "messages": _messages(request),
-            "max_tokens": request.token_limit or self.options.default_max_tokens,
-            "stop": request.stop_list() or None,
-            "seed": seed,
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one engine per replica, lives as long as it
+    def _grammar(self, gbnf_or_schema: str, kind: Literal["gbnf", "schema"]) -> Any:
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        try:
+            if kind == "schema":
+                return LlamaGrammar.from_json_schema(gbnf_or_schema, verbose=False)
+            return LlamaGrammar.from_string(gbnf_or_schema, verbose=False)
+        except Exception as e:
+            raise EngineError(f"{self.name}: cannot build a grammar for this JSON schema: {e}", status=400) from e
+
+    def _json_grammar(self, schema: dict[str, Any] | None) -> Any:
+        from llama_cpp.llama_grammar import JSON_GBNF
+
+        if not schema:
+            return self._grammar(JSON_GBNF, "gbnf")
+        bounded = bound_strings(schema, self.options.max_string_length)
+        return self._grammar(json.dumps(bounded, sort_keys=True), "schema")
+
+    def _job(
+        self,
+        request: ChatRequest,
+        messages: list[dict[str, str]],
+        seed: int,
+        *,
+        grammar: Any = None,
+        max_tokens: int | None = None,
+    ) -> _Job:
+        tokens, template_stop = self._tokens(messages)
+        o = self.options
+        room = o.n_ctx - len(tokens)
+        limit = min(max_tokens or request.token_limit or o.default_max_tokens, room)
+        sampling: dict[str, Any] = {
+            "temperature": o.temperature if request.temperature is None else request.temperature,
+            "top_k": o.top_k,
+            "min_p": o.min_p,
+            "repeat_penalty": o.repeat_penalty,
         }
-        if request.temperature is not None:
-            kw["temperature"] = request.temperature
         if request.top_p is not None:
-            kw["top_p"] = request.top_p
+            sampling["top_p"] = request.top_p
         if request.presence_penalty is not None:
-            kw["presence_penalty"] = request.presence_penalty
+            sampling["presence_penalty"] = request.presence_penalty
         if request.frequency_penalty is not None:
-            kw["frequency_penalty"] = request.frequency_penalty
-        rf = request.response_format
-        if rf is not None and rf.type == "json_object":
-            kw["response_format"] = {"type": "json_object"}
-        elif rf is not None and rf.type == "json_schema" and rf.json_schema is not None:
-            kw["response_format"] = {"type": "json_object", "schema": rf.json_schema.schema_}
-        return kw
+            sampling["frequency_penalty"] = request.frequency_penalty
+        return _Job(tokens, limit, request.stop_list() + template_stop, seed, sampling, grammar)
 
-    def _tool_target(self, request: ChatRequest) -> str | None:
-        """Which tool the model must call, if the request forces one. For ``required`` (or ``auto``
-        with tools) the model first picks a name from a constrained enum."""
-        if not request.tools or request.tool_choice == "none":
-            return None
+    # -- blocking generation (worker thread, lock held) ---------------------------------------------
+    def _generate(self, job: _Job, on_text: Callable[[str], None] | None = None) -> _Gen:
+        from llama_cpp import StoppingCriteriaList
+
+        cached = min(_lcp(self.llm.input_ids.tolist(), job.tokens[:-1]), len(job.tokens) - 1)
+        kw: dict[str, Any] = {
+            "prompt": job.tokens,
+            "max_tokens": job.max_tokens,
+            "stop": job.stop or None,
+            "seed": job.seed,
+            "grammar": job.grammar,
+            "stopping_criteria": StoppingCriteriaList([lambda _ids, _logits: job.cancel.is_set()]),
+            **job.sampling,
+        }
+        if on_text is None:
+            out = self.llm.create_completion(**kw)
+            choice = out["choices"][0]
+            usage = out["usage"]
+            finish = "cancelled" if job.cancel.is_set() else choice.get("finish_reason") or "stop"
+            return _Gen(choice["text"], finish, usage["prompt_tokens"], usage["completion_tokens"], cached)
+        parts: list[str] = []
+        finish = "stop"
+        for part in self.llm.create_completion(**kw, stream=True):
+            ch = part["choices"][0]
+            if ch.get("text"):
+                parts.append(ch["text"])
+                on_text(ch["text"])
+            if ch.get("finish_reason"):
+                finish = ch["finish_reason"]
+        text = "".join(parts)
+        # llama.cpp reports no usage when streaming: count the output with the model's tokenizer.
+        completion = len(self.llm.tokenize(text.encode(), add_bos=False, special=True)) if text else 0
+        return _Gen(text, "cancelled" if job.cancel.is_set() else finish, len(job.tokens), completion, cached)
+
+    def _tool_step(self, request: ChatRequest, seed: int, cancel: threading.Event) -> tuple[_Gen, FunctionDef | None]:
+        """Step one of a tool call: which function (``None`` = answer in text, under ``auto``)."""
+        assert request.tools is not None
+        tools = {t.function.name: t.function for t in request.tools}
         named = request.chosen_tool()
         if named:
-            return named
-        if request.tool_choice == "required":
-            return "?"
-        return None
+            return _Gen("", "stop", 0, 0, 0), tools[named]
+        choices = list(tools) + ([_NO_TOOL] if request.tool_choice in (None, "auto") else [])
+        listing = ", ".join(f"{n} ({f.description})" if f.description else n for n, f in tools.items())
+        if _NO_TOOL in choices:
+            listing += f", or {_NO_TOOL} (no function needed)"
+        question = f"Which function fits the user's request? {listing}. Answer with the function name."
+        messages = [{"role": "system", "content": question}, *_messages(request)]
+        gbnf = "root ::= " + " | ".join(json.dumps(c) for c in choices)
+        job = self._job(request, messages, seed, grammar=self._grammar(gbnf, "gbnf"), max_tokens=32)
+        job.cancel = cancel
+        if request.temperature is None:
+            job.sampling["temperature"] = 0.0
+        gen = self._generate(job)
+        pick = gen.text.strip()
+        if pick == _NO_TOOL:
+            return gen, None
+        return gen, tools.get(pick, next(iter(tools.values())))
 
-    def _run_one(
-        self, request: ChatRequest, seed: int | None, cancel: threading.Event
-    ) -> tuple[AssistantMessage, str, int, int]:
-        """One sample, blocking. Returns (message, finish_reason, prompt tokens, completion tokens)."""
-        target = self._tool_target(request)
-        kw = self._kwargs(request, seed)
-        prompt_tok = 0
-        completion_tok = 0
-        if target is not None:
-            assert request.tools is not None
-            tools = {t.function.name: t.function for t in request.tools}
-            if target == "?":
-                names = list(tools)
-                pick = self.llm.create_chat_completion(
-                    **{
-                        **kw,
-                        "max_tokens": 32,
-                        "response_format": {
-                            "type": "json_object",
-                            "schema": {
-                                "type": "object",
-                                "properties": {"tool": {"type": "string", "enum": names}},
-                                "required": ["tool"],
-                            },
-                        },
-                    },
-                )
-                prompt_tok += pick["usage"]["prompt_tokens"]
-                completion_tok += pick["usage"]["completion_tokens"]
+    def _sample(
+        self, request: ChatRequest, seed: int, cancel: threading.Event
+    ) -> tuple[AssistantMessage, str, CompletionUsage]:
+        """One choice, blocking: a tool call, constrained JSON, or free text."""
+        messages = _messages(request)
+        usage = CompletionUsage.of(0, 0)
+        fn: FunctionDef | None = None
+        if request.tools and request.tool_choice != "none":
+            pick, fn = self._tool_step(request, seed, cancel)
+            usage = usage + CompletionUsage.of(pick.prompt, pick.completion, pick.cached)
+        if fn is not None:
+            # The grammar carries the schema. Prompt wording was measured on the 135M model: any
+            # extra instruction (the schema, "call the function X") made its arguments worse, and
+            # greedy decoding made them steadier, so the conversation goes in as it is.
+            grammar = self._json_grammar(fn.parameters or {"type": "object"})
+            allowance = max(request.token_limit or 0, self.options.tool_args_max_tokens)
+            msgs = messages
+            for attempt in range(2):
+                job = self._job(request, msgs, seed + attempt, grammar=grammar, max_tokens=allowance * (attempt + 1))
+                job.cancel = cancel
+                if request.temperature is None:
+                    job.sampling["temperature"] = 0.0
+                gen = self._generate(job)
+                usage = usage + CompletionUsage.of(gen.prompt, gen.completion, gen.cached)
                 try:
-                    target = json.loads(pick["choices"][0]["message"]["content"] or "{}")["tool"]
-                except (ValueError, KeyError, TypeError):
-                    target = names[0]
-                if target not in tools:
-                    target = names[0]
-            fn = tools[target]
-            hint = {"role": "system", "content": f"Call the function {fn.name}: {fn.description or ''}".strip()}
-            kw["messages"] = [*kw["messages"], hint]
-            kw["response_format"] = {"type": "json_object", "schema": _tool_args_schema(fn.parameters)}
-            kw["max_tokens"] = max(kw["max_tokens"] or 0, 128)
-            out = self.llm.create_chat_completion(**kw)
-            prompt_tok += out["usage"]["prompt_tokens"]
-            completion_tok += out["usage"]["completion_tokens"]
-            args = out["choices"][0]["message"]["content"] or "{}"
-            call = ToolCall(id=f"call_{uuid.uuid4().hex[:16]}", function=FunctionCall(name=fn.name, arguments=args))
-            return AssistantMessage(content=None, tool_calls=[call]), "tool_calls", prompt_tok, completion_tok
-        out = self.llm.create_chat_completion(**kw)
-        choice = out["choices"][0]
-        msg = AssistantMessage(content=choice["message"].get("content") or "")
-        return (
-            msg,
-            choice.get("finish_reason") or "stop",
-            out["usage"]["prompt_tokens"],
-            out["usage"]["completion_tokens"],
+                    # llama.cpp's JSON grammar admits raw control characters inside strings; accept
+                    # them and hand the caller strictly valid JSON.
+                    args = json.dumps(json.loads(gen.text, strict=False), ensure_ascii=False)
+                except ValueError:
+                    if cancel.is_set():
+                        break
+                    logger.info("%s: tool arguments did not parse (try %d); retrying", self.name, attempt + 1)
+                    continue
+                call = ToolCall(id=f"call_{uuid.uuid4().hex[:16]}", function=FunctionCall(name=fn.name, arguments=args))
+                return AssistantMessage(content=None, tool_calls=[call]), "tool_calls", usage
+            call = ToolCall(id=f"call_{uuid.uuid4().hex[:16]}", function=FunctionCall(name=fn.name, arguments=gen.text))
+            return (
+                AssistantMessage(content=None, tool_calls=[call]),
+                "cancelled" if cancel.is_set() else "length",
+                usage,
+            )
+        job = self._text_job(request, messages, seed)
+        job.cancel = cancel
+        gen = self._generate(job)
+        usage = usage + CompletionUsage.of(gen.prompt, gen.completion, gen.cached)
+        return AssistantMessage(content=gen.text), gen.finish, usage
+
+    def _text_job(self, request: ChatRequest, messages: list[dict[str, str]], seed: int) -> _Job:
+        rf = request.response_format
+        if rf is None or rf.type == "text":
+            return self._job(request, messages, seed)
+        schema = rf.json_schema.schema_ if rf.type == "json_schema" and rf.json_schema else None
+        hint = "Reply with JSON only" + (f", matching this schema: {json.dumps(schema)}" if schema else ".")
+        return self._job(
+            request, [*messages, {"role": "system", "content": hint}], seed, grammar=self._json_grammar(schema)
         )
+
+    # -- serialisation --------------------------------------------------------------------------------
+    async def _exclusive(self, fn: Callable[[], T], cancel: threading.Event) -> T:
+        """Run ``fn`` in a thread with the model to itself. If the caller is cancelled, tell the
+        generation to stop and keep the lock until the thread has returned, so the next request
+        never meets a generation still running on the same ``Llama``."""
+        async with self._lock:
+            if self._closed:
+                raise EngineError(f"{self.name}: engine closed", retryable=True, status=503)
+            task = asyncio.ensure_future(asyncio.to_thread(fn))
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                cancel.set()
+                await _drain(task)
+                raise
+
+    def _seed(self, request: ChatRequest) -> int:
+        return request.seed if request.seed is not None else self.options.seed
 
     # -- Engine -------------------------------------------------------------------------------------
     async def chat(self, request: ChatRequest) -> ChatResponse:
         choices: list[ChatChoice] = []
-        usage = CompletionUsage()
-        base = request.seed if request.seed is not None else self.options.seed
-        cancel = threading.Event()
+        usage = CompletionUsage.of(0, 0)
+        base = self._seed(request)
         for i in range(request.n):
-            async with self._lock:
-                try:
-                    msg, finish, p, c = await asyncio.to_thread(self._run_one, request, base + i, cancel)
-                except ValueError as e:  # e.g. the prompt exceeds n_ctx
-                    raise EngineError(f"{self.name}: {e}", status=400) from e
+            cancel = threading.Event()
+            try:
+                msg, finish, u = await self._exclusive(
+                    functools.partial(self._sample, request, base + i, cancel), cancel
+                )
+            except EngineError:
+                raise
+            except ValueError as e:  # llama.cpp's own checks, e.g. a prompt longer than n_ctx
+                raise EngineError(f"{self.name}: {e}", status=400) from e
+            except Exception as e:
+                raise EngineError(f"{self.name}: generation failed: {type(e).__name__}: {e}") from e
             choices.append(ChatChoice(index=i, message=msg, finish_reason=finish))  # type: ignore[arg-type]
-            usage = usage + CompletionUsage.of(p, c) if i else CompletionUsage.of(p, c)
+            usage = usage + u
         return ChatResponse(model=self.name, choices=choices, usage=usage)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        if request.n > 1 or self._tool_target(request) is not None:
+        """Token by token for text and JSON output (each of ``n`` samples in turn); a tool call is
+        streamed once made, as one delta, because its two constrained steps are not readable text.
+        Closing the stream stops the generation at the next token."""
+        if request.tools and request.tool_choice != "none":
             async for chunk in super().stream(request):
                 yield chunk
             return
         cid = new_completion_id()
-        kw = self._kwargs(request, request.seed if request.seed is not None else self.options.seed)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
-        stop = threading.Event()
-
-        def produce() -> None:
+        usage = CompletionUsage.of(0, 0)
+        base = self._seed(request)
+        for i in range(request.n):
+            sample = self._stream_one(request, base + i, i, cid)
             try:
-                for part in self.llm.create_chat_completion(**kw, stream=True):
-                    if stop.is_set():
-                        break
-                    loop.call_soon_threadsafe(queue.put_nowait, part)
-            except BaseException as e:  # noqa: BLE001 - handed to the consumer
-                loop.call_soon_threadsafe(queue.put_nowait, e)
+                async for item in sample:
+                    if isinstance(item, CompletionUsage):
+                        usage = usage + item
+                    else:
+                        yield item
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, None)
+                # Closing this stream must reach the inner generator now (not at garbage
+                # collection): it holds the model lock until its generation has stopped.
+                await sample.aclose()  # type: ignore[attr-defined]
+        yield ChatChunk(id=cid, model=self.name, choices=[], usage=usage)
+
+    async def _stream_one(
+        self, request: ChatRequest, seed: int, index: int, cid: str
+    ) -> AsyncIterator[ChatChunk | CompletionUsage]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(text: str) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, text)
+
+        def produce() -> _Gen:
+            job = self._text_job(request, _messages(request), seed)
+            job.cancel = cancel
+            return self._generate(job, on_text=emit)
 
         async with self._lock:
+            if self._closed:
+                raise EngineError(f"{self.name}: engine closed", retryable=True, status=503)
             task = asyncio.ensure_future(asyncio.to_thread(produce))
-            text: list[str] = []
-            finish = "stop"
             try:
                 yield ChatChunk(
                     id=cid,
                     model=self.name,
-                    choices=[ChatChunkChoice(index=0, delta=ChatDelta(role="assistant", content=""))],
+                    choices=[ChatChunkChoice(index=index, delta=ChatDelta(role="assistant", content=""))],
                 )
-                while (item := await queue.get()) is not None:
-                    if isinstance(item, BaseException):
-                        raise EngineError(f"{self.name}: {item}", status=500) from item
-                    ch = item["choices"][0]
-                    piece = ch["delta"].get("content")
-                    if ch.get("finish_reason"):
-                        finish = ch["finish_reason"]
-                    if piece:
-                        text.append(piece)
+                while True:
+                    getter = asyncio.ensure_future(queue.get())
+                    done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                    if getter in done:
+                        piece = getter.result()
                         yield ChatChunk(
-                            id=cid, model=self.name, choices=[ChatChunkChoice(index=0, delta=ChatDelta(content=piece))]
+                            id=cid,
+                            model=self.name,
+                            choices=[ChatChunkChoice(index=index, delta=ChatDelta(content=piece))],
                         )
-                prompt = sum(self._count(m["content"] or "") + 4 for m in kw["messages"])
-                usage = CompletionUsage.of(prompt, self._count("".join(text)))
+                        continue
+                    getter.cancel()
+                    break
+                while not queue.empty():  # pieces queued just before the thread returned
+                    piece = queue.get_nowait()
+                    yield ChatChunk(
+                        id=cid, model=self.name, choices=[ChatChunkChoice(index=index, delta=ChatDelta(content=piece))]
+                    )
+                try:
+                    gen = task.result()
+                except EngineError:
+                    raise
+                except ValueError as e:
+                    raise EngineError(f"{self.name}: {e}", status=400) from e
+                except Exception as e:
+                    raise EngineError(f"{self.name}: generation failed: {type(e).__name__}: {e}") from e
                 yield ChatChunk(
                     id=cid,
                     model=self.name,
-                    choices=[ChatChunkChoice(index=0, delta=ChatDelta(), finish_reason=finish)],  # type: ignore[arg-type]
-                    usage=usage if request.stream_options and request.stream_options.include_usage else None,
+                    choices=[ChatChunkChoice(index=index, delta=ChatDelta(), finish_reason=gen.finish)],  # type: ignore[arg-type]
                 )
+                yield CompletionUsage.of(gen.prompt, gen.completion, gen.cached)
             finally:
-                stop.set()
-                await task
+                # Reached on normal exit, on aclose() (client went away) and on cancellation alike:
+                # stop the generation and keep the lock until the thread is done with the model.
+                cancel.set()
+                await _drain(task)
 
     async def health(self) -> None:
-        if self.llm is None:
-            raise EngineError(f"{self.name}: model not loaded", retryable=True, status=503)
+        if self._closed:
+            raise EngineError(f"{self.name}: engine closed", retryable=True, status=503)
 
     async def close(self) -> None:
         async with self._lock:
-            self.llm.close()
+            if not self._closed:
+                self._closed = True
+                self.llm.close()
+
+
+async def _drain(task: asyncio.Future[Any]) -> None:
+    """Wait for a worker thread's future even if we are cancelled meanwhile (then re-raise)."""
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+        except Exception:
+            break
+    if task.done() and not task.cancelled():
+        with contextlib.suppress(BaseException):
+            task.exception()
+    if cancelled:
+        raise asyncio.CancelledError
