@@ -52,6 +52,7 @@ class RunKind:
 KINDS: dict[str, str] = {
     "chat": "conclave.agents.chat",
     "agent": "conclave.agents.loop",
+    "research": "conclave.agents.research",
 }
 
 
