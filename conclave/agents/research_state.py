@@ -52,6 +52,7 @@ REFERENCES_HEADING = "## References"
 
 # A citation: [3] or [1, 4]; not an index like a[1] or x][2].
 _CITE = re.compile(r"(?<![\w\]\)])\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
+_CITE_SPACED = re.compile(r"([ \t]*)" + _CITE.pattern)  # a dropped citation takes its space along
 _REF_LINE = re.compile(r"^\[(\d+)\]\s+(\S+)")
 _WORD = re.compile(r"[a-z0-9_]+")
 _STOP = frozenset(
@@ -227,6 +228,8 @@ def evidence_extract(body: str, query: str, max_chars: int = 360) -> str:
     want = terms(query)
     pieces: list[str] = []
     for line in body.splitlines():
+        if line.lstrip().startswith("#"):
+            continue  # a heading is a title, not evidence
         line = _clean(line)
         if len(line) < 20:
             continue
@@ -304,13 +307,13 @@ def clean_citations(text: str, valid: set[int]) -> tuple[str, list[int], list[in
     dropped: list[int] = []
 
     def fix(m: re.Match[str]) -> str:
-        nums = [int(n) for n in re.split(r"\s*,\s*", m.group(1))]
+        nums = [int(n) for n in re.split(r"\s*,\s*", m.group(2))]
         good = [n for n in nums if n in valid]
         dropped.extend(n for n in nums if n not in valid)
         kept.extend(good)
-        return f"[{', '.join(str(n) for n in good)}]" if good else ""
+        return f"{m.group(1)}[{', '.join(str(n) for n in good)}]" if good else ""
 
-    return _CITE.sub(fix, text), kept, dropped
+    return _CITE_SPACED.sub(fix, text), kept, dropped
 
 
 def assemble_report(question: str, sections: list[tuple[str, str]], sources: list[str], titles: dict[str, str]) -> str:
