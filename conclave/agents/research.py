@@ -85,6 +85,7 @@ from .research_state import (
     render_index,
     render_outline,
     source_ids,
+    strip_scaffolding,
     terms,
 )
 from .workspace import load_workspace
@@ -140,11 +141,13 @@ class ResearchOptions(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     seed: int | None = None
     tool_choice: Literal["auto", "required"] = Field(
-        default="auto", description="'required' (with a final_answer tool) suits small models."
+        default="required",
+        description="'required': every agent turn is a tool call and agents end with final_answer, which "
+        "small models need and large ones handle; 'auto' lets the model answer in plain text.",
     )
     min_tool_turns: int = Field(default=1, ge=0, le=100, description="With 'required': turns before final_answer.")
-    builder_steps: int = Field(default=6, ge=1, le=200, description="Model turns of one librarian round.")
-    writer_steps: int = Field(default=4, ge=1, le=200, description="Model turns of one section writer.")
+    builder_steps: int = Field(default=5, ge=1, le=200, description="Model turns of one librarian round.")
+    writer_steps: int = Field(default=3, ge=1, le=200, description="Model turns of one section writer.")
     plan_with_model: bool = Field(default=True, description="Ask the model for key questions and section titles.")
     seed_searches: bool = Field(default=True, description="Search every key question each round, deterministically.")
     section_min_chars: int = Field(
@@ -907,10 +910,11 @@ class _Workflow:
         citations that resolve; make sure the section cites at least one source it has."""
         ctx, o, ws = self.ctx, self.opts, self.ctx.workspace
         out = sec.model_copy(deep=True)
-        body = _strip_heading(ws.read(sec.path)) if ws.exists(sec.path) else ""
+        prompt = self.writer_task(sec, s)
+        body = strip_scaffolding(_strip_heading(ws.read(sec.path)), prompt) if ws.exists(sec.path) else ""
         origin = written.origin + "-file"
         if len(body) < o.section_min_chars:
-            answer = _strip_heading(written.output or "")
+            answer = strip_scaffolding(_strip_heading(written.output or ""), prompt)
             if len(answer) >= o.section_min_chars:
                 body, origin = answer, written.origin + "-answer"
             else:

@@ -43,6 +43,7 @@ __all__ = [
     "render_index",
     "render_outline",
     "source_ids",
+    "strip_scaffolding",
 ]
 
 SOURCES_DIR = "knowledge_base/sources"
@@ -216,6 +217,37 @@ def source_ids(ws: Workspace) -> dict[str, str]:
     return out
 
 
+_BOILERPLATE = re.compile(
+    r"://|^Python Library Documentation|automatically generated from|for accurate signature|inherited from"
+    r"|^(Methods|Data|Class methods|Static methods|Readonly properties) defined here"
+    r"|^(NAME|DESCRIPTION|CLASSES|FUNCTIONS|DATA|FILE|MODULE REFERENCE|PACKAGE CONTENTS|SUBMODULES|VERSION|AUTHOR)\b"
+)
+
+
+def _prose(line: str) -> bool:
+    """Whether a line reads as prose rather than a heading, a URL or a code listing (pydoc renders
+    class trees and signatures that rank well on keywords but say nothing)."""
+    words = line.split()
+    if len(words) < 5 or _BOILERPLATE.search(line):
+        return False
+    code = sum(1 for w in words if re.search(r"[._(){}=<>\[\]]", w.strip(".,;:")) or w.isupper())
+    return code <= len(words) * 0.3
+
+
+def strip_scaffolding(text: str, prompt: str = "") -> str:
+    """Model text without what the workflow itself put in the context: budget blocks, role
+    reminders and lines copied from the prompt (small models echo their input)."""
+    text = re.sub(r"<budget>.*?(</budget>|$)", "", text, flags=re.DOTALL)
+    copied = {ln.strip() for ln in prompt.splitlines() if len(ln.strip()) > 12}
+    keep = []
+    for line in text.splitlines():
+        bare = line.strip()
+        if re.match(r"^\((librarian|writer of section)\b", bare) or (bare and bare in copied):
+            continue
+        keep.append(line)
+    return "\n".join(keep).strip()
+
+
 def _clean(text: str) -> str:
     text = re.sub(r"^[\s|]+", "", text)  # pydoc's plaintext renderer indents and draws '|' rails
     text = re.sub(r"\s+", " ", text).strip()
@@ -226,14 +258,21 @@ def evidence_extract(body: str, query: str, max_chars: int = 360) -> str:
     """The sentences of ``body`` that share the most words with ``query``, in their original order,
     up to ``max_chars``. Taken from the text, not written: it cannot invent anything."""
     want = terms(query)
-    pieces: list[str] = []
-    for line in body.splitlines():
-        if line.lstrip().startswith("#"):
-            continue  # a heading is a title, not evidence
-        line = _clean(line)
-        if len(line) < 20:
+    paragraphs: list[str] = []
+    current: list[str] = []
+    for raw in body.splitlines():
+        line = re.sub(r"^[\s|]+", "", raw).strip()  # pydoc's plaintext renderer indents and draws '|' rails
+        if not line or line.startswith("#") or _BOILERPLATE.search(line):
+            if current:  # a blank line, a heading or boilerplate ends a paragraph
+                paragraphs.append(" ".join(current))
+                current = []
             continue
-        pieces += [p.strip() for p in re.split(r"(?<=[.!?])\s+", line) if len(p.strip()) >= 20]
+        current.append(line)
+    if current:
+        paragraphs.append(" ".join(current))
+    pieces: list[str] = []
+    for para in paragraphs:
+        pieces += [_clean(p) for p in re.split(r"(?<=[.!?])\s+", para) if len(p) >= 20 and _prose(p)]
     if not pieces:
         return _clean(body)[:max_chars]
     scored = sorted(range(len(pieces)), key=lambda i: (-len(terms(pieces[i]) & want), i))
