@@ -107,7 +107,9 @@ def rules(**over: Any) -> list[dict[str, Any]]:
         },
         "lib2": {
             "when": r"librarian, round 2 of \d+, turn 0:",
-            "tool_calls": [{"name": "search", "arguments": {"query": "global interpreter lock bytecode", "max_results": 2}}],
+            "tool_calls": [
+                {"name": "search", "arguments": {"query": "global interpreter lock bytecode", "max_results": 2}}
+            ],
         },
         "lib": {"when": r"librarian", "content": "gathered"},
         "w1": {
@@ -218,7 +220,11 @@ async def test_full_path_writes_a_cited_report_with_sections_in_parallel(
     assert "knowledge_base/librarian.md" in state.librarian_notes  # the librarian's own note is kept
 
     # three sections: two from the writers' files, one from the evidence (its writer wrote nothing)
-    assert [s.title for s in state.sections] == ["Tasks versus threads", "The event loop", "Sharing data between threads"]
+    assert [s.title for s in state.sections] == [
+        "Tasks versus threads",
+        "The event loop",
+        "Sharing data between threads",
+    ]
     assert [s.origin for s in state.sections] == ["model-file", "model-file", "evidence"]
     assert "[99]" not in ws.read("sections/s2.md") and state.sections[1].detail and "99" in state.sections[1].detail
     report = ws.read("report.md")
@@ -398,7 +404,8 @@ async def test_crash_in_stage_one_resumes_without_repeating_calls_or_sources(run
     ev = await runs.events(rid)
     keys = [d["idempotency_key"] for t, d in ev if t == "tool.call"]
     assert len(keys) == len(set(keys))
-    new = [p for t, d in ev if t == "tool.result" and d.get("agent") == "librarian-seed" for p in d["data"]["new"]]
+    seeded: list[Any] = [d["data"] for t, d in ev if t == "tool.result" and d.get("agent") == "librarian-seed"]
+    new = [p for data in seeded for p in data["new"]]
     assert len(new) == len(set(new))
     assert [t for t, _ in ev].count("run.resumed") == 1
     assert_report_resolves(Workspace(await load_workspace(runs.binary, runs.prefix, rid)))
@@ -418,3 +425,32 @@ async def test_crash_in_stage_two_resumes_the_unfinished_section_only(runs: Runs
     assert_report_resolves(ws)
     ev = await runs.events(rid)
     assert [d["stage"] for t, d in ev if t == "stage.started"] == ["build", "write"]
+
+
+# -- submission checks ---------------------------------------------------------------------------
+
+
+def test_submission_checks_name_the_field() -> None:
+    from conclave.agents.research import ensemble_drafter, stage_budget
+    from conclave.controller.kinds import SpecError, validate_spec
+    from conclave.schema import SubBudget
+
+    def err(**kw: Any) -> SpecError:
+        spec = TaskSpec.model_validate({"kind": "research", "input": QUESTION, **kw})
+        with pytest.raises(SpecError) as e:
+            validate_spec(spec)
+        return e.value
+
+    validate_spec(TaskSpec(kind="research", input=QUESTION, options={"corpus": "python-docs", "rounds": 3}))
+    assert err(options={"rounds": 0}).field == "options.rounds"
+    assert err(options={"roundz": 2}).field == "options.roundz"
+    assert err(options={"corpus": "nope"}).field == "options.corpus"
+    assert err(budget={"usd": 1, "scopes": {"gather": {"share": 0.5}}}).field == "budget.scopes"
+    if ensemble_drafter() is None:  # the ensemble package is optional
+        assert err(options={"section_ensemble": "critic-fuser"}).field == "options.section_ensemble"
+
+    split = stage_budget(Budget(model_calls=10), 0.6, sections=2)
+    assert split is not None and split.scopes["build"].share == 0.6 and split.scopes["write"].share == 0.4
+    assert set(split.scopes["write"].scopes) == {"s1", "s2"}
+    own = Budget(usd=1, scopes={"build": SubBudget(share=0.9), "write": SubBudget(share=0.1)})
+    assert stage_budget(own, 0.6) == own and stage_budget(None, 0.6) is None
