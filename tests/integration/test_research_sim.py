@@ -360,7 +360,11 @@ def counting_registry(corpus: Path, counts: Counter[tuple[str, int]]) -> ToolReg
     return reg
 
 
-async def crash_and_resume(runs: Runs, corpus: Path, hang_on: str) -> tuple[str, Any, Any, GatedSim, Counter[Any]]:
+async def crash_and_resume(
+    runs: Runs, corpus: Path, hang_on: str, settled: tuple[str, ...] = ()
+) -> tuple[str, Any, Any, GatedSim, Counter[Any]]:
+    """Run until a call matching ``hang_on`` hangs and the steps ``settled`` (parallel siblings)
+    have committed, then let another owner take the run over and finish it."""
     counts: Counter[tuple[str, int]] = Counter()
     reg = counting_registry(corpus, counts)
     engine = GatedSim(rules(), hang_on)
@@ -369,7 +373,11 @@ async def crash_and_resume(runs: Runs, corpus: Path, hang_on: str) -> tuple[str,
     first = await runs.attempt(rid, router, owner="worker-1")
     task = asyncio.ensure_future(run_research(first, registry=reg))
     await asyncio.wait_for(engine.entered.wait(), 20)
-    await asyncio.sleep(0.2)  # let parallel siblings finish what they can
+    for _ in range(400):  # wait (boundedly) for the siblings to commit; nothing is timed
+        if all(first.committed(k) for k in settled):
+            break
+        await asyncio.sleep(0.025)
+    assert all(first.committed(k) for k in settled), settled
     before = (Counter(counts), list(engine.roles))
     engine.closed = False
     second = await runs.attempt(rid, router, owner="worker-2")
@@ -413,7 +421,7 @@ async def test_crash_in_stage_one_resumes_without_repeating_calls_or_sources(run
 
 async def test_crash_in_stage_two_resumes_the_unfinished_section_only(runs: Runs, corpus: Path) -> None:
     rid, second, (counts_before, roles_before), engine, counts = await crash_and_resume(
-        runs, corpus, r"writer of section 2, turn 0:"
+        runs, corpus, r"writer of section 2, turn 0:", ("research/write/s1/check", "research/write/s3/check")
     )
     assert counts == counts_before and set(counts.values()) == {1}  # stage 1 fully replayed: no search
     after = engine.roles[len(roles_before) :]
