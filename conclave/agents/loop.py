@@ -1,7 +1,8 @@
 """The ``agent`` run kind: a tool-calling loop on the OpenAI chat format.
 
 Durability. Every model turn and every tool call is one durable step with a key fixed by its
-position (``turn/{i}/model``, ``turn/{i}/tool/{j}``, ``turn/{i}/compact``), and the conversation
+position (``turn/{i}/model``, ``turn/{i}/tool/{j}``, ``turn/{i}/compact``, each behind the agent's
+step-key prefix, empty for the ``agent`` kind), and the conversation
 is rebuilt from the recorded step values alone. A resumed run therefore replays its history
 without calling the model or any tool again and continues from the first step that did not
 commit: a tool call that committed is never repeated, and each call carries an idempotency key
@@ -22,6 +23,12 @@ answer, so the run ends with an answer instead of being cut off.
 Context. When the next request nears the model's context window, the oldest tool results are moved
 into ``logs/tool_results/`` in the workspace and replaced in the context by a pointer and an
 extract (``conclave.agents.summarize``).
+
+Several agents in one run. ``run_agent`` runs the ``agent`` kind: one agent whose task, system
+prompt and tools come from the run's spec. Workflows that need several agents in one run (the
+``research`` kind: librarian rounds, one writer per section, in parallel) describe each with an
+``AgentSetup`` (name, system prompt, task, Meter, step-key prefix) and call ``run_agent_with``.
+Distinct prefixes keep their steps apart, so each replays on its own after a crash.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conclave.budgets.awareness import Level, budget_view
 from conclave.budgets.ledger import BudgetExhausted, limit_label
-from conclave.budgets.meter import prompt_estimate
+from conclave.budgets.meter import Meter, prompt_estimate
 from conclave.cluster.engine import EngineError, ModelNotFound
 from conclave.cluster.protocol import (
     ChatMessage,
@@ -50,14 +57,14 @@ from conclave.cluster.protocol import (
     ToolDef,
 )
 from conclave.controller.kinds import Outcome, RunKind
-from conclave.schema import RunStatus, StopReason, TaskSpec
+from conclave.schema import ChatMessageIn, RunStatus, StopReason, TaskSpec
 from conclave.tools.base import Tool, ToolContext, ToolResult, clean_schema, execute, format_validation_error
 from conclave.tools.registry import ToolRegistry, default_registry
 
 from .context import RunContext
 from .summarize import pointer
 
-__all__ = ["ANSWER_TOOL", "AgentOptions", "KIND", "check", "run", "run_agent"]
+__all__ = ["ANSWER_TOOL", "AgentOptions", "AgentSetup", "KIND", "check", "run", "run_agent", "run_agent_with"]
 
 #: With ``tool_choice="required"`` the model ends by calling this tool (small models cannot be
 #: trusted to choose between text and a call on their own).
@@ -98,6 +105,32 @@ class AgentOptions(BaseModel):
     keep_recent_turns: int = Field(default=1, ge=0, le=100, description="Turns whose results are never compacted.")
     budget_awareness: bool = True
     layout: bool = Field(default=False, description="Start the workspace with the FS-Researcher layout.")
+
+
+@dataclass
+class AgentSetup:
+    """Who an agent is inside a run: what it is told, what it is charged to, where its steps live.
+
+    The ``agent`` kind builds one from the spec (``AgentSetup.from_spec``); a workflow builds one per
+    agent. ``prefix`` goes in front of every step key (``research/build/r0/``), so agents of one run
+    never collide and each one's history replays on its own. ``reminder`` is appended to the
+    latest user turn at every step: a short restatement of the role, which small models need to stay
+    on task once tool results pile up.
+    """
+
+    task: str | list[ChatMessageIn]
+    meter: Meter
+    name: str = "agent"
+    system: str | None = None  # the role's prompt; DEFAULT_SYSTEM when None
+    user_system: str | None = None  # the user's own system prompt, appended
+    prefix: str = ""
+    reminder: str | None = None  # "{turn}" is replaced by the turn number
+    model: str | None = None  # the run's model when None
+    set_partial: bool = True  # report its texts as the run's partial output
+
+    @classmethod
+    def from_spec(cls, ctx: RunContext) -> AgentSetup:
+        return cls(task=ctx.spec.input, meter=ctx.meter, user_system=ctx.spec.system)
 
 
 def check(spec: TaskSpec) -> None:
@@ -148,12 +181,22 @@ class _State:
 
 
 class _Agent:
-    def __init__(self, ctx: RunContext, opts: AgentOptions, tools: dict[str, Tool], registry: ToolRegistry) -> None:
+    def __init__(
+        self,
+        ctx: RunContext,
+        opts: AgentOptions,
+        tools: dict[str, Tool],
+        registry: ToolRegistry,
+        setup: AgentSetup | None = None,
+    ) -> None:
         self.ctx = ctx
         self.opts = opts
         self.tools = tools
         self.registry = registry
-        self.model = ctx.model
+        self.setup = setup or AgentSetup.from_spec(ctx)
+        self.meter = self.setup.meter
+        self.p = self.setup.prefix
+        self.model = self.setup.model or ctx.model
         self.s = _State()
         self.answer_tool = opts.tool_choice == "required"
         self.defs = [t.definition() for t in tools.values()]
@@ -161,22 +204,22 @@ class _Agent:
 
     # -- the conversation ---------------------------------------------------------------------
     def _system(self) -> str:
-        text = DEFAULT_SYSTEM
+        text = self.setup.system or DEFAULT_SYSTEM
         if self.answer_tool:
             text += f"When the task is done, call {ANSWER_TOOL} with your answer."
         else:
             text += "When the task is done, reply with your final answer as plain text, without a tool call."
-        if self.ctx.spec.system:
-            text += "\n\n" + self.ctx.spec.system
+        if self.setup.user_system:
+            text += "\n\n" + self.setup.user_system
         return text
 
     def _messages(self, budget_text: str | None = None, final: bool = False) -> list[ChatMessage]:
-        spec = self.ctx.spec
+        task = self.setup.task
         msgs = [ChatMessage(role="system", content=self._system())]
-        if isinstance(spec.input, str):
-            msgs.append(ChatMessage(role="user", content=spec.input))
+        if isinstance(task, str):
+            msgs.append(ChatMessage(role="user", content=task))
         else:
-            msgs += [ChatMessage(role=m.role, content=m.content) for m in spec.input]
+            msgs += [ChatMessage(role=m.role, content=m.content) for m in task]
         for turn in self.s.turns:
             calls = [
                 ToolCall(id=c["id"], function=FunctionCall(name=c["name"], arguments=c["arguments"]))
@@ -191,6 +234,8 @@ class _Agent:
             tail.append(budget_text)
         if final:
             tail.append("Do not call any tool now. Reply with your best final answer to the task, as plain text.")
+        if self.setup.reminder:
+            tail.append(self.setup.reminder.replace("{turn}", str(len(self.s.turns))))
         if tail:
             msgs.append(ChatMessage(role="user", content="\n".join(tail)))
         return msgs
@@ -227,7 +272,7 @@ class _Agent:
         snap = await ledger.snapshot()
         view = budget_view(
             snap,
-            scope=self.ctx.meter.scope,
+            scope=self.meter.scope,
             wall_cap_s=ledger.wall_cap_s,
             wall_used_s=max(0.0, time.time() - self.ctx.started_at) if ledger.wall_cap_s else None,
         )
@@ -240,7 +285,7 @@ class _Agent:
         budget_text, level = await self._budget()
         final = level == Level.CRITICAL.value
         request = self._request(self._messages(budget_text, final=final), final=final)
-        response = await self.ctx.meter.chat(request, model=self.model)
+        response = await self.meter.chat(request, model=self.model)
         choice = response.choices[0]
         msg = choice.message
         calls = (
@@ -253,7 +298,14 @@ class _Agent:
         usage = response.usage.model_dump()
         await self.ctx.emit(
             "model.call",
-            {"turn": i, "model": self.model, "usage": usage, "finish_reason": choice.finish_reason, "final": final},
+            {
+                "turn": i,
+                "model": self.model,
+                "usage": usage,
+                "finish_reason": choice.finish_reason,
+                "final": final,
+                **self._who(),
+            },
         )
         await self.ctx.emit(
             "agent.message",
@@ -262,6 +314,7 @@ class _Agent:
                 "content": (msg.content or "")[:4000],
                 "tool_calls": [{"name": c["name"], "arguments": c["arguments"][:1000]} for c in calls],
                 "budget_level": level,
+                **self._who(),
             },
         )
         return {
@@ -277,7 +330,7 @@ class _Agent:
     async def _tool_step(self, i: int, j: int, call: dict[str, Any]) -> dict[str, Any]:
         ctx = self.ctx
         name, arguments = call["name"], call["arguments"]
-        step_key = f"turn/{i}"
+        step_key = f"{self.p}turn/{i}"
         tctx = ToolContext(
             workspace=ctx.workspace,
             run_id=ctx.run_id,
@@ -296,6 +349,7 @@ class _Agent:
                     "name": name,
                     "arguments": arguments[:4000],
                     "idempotency_key": tctx.idempotency_key,
+                    **self._who(),
                 },
             )
             t = self.tools.get(name)
@@ -306,7 +360,7 @@ class _Agent:
                 result = ToolResult(f"error: unknown tool {name!r}; available tools: {known}", is_error=True)
             else:
                 try:
-                    result = await execute(t, arguments, tctx, runner=lambda fn: ctx.meter.tool(name, fn))
+                    result = await execute(t, arguments, tctx, runner=lambda fn: self.meter.tool(name, fn))
                 except BudgetExhausted as e:
                     if not e.limit.startswith("tool:"):
                         raise
@@ -326,6 +380,7 @@ class _Agent:
                     "is_error": result.is_error,
                     "content": result.content[:4000],
                     "data": result.data or {},
+                    **self._who(),
                 },
             )
             return {
@@ -337,7 +392,7 @@ class _Agent:
             }
 
         async with self.sem:
-            value: dict[str, Any] = await ctx.step(f"turn/{i}/tool/{j}", body)
+            value: dict[str, Any] = await ctx.step(f"{self.p}turn/{i}/tool/{j}", body)
             return value
 
     def _answer_result(self, arguments: str) -> ToolResult:
@@ -349,7 +404,7 @@ class _Agent:
 
     async def _compact(self, i: int) -> None:
         """Move old tool results into the workspace when the next request nears the window."""
-        window = self.ctx.meter.router.context_window(self.model)
+        window = self.meter.router.context_window(self.model)
         if not window:
             return
         limit = int(window * self.opts.compact_at)
@@ -386,16 +441,22 @@ class _Agent:
                 path = self._archive_path(t, r)
                 self.ctx.workspace.write(path, r["content"])
                 out[r["id"]] = pointer(path, r["content"], tool=r["name"])
-            await self.ctx.emit("log", {"turn": i, "message": f"moved {len(out)} old tool results to logs/"})
+            await self.ctx.emit(
+                "log", {"turn": i, "message": f"moved {len(out)} old tool results to logs/", **self._who()}
+            )
             return out
 
-        done: dict[str, str] = await self.ctx.step(f"turn/{i}/compact", body)
+        done: dict[str, str] = await self.ctx.step(f"{self.p}turn/{i}/compact", body)
         self.s.compacted.update(done)
 
-    @staticmethod
-    def _archive_path(t: int, r: dict[str, Any]) -> str:
+    def _archive_path(self, t: int, r: dict[str, Any]) -> str:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in r["name"])[:40]
-        return f"logs/tool_results/turn-{t:03d}-{safe}-{r['id'][-8:]}.md"
+        who = "" if not self.p else "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in self.p.strip("/")) + "-"
+        return f"logs/tool_results/{who}turn-{t:03d}-{safe}-{r['id'][-8:]}.md"
+
+    def _who(self) -> dict[str, str]:
+        """The agent's name in its events, when the run has several agents."""
+        return {"agent": self.setup.name} if self.p else {}
 
     # -- the loop -----------------------------------------------------------------------------
     def _partial(self) -> str | None:
@@ -428,19 +489,21 @@ class _Agent:
     async def run(self, max_steps: int) -> Outcome:
         ctx = self.ctx
         if self.opts.layout:
-            await ctx.step("layout", self._layout)
+            await ctx.step(f"{self.p}layout", self._layout)
         try:
             for i in range(max_steps):
                 if ctx.cancel_requested.is_set():
                     raise _Stop(StopReason.CANCELLED, RunStatus.CANCELLED, "cancel requested")
                 await self._compact(i)
                 try:
-                    turn: dict[str, Any] = await ctx.step(f"turn/{i}/model", functools.partial(self._model_turn, i))
+                    turn: dict[str, Any] = await ctx.step(
+                        f"{self.p}turn/{i}/model", functools.partial(self._model_turn, i)
+                    )
                 except (EngineError, ModelNotFound) as e:
                     raise _Stop(StopReason.ERROR, RunStatus.FAILED, f"model call failed: {e}") from e
                 self.s.turns.append(turn)
                 self.s.level = turn.get("level")
-                if turn["content"]:
+                if turn["content"] and self.setup.set_partial:
                     ctx.partial_output = turn["content"]
                 calls = turn["tool_calls"]
                 if turn["final"] or not calls:
@@ -460,7 +523,8 @@ class _Agent:
                 for c, r in zip(calls, ok, strict=True):
                     if c["name"] == ANSWER_TOOL and self.answer_tool and not r["is_error"]:
                         answer = str(r["data"].get("answer", ""))
-                        ctx.partial_output = answer
+                        if self.setup.set_partial:
+                            ctx.partial_output = answer
                         raise _Stop(StopReason.END_TURN, RunStatus.SUCCEEDED, None, answer)
                 self._check_stuck(ok, calls)
             raise _Stop(
@@ -481,7 +545,7 @@ class _Agent:
     async def _finish(self, s: _Stop, exhausted: str | None = None) -> Outcome:
         ctx = self.ctx
         output = s.output if s.output is not None else self._partial()
-        if output is not None:
+        if output is not None and self.setup.set_partial:
             ctx.partial_output = output
         result = {
             "steps": len(self.s.turns),
@@ -512,12 +576,13 @@ class _Agent:
                     "detail": s.detail,
                     "steps": result["steps"],
                     "tool_calls": result["tool_calls"],
+                    **self._who(),
                 },
             )
             return True
 
         if s.reason is not StopReason.CANCELLED:  # a cancelled run may not be able to commit any more
-            await ctx.step("stopped", stopped)
+            await ctx.step(f"{self.p}stopped", stopped)
         return Outcome(output=output, result=result, status=s.status, stop_reason=s.reason, detail=s.detail)
 
 
@@ -534,6 +599,23 @@ async def run_agent(ctx: RunContext, *, registry: ToolRegistry | None = None) ->
             return Outcome(status=RunStatus.FAILED, stop_reason=StopReason.ERROR, detail=detail)
         return await _Agent(ctx, opts, tools, reg).run(max_steps)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def run_agent_with(
+    ctx: RunContext,
+    setup: AgentSetup,
+    *,
+    opts: AgentOptions,
+    tools: dict[str, Tool],
+    registry: ToolRegistry | None = None,
+    max_steps: int | None = None,
+) -> Outcome:
+    """Run one agent of a multi-agent workflow: its own task, prompt, tools (already open), meter
+    and step-key prefix. Returns how it stopped; a budget stop is an outcome, not an exception."""
+    if not setup.prefix and setup.name != "agent":
+        raise ValueError("an agent other than the run's main agent needs a step-key prefix")
+    agent = _Agent(ctx, opts, tools, registry or default_registry(), setup)
+    return await agent.run(max_steps or opts.max_steps)
 
 
 async def run(ctx: RunContext) -> Outcome:

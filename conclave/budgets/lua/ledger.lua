@@ -12,7 +12,10 @@ local function ledger_release(P, rid, res_id)
   local r = cjson.decode(raw)
   for scope, held in pairs(r.h) do
     for limit, amount in pairs(held) do
-      redis.call("HINCRBY", lkey(P, rid), "resv|" .. scope .. "|" .. limit, "-" .. amount)
+      -- "-0" is not an integer to Redis: a free model's USD hold is "0" and must be skipped
+      if tostring(amount) ~= "0" then
+        redis.call("HINCRBY", lkey(P, rid), "resv|" .. scope .. "|" .. limit, "-" .. amount)
+      end
     end
   end
   redis.call("HDEL", rk .. ":resv", res_id)
