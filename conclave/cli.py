@@ -422,7 +422,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     root = os.environ.get("CONCLAVE_REPO") or os.getcwd()
     if not os.path.isfile(os.path.join(root, "bench", "__main__.py")):
-        err.print("[red]error:[/] run `conclave bench` from a Conclave checkout (or set CONCLAVE_REPO): bench/ is not installed")
+        err.print(
+            "[red]error:[/] run `conclave bench` from a Conclave checkout (or set CONCLAVE_REPO): bench/ is not installed"
+        )
         return EXIT_USAGE
     return subprocess.call([sys.executable, "-m", "bench", args.name, *args.rest], cwd=root)
 

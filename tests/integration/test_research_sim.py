@@ -462,3 +462,39 @@ def test_submission_checks_name_the_field() -> None:
     assert set(split.scopes["write"].scopes) == {"s1", "s2"}
     own = Budget(usd=1, scopes={"build": SubBudget(share=0.9), "write": SubBudget(share=0.1)})
     assert stage_budget(own, 0.6) == own and stage_budget(None, 0.6) is None
+
+
+async def test_sections_can_be_drafted_by_an_ensemble(
+    store: RunStore, redis_server: EmbeddedRedis, prefix: str, corpus: Path
+) -> None:
+    """``section_ensemble``: each section is a generator → fuser ensemble over the run's model,
+    metered in the section's scope, instead of a writer agent."""
+    fused = (
+        "Tasks switch only at await points on one event loop [1], while the operating system preempts "
+        "threads at any time [2]."
+    )
+    replies = rules(
+        gen={"when": r"Section to write", "content": fused},
+        fuse={"when": r"(?s).", "content": fused},
+    )
+    ensemble = {
+        "name": "draft-pair",
+        "layers": [
+            [{"type": "generator", "model": "sim", "model_type": "conclave", "samples": 2, "max_tokens": 64}],
+            [{"type": "fuser", "model": "sim", "model_type": "conclave", "samples": 1, "max_tokens": 64}],
+        ],
+    }
+    settings = settings_for(prefix, corpus, replies)
+    run, _, _ = await store.submit(research_spec(rounds=1, section_ensemble=ensemble))
+    async with running_worker(settings, redis_server.url):
+        done = await wait_terminal(store, run.id, timeout=60)
+    assert done.status is RunStatus.SUCCEEDED, done.stop_detail
+    ws = await workspace_of(store, run.id)
+    state = ResearchState.model_validate_json(ws.read("logs/research_state.json"))
+    assert any(s.origin.startswith("ensemble") for s in state.sections), [s.origin for s in state.sections]
+    assert "await points" in ws.read("report.md")
+    assert_report_resolves(ws)
+    steps = await store.load_steps(run.id)
+    assert any(k.startswith("research/write/s") and k.endswith("/draft") for k in steps)
+    ensemble_sections = [x for x in state.sections if x.origin.startswith("ensemble")]
+    assert done.usage.model_calls >= 2 * len(ensemble_sections)  # a generator request and a fuser call each

@@ -22,9 +22,11 @@ from .config import (
 )
 from .executor import EnsembleError, EnsembleResult, Executor, LayerResult, ModelResolver, run_ensemble
 from .library import builtin_names, load_named, resolve_ensemble
+from .drafting import draft_with_ensemble
 from .serving import ensemble_chat
 
 __all__ = [
+    "draft_with_ensemble",
     "Candidate",
     "ComponentSpec",
     "ConfigFileError",
