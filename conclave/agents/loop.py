@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from conclave import telemetry
 from conclave.budgets.awareness import Level, budget_view
 from conclave.budgets.ledger import BudgetExhausted, limit_label
 from conclave.budgets.meter import Meter, prompt_estimate
@@ -487,6 +488,15 @@ class _Agent:
                 )
 
     async def run(self, max_steps: int) -> Outcome:
+        """The loop, inside an ``invoke_agent {name}`` span (model and tool spans nest under it)."""
+        with telemetry.agent_span(
+            self.setup.name, agent_id=f"{self.ctx.run_id}/{self.p or 'main'}", model=self.model
+        ) as span:
+            outcome = await self._run(max_steps)
+            span.set_attribute("conclave.agent.stop_reason", outcome.stop_reason.value)
+            return outcome
+
+    async def _run(self, max_steps: int) -> Outcome:
         ctx = self.ctx
         if self.opts.layout:
             await ctx.step(f"{self.p}layout", self._layout)
