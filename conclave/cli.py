@@ -70,7 +70,7 @@ def _exit_for(run: Any) -> int:
 
 
 # -- conclave up -----------------------------------------------------------------------------------
-DEMO_TASK = "In two sentences, explain what a budget-tracked agent run is."
+DEMO_TASK = "How do Python's asyncio tasks differ from threads?"
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -86,10 +86,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     svc = LocalService(settings, router=args.router)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         with out.status("starting Conclave…"):
             info = svc.start(say=lambda m: out.log(m))
+        # After ray.init, which installs its own SIGTERM handler: a SIGTERM stops everything we
+        # started, like Ctrl-C, instead of killing this process and orphaning the servers.
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         t = Table(title="Conclave is up", show_header=False)
         t.add_row("API", f"{info.api_url}  (OpenAPI: {info.api_url}/openapi.json)")
         t.add_row("OpenAI endpoint", f"{info.api_url}/v1/chat/completions")
@@ -139,7 +141,9 @@ def _demo(api_url: str, task: str, args: argparse.Namespace) -> int:
 
     spec: dict[str, Any] = {"kind": args.demo_kind, "input": task}
     if args.demo_kind == "research":
-        spec["options"] = {"corpus": "python-docs"}
+        # The CPU model picks tools reliably only under a constraint; "auto" lets it answer when it
+        # has nothing to add, which keeps the demo to about half a minute (docs/research.md).
+        spec["options"] = {"corpus": "python-docs", "tool_choice": "auto", "rounds": 1}
     with Client(api_url) as c:
         run = c.runs.submit(spec)
         out.print(f"demo run [bold]{run.id}[/] ({args.demo_kind}): {task}")

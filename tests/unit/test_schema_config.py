@@ -122,3 +122,38 @@ def test_model_spec_rejects_bad_engine_options() -> None:
 def test_cost_round_trips_json() -> None:
     c = Cost()
     assert Cost.model_validate_json(c.model_dump_json()) == c
+
+
+def test_embedded_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """A killed ``conclave up`` must not leave Valkey holding the port (it did, before PDEATHSIG)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from conclave.controller.redis_server import EmbeddedRedis\n"
+        f"s = EmbeddedRedis(Path({str(tmp_path)!r}))\n"
+        "s.start()\n"
+        "print(s.proc.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    server_pid = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{server_pid}/stat") as f:
+            if f.read().split(")")[1].split()[0] == "Z":
+                return
+        time.sleep(0.05)
+    os.kill(server_pid, signal.SIGKILL)
+    raise AssertionError("the server outlived the process that started it")
