@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conclave.agents.ensemble import Problem, prompts, register_checker
+from conclave.agents.ensemble import Problem, register_checker
 from conclave.agents.ensemble.search import (
     KIND,
     Arch,
@@ -22,11 +22,11 @@ from conclave.agents.ensemble.search import (
     architecture_search,
     pareto_front,
 )
-from conclave.agents.ensemble.simjudge import EnsembleSim, _candidates
+from conclave.agents.ensemble.simjudge import EnsembleSim
 from conclave.budgets.pricing import Pricing
 from conclave.cluster.config import Price
 from conclave.cluster.engine import Engine
-from conclave.cluster.engines.sim import SimEngine, SimReply
+from conclave.cluster.engines.sim import SimEngine
 from conclave.cluster.protocol import ChatRequest, ChatResponse
 from conclave.cluster.router import LocalRouter
 from conclave.schema import Budget, RunStatus, TaskSpec
@@ -52,19 +52,6 @@ SPACE = SearchSpace(
 BEST = Arch(generator="g", samples=8, verifier=True, judge="j")
 
 
-class BlindJudge(EnsembleSim):
-    """Verifies by the truth; ranks and fuses without it (identity order; copies the first)."""
-
-    def _reply(self, request: ChatRequest, index: int) -> SimReply:
-        prompt = request.messages[-1].text()
-        if prompt.startswith(prompts.RANKER_HEAD):
-            n = len(_candidates(prompt))
-            return SimReply(content="Answer: " + " > ".join(f"[{i}]" for i in range(1, n + 1)))
-        if prompt.startswith(prompts.FUSER_HEAD):
-            return SimReply(content=_candidates(prompt)[0])
-        return super()._reply(request, index)
-
-
 class CrashingRouter(LocalRouter):
     """Counts requests; once armed, the next request fails as if the worker died mid-candidate."""
 
@@ -84,7 +71,7 @@ def engines() -> dict[str, Engine]:
     gen = SimEngine(
         {"mode": "sample", "replies": [{"content": "so 42", "weight": P}, {"content": "so 17", "weight": 1 - P}]}
     )
-    return {"g": gen, "j": BlindJudge(name="j", prefer=r"\b42\b")}
+    return {"g": gen, "j": EnsembleSim(name="j", prefer=r"\b42\b", informed=("verifier",))}
 
 
 def dev_set(m: int = 16) -> list[Problem]:
