@@ -9,7 +9,13 @@ turn). Reported per config: wall times, their ratio, and wall / (layers x L) and
 (critical-path rounds x L); a verifier layer needs two rounds (reasoning, then verdict), so for those
 configs rounds, not layers, is the floor.
 
-    python bench/bench_ensemble.py [--latency 0.02] [--configs 12] [--max-calls 100]
+    python bench/bench_ensemble.py [--latency 0.02] [--configs 12] [--max-calls 100] [--search-seeds 10]
+
+Also, unless ``--search-seeds 0``: architecture search on a simulated task whose best architecture
+is known (a generator right with probability 0.3 per sample; a judge whose verifier knows the truth
+while its ranker and fuser are blind; so the best is 8 samples then a verifier), 16 dev items, a
+space of 32 architectures, 20 candidates per search, no latency: how often the Bayesian and the
+random search find the known best over several seeds, and the candidates each needed to reach it.
 
 Prints JSON, writes bench/results/ensemble.json and bench/results/ensemble.png.
 """
@@ -31,10 +37,20 @@ from typing import Any
 from redis.asyncio import Redis
 
 from conclave.agents.context import RunContext
-from conclave.agents.ensemble import EnsembleConfig, Executor, LayerResult, load_config, plan, validate_paths
+from conclave.agents.ensemble import (
+    EnsembleConfig,
+    Executor,
+    LayerResult,
+    Problem,
+    load_config,
+    plan,
+    validate_paths,
+)
+from conclave.agents.ensemble.search import Arch, SearchSpace, architecture_search
 from conclave.agents.ensemble.simjudge import EnsembleSim
 from conclave.budgets.ledger import Ledger
 from conclave.budgets.pricing import Pricing
+from conclave.cluster.engines.sim import SimEngine
 from conclave.cluster.protocol import ChatMessage
 from conclave.cluster.router import LocalRouter
 from conclave.controller.redis_server import EmbeddedRedis
@@ -98,7 +114,56 @@ async def run_once(store: RunStore, cfg: EnsembleConfig, latency: float, sequent
     return wall, sum(e.calls for e in engines.values())
 
 
-async def main(latency: float, count: int, max_calls: int) -> dict[str, Any]:
+async def search_bench(store: RunStore, seeds: int) -> dict[str, Any]:
+    """How often the search finds the known best architecture of a simulated task (see the module)."""
+    gen = SimEngine(
+        {"mode": "sample", "replies": [{"content": "so 42", "weight": 0.3}, {"content": "so 17", "weight": 0.7}]}
+    )
+    router = LocalRouter({"g": gen, "j": EnsembleSim(name="j", prefer=r"\b42\b", informed=("verifier",))})
+    space = SearchSpace(
+        generators=["g"], judges=["j"], samples=[1, 2, 4, 8], ranker_top_k=[None, 1], blocks=[1], max_tokens=16
+    )
+    best = Arch(generator="g", samples=8, verifier=True, judge="j")
+    dev = [Problem(input=f"Item {i}: what is six times seven?", expected="42") for i in range(16)]
+    spec = TaskSpec(kind="ensemble", input="architecture search bench")
+    run, _, _ = await store.submit(spec)
+    entry = next(e for e in await store.read_new("bench", 100, 100) if e.rid == run.id)
+    claim = await store.claim(run.id, owner="o", qid=entry.qid, worker="w", max_attempts=3)
+    ctx = RunContext(
+        store=store,
+        run_id=run.id,
+        spec=spec,
+        owner="o",
+        attempt=claim.attempt,
+        steps={},
+        files={},
+        router=router,
+        pricing=Pricing(),
+        ledger=Ledger(store.r, store.scripts, store.p, run.id, owner="o"),
+        default_model=None,
+        started_at=time.time(),
+    )
+    out: dict[str, Any] = {"dev_items": len(dev), "space_size": 32, "candidates_per_search": 20, "seeds": seeds}
+    for method in ("bayes", "random"):
+        found: list[int | None] = []
+        t0 = time.perf_counter()
+        for seed in range(seeds):
+            rep = await architecture_search(
+                dev, space, ctx.meter, method=method, max_candidates=20, n_random=5, seed=seed
+            )
+            assert rep.best is not None
+            at = next((c.index + 1 for c in rep.candidates if c.arch == best), None)
+            found.append(at if rep.best.arch == best else None)
+        hits = [f for f in found if f is not None]
+        out[method] = {
+            "found_best": len(hits),
+            "median_candidates_to_best": statistics.median(hits) if hits else None,
+            "seconds_per_search": round((time.perf_counter() - t0) / seeds, 3),
+        }
+    return out
+
+
+async def main(latency: float, count: int, max_calls: int, search_seeds: int = 0) -> dict[str, Any]:
     srv = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="bench-valkey-")))
     srv.start()
     redis = Redis.from_url(srv.url, decode_responses=True)
@@ -130,6 +195,7 @@ async def main(latency: float, count: int, max_calls: int) -> dict[str, Any]:
                     "sequential_per_layer_L": round(seq / (layers * latency), 3),
                 }
             )
+        search = await search_bench(store, search_seeds) if search_seeds > 0 else None
     finally:
         await redis.aclose()
         srv.stop()
@@ -151,6 +217,7 @@ async def main(latency: float, count: int, max_calls: int) -> dict[str, Any]:
         "latency_s": latency,
         "summary": summary,
         "rows": rows,
+        **({"search": search} if search is not None else {}),
     }
 
 
@@ -187,8 +254,9 @@ if __name__ == "__main__":
     ap.add_argument("--latency", type=float, default=0.02, help="seconds per simulated request")
     ap.add_argument("--configs", type=int, default=16, help="how many Archon configs")
     ap.add_argument("--max-calls", type=int, default=100, help="skip configs with more calls (sequential is slow)")
+    ap.add_argument("--search-seeds", type=int, default=10, help="architecture-search runs per method (0: skip)")
     args = ap.parse_args()
-    result = asyncio.run(main(args.latency, args.configs, args.max_calls))
+    result = asyncio.run(main(args.latency, args.configs, args.max_calls, args.search_seeds))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ensemble.json").write_text(json.dumps(result, indent=2))
     draw(result)

@@ -53,6 +53,7 @@ KINDS: dict[str, str] = {
     "chat": "conclave.agents.chat",
     "agent": "conclave.agents.loop",
     "ensemble": "conclave.agents.ensemble.kind",
+    "ensemble_search": "conclave.agents.ensemble.search",
     "research": "conclave.agents.research",
 }
 

@@ -16,7 +16,8 @@ what was wrong and asked again, each retry metered like any call):
   dropped); when nothing is verified or unjudged, all are kept (as Archon does);
 - unit-test generator: no unit tests (evaluators then pass candidates on unchanged);
 - unit-test evaluator: a candidate whose verdicts cannot be read ranks after all scored ones;
-- voter: makes no calls; a response with no recognisable answer votes with its whole normalised text.
+- voter: makes no calls; a response with no recognisable answer votes with its whole normalised text;
+- checker: makes no calls; keeps the candidates that pass, all of them (score 0) when none does.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from conclave.cluster.protocol import ChatChoice, ChatMessage, ChatRequest, Chat
 
 from . import parsing, prompts
 from .config import MAX_N, ComponentSpec
+from .scoring import Problem, make_checker, run_checker
 
 __all__ = [
     "Call",
@@ -238,6 +240,7 @@ class Env:
     prev: EnsembleState
     retries: int
     sequential: bool
+    problem: Problem | None = None  # the task with its expected answer, when the caller knows it
 
     def origin(self, sample: int) -> str:
         return f"L{self.layer}.c{self.index}.s{sample}"
@@ -298,6 +301,8 @@ async def run_component(env: Env, spec: ComponentSpec, call: Call | None, sample
         return ComponentOutput(degraded="no candidates from the previous layer; nothing to do")
     if kind == "voter":
         return _voter(env, spec)
+    if kind == "checker":
+        return _checker(env, spec)
     assert call is not None
     if kind == "critic":
         return await _critic(env, spec, call)
@@ -464,3 +469,26 @@ def _voter(env: Env, spec: ComponentSpec) -> ComponentOutput:
     for a in answers:
         tally[a] = tally.get(a, 0) + 1
     return ComponentOutput(candidates=kept, detail={"answer": winner, "votes": votes, "of": len(cands), "tally": tally})
+
+
+def checker_problem(env_problem: Problem | None, spec: ComponentSpec, query: str) -> Problem:
+    """The problem a checker judges against: the run's (its expected answer wins over the config's)."""
+    if env_problem is None:
+        return Problem(input=query, expected=spec.expected)
+    if env_problem.expected is None and spec.expected is not None:
+        return env_problem.model_copy(update={"expected": spec.expected})
+    return env_problem
+
+
+def _checker(env: Env, spec: ComponentSpec) -> ComponentOutput:
+    cands = env.prev.candidates
+    check = make_checker(spec.checker, spec.answer_pattern)
+    problem = checker_problem(env.problem, spec, env.bare_query)
+    scores = [run_checker(check, c.text, problem) for c in cands]
+    passed = [s >= 1.0 for s in scores]
+    scored = [c.model_copy(update={"score": s}) for c, s in zip(cands, scores, strict=True)]
+    kept = [c for c, ok in zip(scored, passed, strict=True) if ok]
+    detail: dict[str, Any] = {"checker": spec.checker or "exact", "passed": passed, "solved": bool(kept)}
+    if not kept:
+        return ComponentOutput(candidates=scored, degraded="no candidate passed the checker; all kept", detail=detail)
+    return ComponentOutput(candidates=kept, detail=detail)

@@ -60,6 +60,7 @@ ComponentType = Literal[
     "unit_test_generator",
     "unit_test_evaluator",
     "voter",
+    "checker",
 ]
 COMPONENT_TYPES: tuple[str, ...] = (
     "generator",
@@ -70,6 +71,7 @@ COMPONENT_TYPES: tuple[str, ...] = (
     "unit_test_generator",
     "unit_test_evaluator",
     "voter",
+    "checker",
 )
 
 #: ``model_type`` values Archon's configs use (``""`` = unspecified, as its PairRM rankers have),
@@ -91,7 +93,12 @@ PROVIDERS: tuple[str, ...] = (
 _ALIASES = {"length_contorl": "length_control"}
 
 #: Components that read the previous layer's candidates and need at least one.
-_NEEDS_CANDIDATES = ("critic", "ranker", "fuser", "verifier", "unit_test_evaluator", "voter")
+_NEEDS_CANDIDATES = ("critic", "ranker", "fuser", "verifier", "unit_test_evaluator", "voter", "checker")
+
+#: Components that make no model call.
+CALL_FREE = ("voter", "checker")
+
+_CHECKER_NAME = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
 
 
 class _Strict(BaseModel):
@@ -137,7 +144,19 @@ class ComponentSpec(_Strict):
         default=False, description="Generator: start `samples` calls, keep the first to finish, cancel the rest."
     )
     answer_pattern: str | None = Field(
-        default=None, max_length=500, description="Voter: regex whose first group (or match) is the answer."
+        default=None,
+        max_length=500,
+        description="Voter, checker: regex whose first group (or match) is the response's answer.",
+    )
+    checker: str | None = Field(
+        default=None,
+        pattern=_CHECKER_NAME,
+        description="Checker: 'exact' (default) or the name of a registered Python checker.",
+    )
+    expected: str | None = Field(
+        default=None,
+        max_length=100_000,
+        description="Checker: the expected answer when the run gives none (the run's problem wins).",
     )
     max_parse_retries: int | None = Field(
         default=None, ge=0, le=10, description="Judges: re-asks after an unparseable output."
@@ -177,12 +196,15 @@ class ComponentSpec(_Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> ComponentSpec:
-        if self.type != "voter" and self.model is None:
+        if self.type not in CALL_FREE and self.model is None:
             raise ValueError(f"a {self.type} needs a model")
         if self.first_finish and self.type != "generator":
             raise ValueError("first_finish applies to generators only")
-        if self.answer_pattern is not None and self.type != "voter":
-            raise ValueError("answer_pattern applies to voters only")
+        if self.answer_pattern is not None and self.type not in CALL_FREE:
+            raise ValueError("answer_pattern applies to voters and checkers only")
+        for name in ("checker", "expected"):
+            if getattr(self, name) is not None and self.type != "checker":
+                raise ValueError(f"{name} applies to checkers only")
         if self.first_k is None and self.first_pass:
             self.first_k = 1
         return self
@@ -192,7 +214,7 @@ class ComponentSpec(_Strict):
         return self.name or self.type
 
     def issues_call(self) -> bool:
-        return self.type != "voter"
+        return self.type not in CALL_FREE
 
 
 class LayerBudget(_Strict):
@@ -229,17 +251,30 @@ class StrategySpec(_Strict):
 
     ``best_of_n``: n samples, then a ``ranker`` (keeps 1) or a ``verifier`` (keeps the first that
     passes). ``self_consistency``: n samples, then a voter. ``first_finish``: n samples started at
-    once, the first to complete wins and the rest are cancelled.
+    once, the first to complete wins and the rest are cancelled. ``repeated_sampling``: n samples,
+    then a checker (exact match against the expected answer, or a registered Python checker) that
+    keeps the samples that pass, all of them when none does; its layer event reports whether any
+    sample solved the problem (see ``coverage.repeated_sampling`` for a report over a problem set).
     """
 
-    type: Literal["best_of_n", "self_consistency", "first_finish"]
+    type: Literal["best_of_n", "self_consistency", "first_finish", "repeated_sampling"]
     model: str = Field(min_length=1, max_length=256)
     n: int = Field(default=5, ge=1, le=1000)
     temperature: float = Field(default=0.8, ge=0, le=2)
     max_tokens: int = Field(default=1024, ge=1, le=1_000_000)
     selector: Literal["ranker", "verifier"] = Field(default="ranker", description="best_of_n only.")
     judge_model: str | None = Field(default=None, description="Ranker/verifier model; default: `model`.")
-    answer_pattern: str | None = Field(default=None, description="self_consistency only.")
+    answer_pattern: str | None = Field(default=None, description="self_consistency, repeated_sampling.")
+    checker: str | None = Field(default=None, pattern=_CHECKER_NAME, description="repeated_sampling only.")
+    expected: str | None = Field(default=None, max_length=100_000, description="repeated_sampling only.")
+
+    @model_validator(mode="after")
+    def _fields_of_type(self) -> StrategySpec:
+        if self.type != "repeated_sampling":
+            for name in ("checker", "expected"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} applies to repeated_sampling only")
+        return self
 
     def layers_of(self) -> list[LayerSpec]:
         gen = ComponentSpec(
@@ -260,6 +295,11 @@ class StrategySpec(_Strict):
             layers.append(LayerSpec(components=[sel]))
         elif self.type == "self_consistency":
             layers.append(LayerSpec(components=[ComponentSpec(type="voter", answer_pattern=self.answer_pattern)]))
+        elif self.type == "repeated_sampling":
+            check = ComponentSpec(
+                type="checker", checker=self.checker, expected=self.expected, answer_pattern=self.answer_pattern
+            )
+            layers.append(LayerSpec(components=[check]))
         return layers
 
 
@@ -525,7 +565,7 @@ def plan(
                 requests += calls
                 produced.append(min(c.first_k or c.top_k or n_cand, n_cand))
                 rounds = max(rounds, 1)
-            elif c.type == "voter":
+            elif c.type in CALL_FREE:
                 produced.append(n_cand)
             completions += calls
             tokens += calls * mt

@@ -42,6 +42,7 @@ from .components import (
 )
 from .config import ComponentSpec, EnsembleConfig, Plan, plan
 from .prompts import with_unit_tests
+from .scoring import CheckerError, Problem, get_checker
 
 __all__ = [
     "ComponentReport",
@@ -200,6 +201,7 @@ class Executor:
         max_parse_retries: int = 2,
         max_tokens_cap: int | None = None,
         sequential: bool = False,
+        problem: Problem | None = None,
     ) -> None:
         if not messages or messages[-1].role != "user":
             raise EnsembleError("an ensemble answers a conversation whose last message is from the user")
@@ -217,6 +219,8 @@ class Executor:
         self.retries = max_parse_retries
         self.cap = max_tokens_cap
         self.sequential = sequential
+        self.problem = problem
+        self._check_checkers()
         # Resolve every model before any call: a config that cannot run fails before spending.
         self.models: list[list[str | None]] = [
             [
@@ -225,6 +229,23 @@ class Executor:
             ]
             for i, layer in enumerate(config.layers)
         ]
+
+    def _check_checkers(self) -> None:
+        """Checker components name a known checker and, for exact match, have an expected answer."""
+        for i, layer in enumerate(self.config.layers):
+            for j, c in enumerate(layer.components):
+                if c.type != "checker":
+                    continue
+                try:
+                    get_checker(c.checker or "exact", c.answer_pattern)
+                except CheckerError as e:
+                    raise EnsembleError(f"layers[{i}][{j}]: {e}") from None
+                has_expected = c.expected is not None or (self.problem is not None and self.problem.expected)
+                if (c.checker or "exact") == "exact" and not has_expected:
+                    raise EnsembleError(
+                        f"layers[{i}][{j}]: an exact-match checker needs an expected answer "
+                        "(in the component or the run's problem)"
+                    )
 
     async def run(self) -> EnsembleResult:
         state = EnsembleState()
@@ -309,6 +330,7 @@ class Executor:
                 prev=prev,
                 retries=_retries(layer.components[j], self.retries),
                 sequential=self.sequential,
+                problem=self.problem,
             )
 
         def call_for(j: int, label: str) -> Call:
@@ -415,6 +437,11 @@ def _event(name: str, r: LayerResult) -> dict[str, Any]:
                 "samples": c.samples,
                 **({"samples_planned": c.samples_planned} if c.samples != c.samples_planned else {}),
                 **({"degraded": c.degraded} if c.degraded else {}),
+                **(
+                    {"passed": sum(c.detail.get("passed", [])), "solved": c.detail.get("solved")}
+                    if c.type == "checker"
+                    else {}
+                ),
             }
             for c in r.components
         ],

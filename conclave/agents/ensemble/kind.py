@@ -22,6 +22,7 @@ from ..context import RunContext
 from .config import ConfigFileError, EnsembleConfig
 from .executor import Executor, LayerResult, ModelResolver
 from .library import resolve_ensemble
+from .scoring import Problem
 
 __all__ = ["KIND", "EnsembleOptions", "ensemble_of"]
 
@@ -40,6 +41,9 @@ class EnsembleOptions(BaseModel):
     max_parse_retries: int = Field(default=2, ge=0, le=10, description="Re-asks after an unparseable judge output.")
     max_tokens: int | None = Field(default=None, ge=1, le=100_000, description="Caps max_tokens of every call.")
     seed: int = Field(default=0, description="Seeds every sampled call; the same seed repeats a run's requests.")
+    expected: str | None = Field(
+        default=None, max_length=100_000, description="The expected answer, for checker components (exact match)."
+    )
 
 
 def _extra_dirs() -> list[Path]:
@@ -111,6 +115,7 @@ async def run(ctx: RunContext) -> Outcome:
         seed=opts.seed,
         max_parse_retries=opts.max_parse_retries,
         max_tokens_cap=opts.max_tokens,
+        problem=Problem(input=ctx.spec.input, expected=opts.expected),
     )
     try:
         result = await executor.run()

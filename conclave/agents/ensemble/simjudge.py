@@ -6,7 +6,12 @@ well-formed critique, ranking, verdict, unit-test list or unit-test verdicts; ev
 generators' calls) is answered by the SimEngine mode in ``options``. Judgments follow one rule:
 a candidate is "good" when it matches ``prefer`` (a regex; every candidate when None). Rankers put
 good candidates first (original order otherwise), verifiers say ``[Correct]`` for good ones only,
-evaluators pass every test for good ones and fail every test for the others.
+evaluators pass every test for good ones and fail every test for the others. ``informed`` limits
+the rule to some roles (``critic``, ``ranker``, ``fuser``, ``verifier``, ``evaluator``); the others
+judge blindly: a blind ranker keeps the order it was given, a blind fuser copies the first
+candidate, a blind verifier accepts everything, a blind critic finds nothing to say either way, a
+blind evaluator passes every test. (The architecture-search tests use a sim whose verifier alone
+knows the truth, so that the best architecture is known.)
 
 It exists to exercise orchestration (concurrency, batching, budgets, selection) and to benchmark it
 without a model; it understands nothing.
@@ -15,6 +20,7 @@ without a model; it understands nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 from conclave.cluster.engines.sim import SimEngine, SimOptions, SimReply
@@ -22,7 +28,9 @@ from conclave.cluster.protocol import ChatRequest
 
 from . import prompts
 
-__all__ = ["EnsembleSim"]
+__all__ = ["ROLES", "EnsembleSim"]
+
+ROLES: tuple[str, ...] = ("critic", "ranker", "fuser", "verifier", "evaluator")
 
 _BLOCK = re.compile(r"^\[(\d+)\] (.*?)(?=\n\n\[\d+\] |\n\n(?:Rank|For every|Instruction again)|\Z)", re.S | re.M)
 
@@ -50,12 +58,19 @@ class EnsembleSim(SimEngine):
         name: str = "sim",
         prefer: str | None = None,
         unit_tests: int = 3,
+        informed: Collection[str] = ROLES,
     ) -> None:
         super().__init__(options, name=name)
+        unknown = set(informed) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown judge roles {sorted(unknown)}; known: {', '.join(ROLES)}")
         self.prefer = re.compile(prefer) if prefer else None
         self.unit_tests = unit_tests
+        self.informed = frozenset(informed)
 
-    def _good(self, text: str) -> bool:
+    def _good(self, text: str, role: str) -> bool:
+        if role not in self.informed:
+            return True
         return self.prefer is None or bool(self.prefer.search(text))
 
     def _reply(self, request: ChatRequest, index: int) -> SimReply:
@@ -68,25 +83,27 @@ class EnsembleSim(SimEngine):
             cands = _candidates(prompt)
             return SimReply(
                 content="\n\n".join(
-                    f"[{i}]\nStrengths:\n- {'on point' if self._good(c) else 'fluent'}\n"
-                    f"Weaknesses:\n- {'none noted' if self._good(c) else 'misses the question'}"
+                    f"[{i}]\nStrengths:\n- {'on point' if self._good(c, 'critic') else 'fluent'}\n"
+                    f"Weaknesses:\n- {'none noted' if self._good(c, 'critic') else 'misses the question'}"
                     for i, c in enumerate(cands, 1)
                 )
             )
         if prompt.startswith(prompts.RANKER_HEAD):
             cands = _candidates(prompt)
-            order = [i for i, c in enumerate(cands, 1) if self._good(c)]
+            order = [i for i, c in enumerate(cands, 1) if self._good(c, "ranker")]
             order += [i for i in range(1, len(cands) + 1) if i not in order]
             return SimReply(content="Answer: " + " > ".join(f"[{i}]" for i in order) + "\nBy the rule.")
         if prompt.startswith(prompts.FUSER_HEAD):
             cands = _candidates(prompt)
-            best = next((c for c in cands if self._good(c)), cands[0] if cands else "")
+            if "fuser" not in self.informed:
+                return SimReply(content=cands[0] if cands else "")
+            best = next((c for c in cands if self._good(c, "fuser")), cands[0] if cands else "")
             return SimReply(content=f"fused from {len(cands)}: {best}")
         if prompt.startswith(prompts.REASONING_HEAD):
             return SimReply(content="The response is checked against the instruction step by step.")
         if prompt.startswith(prompts.VERDICT_HEAD):
             cand = _between(prompt, "Response: ", "\n\nReasoning: ")
-            return SimReply(content="Checked. " + ("[Correct]" if self._good(cand) else "[Incorrect]"))
+            return SimReply(content="Checked. " + ("[Correct]" if self._good(cand, "verifier") else "[Incorrect]"))
         if prompt.startswith(prompts.UNIT_TESTS_HEAD):
             m = re.search(r"Write (\d+) unit tests", prompt)
             k = int(m.group(1)) if m else self.unit_tests
@@ -94,6 +111,6 @@ class EnsembleSim(SimEngine):
         if prompt.startswith(prompts.EVALUATOR_HEAD):
             cand = _between(prompt, "Candidate response: ", "\n\nUnit tests:\n")
             k = len(re.findall(r"^Unit Test #\d+: ", _between(prompt, "Unit tests:\n", "\n\nReason"), re.M))
-            verdict = "[Passed]" if self._good(cand) else "[Failed]"
+            verdict = "[Passed]" if self._good(cand, "evaluator") else "[Failed]"
             return SimReply(content="\n".join(f"Unit Test #{i}: {verdict}" for i in range(1, k + 1)))
         return super()._reply(request, index)
