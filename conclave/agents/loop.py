@@ -106,6 +106,9 @@ class AgentOptions(BaseModel):
     keep_recent_turns: int = Field(default=1, ge=0, le=100, description="Turns whose results are never compacted.")
     budget_awareness: bool = True
     layout: bool = Field(default=False, description="Start the workspace with the FS-Researcher layout.")
+    answer_ensemble: str | dict[str, Any] | None = Field(
+        default=None, description="Give the final answer with this ensemble (a name or a config) over the conversation."
+    )
 
 
 @dataclass
@@ -552,8 +555,32 @@ class _Agent:
         self.ctx.workspace.init_layout()
         return True
 
+    async def _ensemble_answer(self, s: _Stop) -> _Stop:
+        """With ``answer_ensemble``, the final answer comes from that ensemble over the whole
+        conversation (one durable step, metered in the ``answer`` scope); the agent's own answer
+        stays when the ensemble cannot run within budget."""
+        ens = self.opts.answer_ensemble
+        if ens is None or s.reason is not StopReason.END_TURN:
+            return s
+        from conclave.agents.ensemble import answer_with_ensemble
+
+        meter = self.ctx.scoped(f"{self.setup.name}-answer", stage="answer", agent=f"{self.setup.name}-ensemble")
+
+        async def answer() -> str:
+            return await answer_with_ensemble(
+                ens, self._messages(final=True), meter, default_model=self.model, max_tokens=self.opts.max_tokens
+            )
+
+        try:
+            text = await self.ctx.step(f"{self.p}answer/ensemble", answer)
+        except (BudgetExhausted, EngineError) as e:
+            detail = f"kept the agent's own answer: the answer ensemble could not run ({e})"
+            return _Stop(s.reason, s.status, detail, s.output)
+        return _Stop(s.reason, s.status, s.detail or "answered by the answer ensemble", text or s.output)
+
     async def _finish(self, s: _Stop, exhausted: str | None = None) -> Outcome:
         ctx = self.ctx
+        s = await self._ensemble_answer(s)
         output = s.output if s.output is not None else self._partial()
         if output is not None and self.setup.set_partial:
             ctx.partial_output = output

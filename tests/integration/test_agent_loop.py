@@ -313,3 +313,35 @@ async def test_python_failures_are_tool_errors_and_the_run_goes_on(runs: Runs) -
     assert r[1]["is_error"] and "Network is unreachable" in r[1]["content"]
     assert not r[2]["is_error"]
     assert (await load_workspace(runs.binary, runs.prefix, rid))["out.txt"] == b"42"
+
+
+async def test_answer_ensemble_gives_the_final_answer_over_the_conversation(runs: Runs) -> None:
+    """``answer_ensemble``: after the tool loop, the final answer is the ensemble's (one durable
+    step), and its inner calls are metered in the agent's answer scope."""
+    engine = SimEngine(
+        {
+            "mode": "rules",
+            "replies": [
+                {"when": r"^do the task", "tool_calls": [{"name": "ls", "arguments": {}}]},
+                # the agent sees the raw tool result; the ensemble sees a flattened, re-prompted conversation
+                {"when": r"^(?!\[result of)[^\n]*notes\.md", "content": "agent answer"},
+                {"content": "ensemble answer: notes.md holds alpha"},
+            ],
+        }
+    )
+    ensemble = {
+        "name": "solo",
+        "layers": [[{"type": "generator", "model": "sim", "model_type": "conclave", "samples": 1}]],
+    }
+    rid = await runs.submit(spec(["ls"], answer_ensemble=ensemble))
+    ctx = await runs.attempt(rid, router(engine))
+    ctx.workspace.write("notes.md", "alpha\n")
+    await ctx.flush()
+    out = await run_agent(ctx)
+    assert out.status is RunStatus.SUCCEEDED, out.detail
+    assert out.output == "ensemble answer: notes.md holds alpha"
+    steps = await runs.store.load_steps(rid)
+    assert "answer/ensemble" in steps
+    cost = await ctx.ledger.cost()
+    assert cost.total.usage.model_calls == 3  # two agent turns and the ensemble's one generator call
+    assert cost.by_agent["generator#0"].usage.model_calls == 1
