@@ -20,7 +20,7 @@ import httpx
 
 from conclave.schema import Cost, Event, Run, RunPage, RunStatus, TaskSpec
 
-from .errors import ServiceUnavailable, error_for
+from .errors import BudgetExceeded, ConclaveError, ServiceUnavailable, error_for
 
 __all__ = ["AsyncClient", "Client"]
 
@@ -41,6 +41,15 @@ def _check(r: httpx.Response) -> Any:
     except ValueError:
         body = None
     raise error_for(r.status_code, body, f"HTTP {r.status_code}: {r.text[:200]}")
+
+
+def _checked(run: Run) -> Run:
+    if run.status is RunStatus.SUCCEEDED:
+        return run
+    detail = f"run {run.id} ended {run.status.value}" + (f": {run.stop_detail}" if run.stop_detail else "")
+    if run.status is RunStatus.BUDGET_EXHAUSTED:
+        raise BudgetExceeded(detail, code=run.exhausted_limit or "budget_exhausted")
+    raise ConclaveError(detail, code=run.status.value)
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -98,12 +107,16 @@ class _Runs:
             return r.text
         return self.get(run_id).output or ""
 
-    def wait(self, run_id: str, *, timeout: float | None = None, poll: float = 0.25) -> Run:
+    def wait(
+        self, run_id: str, *, timeout: float | None = None, poll: float = 0.25, raise_on_failure: bool = False
+    ) -> Run:
+        """The run once it has ended. With ``raise_on_failure`` an ending other than success raises
+        (``BudgetExceeded`` for a spent budget, ``ConclaveError`` otherwise)."""
         end = None if timeout is None else time.monotonic() + timeout
         while True:
             run = self.get(run_id)
             if run.status.terminal:
-                return run
+                return _checked(run) if raise_on_failure else run
             if end is not None and time.monotonic() > end:
                 raise TimeoutError(f"run {run_id} still {run.status.value} after {timeout} s")
             time.sleep(poll)
@@ -220,12 +233,14 @@ class _AsyncRuns:
             return r.text
         return (await self.get(run_id)).output or ""
 
-    async def wait(self, run_id: str, *, timeout: float | None = None, poll: float = 0.25) -> Run:
+    async def wait(
+        self, run_id: str, *, timeout: float | None = None, poll: float = 0.25, raise_on_failure: bool = False
+    ) -> Run:
         end = None if timeout is None else time.monotonic() + timeout
         while True:
             run = await self.get(run_id)
             if run.status.terminal:
-                return run
+                return _checked(run) if raise_on_failure else run
             if end is not None and time.monotonic() > end:
                 raise TimeoutError(f"run {run_id} still {run.status.value} after {timeout} s")
             await asyncio.sleep(poll)

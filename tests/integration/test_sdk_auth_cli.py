@@ -17,7 +17,7 @@ from conclave import AsyncClient, Client
 from conclave.api.app import create_app
 from conclave.api.auth import KeyStore
 from conclave.controller.redis_server import EmbeddedRedis, free_port
-from conclave.sdk import NotFound, Unauthorized, ValidationError
+from conclave.sdk import BudgetExceeded, NotFound, Unauthorized, ValidationError
 
 from ._helpers import running_worker, serve_http, sim_settings
 
@@ -47,6 +47,18 @@ async def test_sync_client_every_method(redis_server: EmbeddedRedis, prefix: str
                     assert cancelled.status.value == "succeeded"  # finished runs stay as they are
                     with pytest.raises(NotFound):
                         c.runs.get("run_nope")
+                    tight = c.runs.submit(
+                        {
+                            "kind": "steps",
+                            "input": "x",
+                            "model": "sim",
+                            "options": {"n": 2, "model_calls": True},
+                            "budget": {"model_calls": 1},
+                        }
+                    )
+                    with pytest.raises(BudgetExceeded) as be:
+                        c.runs.wait(tight.id, timeout=30, raise_on_failure=True)
+                    assert be.value.code == "model_calls"
                     with pytest.raises(ValidationError) as ei:
                         c.runs.submit({"kind": "nope", "input": "x"})
                     assert ei.value.details[0]["field"] == "kind"
