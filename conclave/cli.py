@@ -154,25 +154,57 @@ def _demo(api_url: str, task: str, args: argparse.Namespace) -> int:
 
 
 def _follow(c: Any, run_id: str) -> None:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    """A live view of a run: the stage, steps (model turns and tool calls), tokens, and one bar per
+    budget limit of the run burning down (read from the ledger every couple of seconds)."""
+    import time as _time
 
-    tokens = [0, 0]
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    tokens, steps, stage = [0, 0], [0, 0], "queued"
+    bars: dict[str, Any] = {}
+    last_cost = 0.0
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=out, transient=True
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=24),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=out,
+        transient=True,
     ) as p:
-        t = p.add_task("queued", total=None)
+        t = p.add_task("queued", total=None, note="")
         for ev in c.runs.events(run_id):
             if ev.type == "model.call":
                 u = ev.data.get("usage", {})
                 tokens[0] += int(u.get("prompt_tokens", 0))
                 tokens[1] += int(u.get("completion_tokens", 0))
-            desc = ev.data.get("stage") or ev.data.get("tool") or ev.type
+                steps[0] += 1
+            elif ev.type == "tool.call":
+                steps[1] += 1
+            elif ev.type in ("stage.started", "run.started", "run.resumed"):
+                stage = str(ev.data.get("stage") or ev.type.split(".", 1)[1])
             p.update(
                 t,
-                description=f"{ev.type:<16} {desc if desc != ev.type else ''}  tokens {tokens[0]} in / {tokens[1]} out",
+                description=f"[bold]{stage}[/]  {steps[0]} model turns, {steps[1]} tool calls",
+                note=f"tokens {tokens[0]} in / {tokens[1]} out",
             )
-            if ev.type in ("tool.call", "stage.started", "run.started", "run.resumed", "agent.stopped"):
-                out.log(f"[dim]#{ev.id}[/] {ev.type} {json.dumps(ev.data, default=str)[:160]}")
+            if ev.type in ("tool.call", "stage.started", "stage.finished", "run.resumed", "agent.stopped"):
+                out.log(f"[dim]#{ev.id}[/] {ev.type} {json.dumps(ev.data, default=str)[:160]}", highlight=False)
+            now = _time.monotonic()
+            if now - last_cost > 2.0 or ev.type == "run.finished":
+                last_cost = now
+                try:
+                    cost = c.runs.cost(run_id)
+                except Exception:  # the view must never stop the follow
+                    continue
+                for lim in cost.limits:
+                    if lim.scope != "run":
+                        continue
+                    if lim.limit not in bars:
+                        bars[lim.limit] = p.add_task(f"budget {lim.limit}", total=lim.cap or 1, note="")
+                    p.update(
+                        bars[lim.limit], completed=min(lim.used, lim.cap), note=f"{lim.used:g} of {lim.cap:g} used"
+                    )
 
 
 # -- runs ------------------------------------------------------------------------------------------

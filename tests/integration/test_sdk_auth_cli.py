@@ -202,6 +202,26 @@ async def test_cli_submit_wait_json_and_runs_show(redis_server: EmbeddedRedis, p
             assert b["status"] in ("budget_exhausted", "succeeded") and (
                 b["status"] == "budget_exhausted" or b["stop_reason"] == "length"
             )
+            follow = await asyncio.to_thread(
+                _cli,
+                "submit",
+                "--kind",
+                "steps",
+                "x",
+                "--model",
+                "sim",
+                "--option",
+                "n=4",
+                "--option",
+                "model_calls=true",
+                "--budget-model-calls",
+                "10",
+                "--follow",
+                "--url",
+                base,
+            )
+            assert follow.returncode == 0, follow.stderr
+            assert "succeeded" in follow.stdout and "sum=14" in follow.stdout
         missing = await asyncio.to_thread(_cli, "runs", "show", "run_nope", "--url", base)
         assert missing.returncode == 3 and "no run" in missing.stderr and "Traceback" not in missing.stderr
         bad = await asyncio.to_thread(_cli, "submit", "x", "--kind", "chat", "--budget-usd", "-1", "--url", base)
