@@ -157,6 +157,26 @@ def tool_span(name: str, *, call_id: str | None = None) -> Iterator[Span]:
         yield span
 
 
+_queue_depth: dict[str, int] = {"waiting": 0, "in_flight": 0}
+
+
+def _observe_queue(_: Any) -> list[metrics.Observation]:
+    return [metrics.Observation(v, {"conclave.queue.state": k}) for k, v in _queue_depth.items()]
+
+
+meter.create_observable_gauge(
+    "conclave.queue.depth",
+    callbacks=[_observe_queue],
+    unit="{run}",
+    description="Runs waiting for a worker and held by workers",
+)
+
+
+def set_queue_depth(waiting: int, in_flight: int) -> None:
+    """Workers report the queue's depth as they poll it; the gauge reads the latest figures."""
+    _queue_depth["waiting"], _queue_depth["in_flight"] = waiting, in_flight
+
+
 def run_finished(status: str, kind: str) -> None:
     _runs.add(1, {"conclave.run.status": status, "conclave.run.kind": kind})
 

@@ -175,12 +175,14 @@ class Worker:
         interval = max(0.2, self.settings.lease_seconds / 2)
         while not self._stop.is_set():
             free = self._free()
-            if free > 0:
-                try:
+            try:
+                if free > 0:
                     for entry in await self.store.reclaim(self.name, self.lease_ms, min(free, 32)):
                         self._start(entry)
-                except _DOWN as e:
-                    log.warning("worker %s: reclaim failed (%s)", self.name, e)
+                depth = await self.store.queue_depth()
+                telemetry.set_queue_depth(depth["waiting"], depth["in_flight"])
+            except _DOWN as e:
+                log.warning("worker %s: reclaim failed (%s)", self.name, e)
             await asyncio.sleep(interval)
 
     async def _renew_loop(self) -> None:
