@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
-from collections.abc import AsyncIterator, Iterator
-
-import uvicorn
+from collections.abc import AsyncIterator
 
 from conclave.cluster.config import ModelSpec
 from conclave.config import Settings
-from conclave.controller.redis_server import free_port
 from conclave.controller.store import RunStore
 from conclave.controller.worker import Worker, local_router
 from conclave.schema import Run
+from tests._http import serve_http
 
 TEST_KINDS = {
     "steps": "tests.integration.kinds_for_tests:STEPS",
@@ -69,18 +66,4 @@ async def claimed_run(store: RunStore, spec: object, owner: str = "owner-1") -> 
     return run.id, owner
 
 
-@contextlib.contextmanager
-def serve_http(app: object, port: int | None = None) -> Iterator[str]:
-    port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))  # type: ignore[arg-type]
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    while not server.started:
-        if not t.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        threading.Event().wait(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        t.join(10)
+__all__ = ["TEST_KINDS", "claimed_run", "running_worker", "serve_http", "sim_settings", "wait_terminal"]
