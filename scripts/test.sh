@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# A machine that compiles llama-cpp-python itself builds a portable AVX2 binary: the -march=native build's AMX
+# matrix kernels segfault on multi-token prompts on Sapphire Rapids (seen here). pip's wheel cache is unaffected.
+export CMAKE_ARGS=${CMAKE_ARGS:--DGGML_NATIVE=OFF}
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[cpu,dev]'
