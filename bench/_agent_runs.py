@@ -205,6 +205,13 @@ async def verify(store: RunStore, seen: Sequence[Seen], w: Workload) -> Verified
         want = {"model.call": w.steps, "tool.call": w.tool_calls, "tool.result": w.tool_calls, "run.finished": 1}
         got = {k: types.get(k, 0) for k in want}
         check(got == want, f"{where}: events {got}, expected {want}")
+        levels = [json.loads(f["data"]).get("budget_level") for _, f in events if f["type"] == "agent.message"]
+        shown = sum(1 for x in levels if x is not None)
+        check(
+            shown == (w.steps if w.budget else 0),
+            f"{where}: the <budget> block was shown on {shown} of {len(levels)} turns, expected "
+            f"{'every turn' if w.budget else 'none (no budget)'}",
+        )
         seqs = [int(eid.split("-", 1)[0]) for eid, _ in events]
         check(seqs == list(range(1, len(seqs) + 1)), f"{where}: event ids not 1..{len(seqs)} without gaps")
         check(s.events == len(events), f"{where}: the client read {s.events} events, the stream has {len(events)}")
@@ -229,5 +236,6 @@ async def verify(store: RunStore, seen: Sequence[Seen], w: Workload) -> Verified
         "output_tokens_per_run": tokens,
         "events_per_run": sorted({s.events for s in seen}),
         "workspace_files_per_run": w.files_per_run,
+        "budget_block_every_turn": w.budget,
     }
     return out

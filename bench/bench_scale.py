@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             row["efficiency_vs_first"] = round(row["steps_per_worker_cpu_second"] / one, 3)
     profile = None
     if a.profile_runs > 0:
-        out = RESULTS / "scale_profile.txt"
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        out = RESULTS.parent / "out" / "scale_profile.txt"  # raw stacks: large, not kept in git
+        out.parent.mkdir(parents=True, exist_ok=True)
         prof_load = asyncio.run(run_load(w, a.profile_runs, a.workers, profile=out, tag="prof"))
         profile = {
             "runs": a.profile_runs,

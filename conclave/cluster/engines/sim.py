@@ -37,7 +37,7 @@ import re
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -103,12 +103,15 @@ class SimBatching(_Opts):
 
 @dataclass(frozen=True)
 class SimBatch:
-    """One batch the engine ran: how many samples of how many requests, and what it charged."""
+    """One batch the engine ran: how many samples of how many requests, and what it charged.
+    ``started`` (the event loop's clock when it began) lets a benchmark find when any engine was
+    busy; it takes no part in comparisons."""
 
     samples: int
     requests: int
     max_tokens: int
     seconds: float
+    started: float = field(default=0.0, compare=False)
 
 
 class SimOptions(_Opts):
@@ -241,6 +244,7 @@ class _Batcher:
                     requests=len({s.request for s in batch}),
                     max_tokens=max(tokens),
                     seconds=seconds,
+                    started=asyncio.get_running_loop().time(),
                 )
             )
             self.total_samples += len(batch)
