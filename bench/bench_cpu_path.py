@@ -12,7 +12,8 @@ interleaved in one process run (direct, full, direct, full, …) so machine drif
   ``LlamaCppEngine``, one request at a time.
 
 Tokens/s = completion tokens reported in ``usage`` / wall time of the request, summed over the
-rounds. The ratio full/direct is the figure (goal >= 0.9). As extra context it also measures 8
+rounds. Checked: every request on both sides produced exactly ``max_tokens`` completion tokens and
+stopped for length (greedy decoding of the same prompt), so both sides timed the same work. The ratio full/direct is the figure (goal >= 0.9). As extra context it also measures 8
 concurrent requests through the full path, which spread over both replicas.
 
 Prints JSON, writes ``bench/results/cpu_path.json`` and ``cpu_path.png``.
@@ -62,7 +63,9 @@ def _direct(llm: Any, max_tokens: int) -> tuple[int, float]:
     out = llm.create_chat_completion(
         messages=[{"role": "user", "content": PROMPT}], max_tokens=max_tokens, temperature=0.0, seed=0
     )
-    return int(out["usage"]["completion_tokens"]), time.perf_counter() - t
+    dt = time.perf_counter() - t
+    _check_full_length("direct", int(out["usage"]["completion_tokens"]), out["choices"][0]["finish_reason"], max_tokens)
+    return int(out["usage"]["completion_tokens"]), dt
 
 
 def _full(client: Any, model: str, max_tokens: int) -> tuple[int, float]:
@@ -70,7 +73,18 @@ def _full(client: Any, model: str, max_tokens: int) -> tuple[int, float]:
     r = client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": PROMPT}], max_tokens=max_tokens, temperature=0.0, seed=0
     )
-    return int(r.usage.completion_tokens), time.perf_counter() - t
+    dt = time.perf_counter() - t
+    _check_full_length("full path", r.usage.completion_tokens if r.usage else 0, r.choices[0].finish_reason, max_tokens)
+    return int(r.usage.completion_tokens), dt
+
+
+def _check_full_length(side: str, tokens: int, finish: str | None, max_tokens: int) -> None:
+    from bench._common import check
+
+    check(
+        tokens == max_tokens and finish == "length",
+        f"{side}: a request produced {tokens} completion tokens (finish {finish}), expected {max_tokens} (length)",
+    )
 
 
 async def _concurrent(base_url: str, model: str, max_tokens: int, n: int) -> tuple[int, float]:
@@ -92,15 +106,21 @@ async def _concurrent(base_url: str, model: str, max_tokens: int, n: int) -> tup
     )
     elapsed = time.perf_counter() - t
     await client.close()
+    for r in rs:
+        _check_full_length(
+            "full path, concurrent", r.usage.completion_tokens if r.usage else 0, r.choices[0].finish_reason, max_tokens
+        )
     return sum(r.usage.completion_tokens for r in rs if r.usage), elapsed
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench cpu_path", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     ap.add_argument("--rounds", type=int, default=8, help="interleaved direct/full pairs")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--concurrent", type=int, default=8)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     import openai
     import ray

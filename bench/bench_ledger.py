@@ -5,7 +5,11 @@
 2. The added latency per model call: a sim-engine call through the Meter with a capped budget vs the
    same call straight to the engine, measured side by side; reported as a ratio.
 
-    python -m bench.bench_ledger [--seconds 3]
+Checked: the ledger's committed totals equal the cycles counted (one model call, 90 input and 40
+output tokens each) with nothing left reserved, and every metered call reached the engine and was
+committed once.
+
+    python -m bench ledger [--seconds 3] [--calls 300]
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 
 from redis.asyncio import Redis
 
-from bench._common import emit, plot, temp_valkey
+from bench._common import check, emit, plot, temp_valkey
 from conclave.budgets.ledger import Ledger
 from conclave.budgets.meter import Meter
 from conclave.budgets.pricing import Pricing
@@ -56,7 +60,19 @@ async def throughput(url: str, agents: int, seconds: float) -> float:
 
     t0 = time.perf_counter()
     await asyncio.gather(*(agent() for _ in range(agents)))
-    return done / (time.perf_counter() - t0)
+    rate = done / (time.perf_counter() - t0)
+    await _check_totals(ledger, f"{agents} agents", calls=done, input_tokens=90 * done, output_tokens=40 * done)
+    return rate
+
+
+async def _check_totals(ledger: Ledger, where: str, *, calls: int, **tokens: int) -> None:
+    snap = await ledger.snapshot()
+    used = {k[1]: v for k, v in snap.used.items() if k[0] == "run"}
+    want = {"model_calls": calls, **tokens}
+    got = {k: used.get(k, 0) for k in want}
+    check(got == want, f"ledger ({where}): committed {got}, expected {want}")
+    held = {k: v for k, v in snap.reserved.items() if v}
+    check(not held, f"ledger ({where}): reservations still held after every commit: {held}")
 
 
 class _Sink:
@@ -80,15 +96,19 @@ async def overhead(url: str, calls: int) -> dict[str, float]:
         t = time.perf_counter()
         await meter.chat(req, model="sim")
         metered.append(time.perf_counter() - t)
+    check(engine.calls == 2 * calls, f"the engine saw {engine.calls} calls, expected {2 * calls}")
+    snap = await ledger.snapshot()
+    committed = snap.used.get(("run", "model_calls"), 0)
+    check(committed == calls, f"the ledger committed {committed} metered calls, expected {calls}")
     d, m = sorted(direct)[calls // 2], sorted(metered)[calls // 2]
     return {"direct_ms_median": d * 1000, "metered_ms_median": m * 1000, "ratio": m / d, "added_ms": (m - d) * 1000}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench ledger")
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--calls", type=int, default=300)
-    a = p.parse_args()
+    a = p.parse_args(argv)
     with temp_valkey() as srv:
         tput = {n: asyncio.run(throughput(srv.url, n, a.seconds)) for n in (1, 10, 100)}
         ov = asyncio.run(overhead(srv.url, a.calls))
