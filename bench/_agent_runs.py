@@ -27,6 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from bench._common import check
 from conclave.cluster.engines.sim import count_tokens
 from conclave.controller.store import RunStore
@@ -117,7 +120,13 @@ async def watch(r: Any, store: RunStore, seen: Seen, deadline: float) -> None:
     key = f"{store.run_key(seen.rid)}:ev"
     last = "0-0"
     while time.perf_counter() < deadline:
-        res = await r.xread({key: last}, count=500, block=2000)
+        try:
+            res = await r.xread({key: last}, count=500, block=2000)
+        except (RedisTimeoutError, RedisConnectionError):
+            # a starved machine can stall a read past the socket timeout; resume after the last
+            # event read, as an SSE client reconnects with Last-Event-ID (nothing lost or repeated)
+            await asyncio.sleep(0.1)
+            continue
         for _, rows in res or []:
             for eid, f in rows:
                 last = eid
@@ -127,6 +136,15 @@ async def watch(r: Any, store: RunStore, seen: Seen, deadline: float) -> None:
                     data = json.loads(f["data"])
                     seen.status, seen.stop_reason = data.get("status", ""), data.get("stop_reason", "")
                     return
+
+
+def watch_client(url: str, runs: int) -> Any:
+    """A client for following ``runs`` event streams at once: one connection per blocked read, and
+    a socket timeout well above the read's block time."""
+    from redis.asyncio import BlockingConnectionPool, Redis
+
+    pool = BlockingConnectionPool.from_url(url, max_connections=runs + 8, decode_responses=True, socket_timeout=30)
+    return Redis(connection_pool=pool)
 
 
 async def submit_and_watch(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import _procs
-from bench._agent_runs import Workload, config_toml, submit_and_watch, summary, verify
+from bench._agent_runs import Workload, config_toml, submit_and_watch, summary, verify, watch_client
 from bench._common import ROOT, check, log, temp_valkey
 
 
@@ -131,8 +131,6 @@ async def run_load(
     tag: str = "",
 ) -> dict[str, Any]:
     """One load: ``runs`` concurrent runs of ``w`` on ``workers`` worker processes; checked."""
-    from redis.asyncio import BlockingConnectionPool, Redis
-
     from conclave.controller.store import RunStore
     from conclave.controller.worker import connect
 
@@ -144,9 +142,7 @@ async def run_load(
         store = RunStore(r, prefix, binary=connect(srv.url, decode=False))
         await store.ensure_group()
         pool = Workers(srv.url, prefix, workers, max(1, -(-runs // workers)), w)
-        watch_redis = Redis(
-            connection_pool=BlockingConnectionPool.from_url(srv.url, max_connections=runs + 8, decode_responses=True)
-        )
+        watch_redis = watch_client(srv.url, runs)
         prof: _Profiler | None = None
         try:
             await pool.ready(r, store.queue_key)

@@ -267,7 +267,7 @@ async def run(
     store = RunStore(redis, "bench")
     await store.ensure_group()
     options = sim_options(latency, per_token, max_batch, window)
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         # Warm up: Redis connections, Lua script loading, imports.
         await run_once(store, load_config(pick(max_calls, 1)[0]), options, sequential=False)

@@ -25,7 +25,7 @@ from conclave.budgets.ledger import Ledger
 from conclave.budgets.meter import Meter
 from conclave.budgets.pricing import Pricing
 from conclave.cluster.engines.sim import SimEngine
-from conclave.cluster.protocol import ChatRequest
+from conclave.cluster.protocol import ChatMessage, ChatRequest
 from conclave.cluster.router import LocalRouter
 from conclave.controller.store import PendingCommit, RunStore
 from conclave.schema import Budget, TaskSpec
@@ -87,7 +87,7 @@ async def overhead(url: str, calls: int) -> dict[str, float]:
     store, ledger = await _setup(url, "bo")
     engine = SimEngine({"mode": "echo", "latency_s": 0.002}, name="sim")
     meter = Meter(ledger=ledger, pricing=Pricing(), router=LocalRouter({"sim": engine}), sink=_Sink(store, ledger))
-    req = ChatRequest(model="sim", messages=[{"role": "user", "content": "one two three four"}], max_tokens=16)
+    req = ChatRequest(model="sim", messages=[ChatMessage(role="user", content="one two three four")], max_tokens=16)
     direct, metered = [], []
     for _ in range(calls):  # interleaved, so both see the same machine state
         t = time.perf_counter()

@@ -28,7 +28,7 @@ import tempfile
 import time
 from typing import Any
 
-from bench._agent_runs import Workload, submit_and_watch, verify
+from bench._agent_runs import Workload, submit_and_watch, verify, watch_client
 from bench._common import ANCHORS, BenchCheckFailed, check, emit, log, plot, temp_valkey
 
 ANCHOR = ANCHORS / "langgraph_steps.py"
@@ -39,8 +39,6 @@ def _summary(xs: list[float]) -> dict[str, Any]:
 
 
 def conclave_per_step(url: str, reps: int, steps: int, *, budget: bool) -> dict[str, Any]:
-    from redis.asyncio import BlockingConnectionPool, Redis
-
     from conclave.cluster.config import ModelSpec
     from conclave.config import Settings
     from conclave.controller.store import RunStore
@@ -60,9 +58,7 @@ def conclave_per_step(url: str, reps: int, steps: int, *, budget: bool) -> dict[
     async def go() -> dict[str, Any]:
         r = connect(url)
         store = RunStore(r, prefix, binary=connect(url, decode=False))
-        watch_redis = Redis(
-            connection_pool=BlockingConnectionPool.from_url(url, max_connections=4, decode_responses=True)
-        )
+        watch_redis = watch_client(url, 4)
         worker = Worker(settings, local_router(settings), redis_url=url, name=f"bench-{prefix}")
         task = asyncio.ensure_future(worker.run())
         client, in_worker = [], []

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,13 @@ from bench._common import RESULTS, emit, log, plot
 from bench._conclave_load import run_load
 from bench._langgraph import run_anchor
 from bench._profile import summarise
+
+
+def _partial(data: dict[str, Any]) -> None:
+    """What is measured so far, in case a later load fails (bench/out/, not kept in git)."""
+    out = RESULTS.parent / "out" / "scale.partial.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=2))
 
 
 def _ratios(c: dict[str, Any], lg: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -105,7 +113,7 @@ def _draw(loads: list[dict[str, Any]], savers: list[str], ideal: float, workers:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--runs", type=int, nargs="+", default=[100, 300, 1000])
+    p.add_argument("--runs", type=int, nargs="*", default=[100, 300, 1000], help="loads (none: skip)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--latency", type=float, default=0.05)
     p.add_argument("--workers", type=int, default=2)
@@ -120,9 +128,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         c = asyncio.run(run_load(w, n, a.workers))
         lg = {row["saver"]: row for row in run_anchor([n], a.steps, a.latency, a.savers)} if a.savers else {}
         loads.append({"runs": n, "conclave": c, "langgraph": lg, "ratios": _ratios(c, lg)})
+        _partial({"loads": loads})
     scale_out = []
     for k in a.scale_out:
         scale_out.append(asyncio.run(run_load(w, a.scale_out_runs, k, tag="so")))
+        _partial({"loads": loads, "scale_out": scale_out})
     if scale_out:
         one = scale_out[0]["steps_per_worker_cpu_second"]
         for row in scale_out:

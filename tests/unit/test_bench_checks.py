@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from bench import _procs
-from bench._agent_runs import Workload, submit_and_watch, verify
+from bench._agent_runs import Workload, submit_and_watch, verify, watch_client
 from bench._common import BenchCheckFailed
 from bench._langgraph import checkpoints_per_run, run_anchor
 from bench._profile import summarise
@@ -35,9 +35,7 @@ class _Cluster:
         self.url, self.prefix = url, prefix
         self.r = Redis.from_url(url, decode_responses=True)
         self.store = RunStore(self.r, prefix)
-        self.watch = Redis(
-            connection_pool=BlockingConnectionPool.from_url(url, max_connections=16, decode_responses=True)
-        )
+        self.watch = watch_client(url, 16)
 
     async def run(self, model_options: dict[str, Any], w: Workload, runs: int) -> Any:
         settings = Settings(
