@@ -10,7 +10,8 @@ framing), so tests can predict usage exactly.
 Cost model. Without ``batching`` a request costs ``latency_s`` (+ its mean sample's tokens at
 ``tokens_per_s``) whatever its ``n``, and any number of requests run at once: a model with unlimited
 capacity, which is what an orchestration benchmark with a fixed model latency wants. With
-``batching`` the engine charges what a vLLM replica charges, per generated sample:
+``batching`` the engine charges per generated sample, batched the way a vLLM replica batches, in
+a simplified (static-batch) form:
 
 * every sample of every request joins one queue; an idle engine waits ``window_s`` after the first
   arrival for company (or until ``max_batch`` samples wait), then runs them as one batch;
@@ -20,6 +21,9 @@ capacity, which is what an orchestration benchmark with a fixed model latency wa
 * batches run one after another (one replica is one accelerator); samples that arrive while a
   batch runs form the next batch, which starts as soon as the running one ends;
 * a batch holds at most ``max_batch`` samples (vLLM's ``max_num_seqs``); the rest wait their turn.
+
+The simplification: vLLM admits a newcomer at the next decode step of a running batch; here it
+waits for the batch to end, so a stream of late arrivals costs somewhat more than on vLLM.
 
 It works on samples, not requests, so one request with ``n = 8`` and eight concurrent requests with
 ``n = 1`` that arrive within the window cost exactly the same; a request finishes when its last
