@@ -73,10 +73,12 @@ def plot(name: str, draw: Callable[[Any], Any], *, size: tuple[float, float] = (
     return path
 
 
-def temp_valkey() -> Any:
+def temp_valkey(fsync: str = "always") -> Any:
+    """A throwaway Valkey with the append-only file on; ``always`` (the default, what the chaos
+    tests run) puts every write on disk before it is acknowledged."""
     from conclave.controller.redis_server import EmbeddedRedis
 
-    return EmbeddedRedis(Path(tempfile.mkdtemp(prefix="bench-valkey-")))
+    return EmbeddedRedis(Path(tempfile.mkdtemp(prefix="bench-valkey-")), fsync=fsync)
 
 
 def log(msg: str) -> None:

@@ -111,14 +111,15 @@ class _Profiler:
         check(self.out.exists(), f"py-spy wrote no profile: {err.decode(errors='replace')[-500:]}")
 
 
-async def _run_key_bytes(r: Any, prefix: str, rids: list[str]) -> int:
-    """Valkey's ``MEMORY USAGE`` (exact: ``SAMPLES 0``) of every key of these runs."""
-    total = 0
+async def _run_key_bytes(r: Any, prefix: str, rids: list[str]) -> dict[str, int]:
+    """Valkey's ``MEMORY USAGE`` (exact: ``SAMPLES 0``) of every key of these runs, by kind of key
+    (``record``, ``:ev`` events, ``:steps``, ``:ws`` workspace, ``:ledger``, ...), summed."""
+    by: dict[str, int] = {}
     for rid in rids:
-        keys = [k async for k in r.scan_iter(match=f"{prefix}:run:{rid}*", count=1000)]
-        for k in keys:
-            total += int(await r.memory_usage(k, samples=0) or 0)
-    return total
+        async for k in r.scan_iter(match=f"{prefix}:run:{rid}*", count=1000):
+            kind = k.split(rid, 1)[1] or "record"
+            by[kind] = by.get(kind, 0) + int(await r.memory_usage(k, samples=0) or 0)
+    return by
 
 
 async def run_load(
@@ -215,7 +216,8 @@ async def run_load(
         "durable_steps_per_cpu_second": round(steps / (workers_cpu + valkey_cpu), 1),
         "steps_per_worker_cpu_second": round(steps / workers_cpu, 1),
         "valkey_bytes_per_run": {
-            "memory_usage_of_run_keys": key_bytes // len(sample),
+            "memory_usage_of_run_keys": sum(key_bytes.values()) // len(sample),
+            "memory_usage_by_key": {k: v // len(sample) for k, v in sorted(key_bytes.items())},
             "used_memory_delta": (mem1 - mem0) // runs,
         },
         "worker_rss_bytes_per_active_run": (sum(peak_rss) - sum(base_rss)) // runs,

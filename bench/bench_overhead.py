@@ -9,10 +9,12 @@ run on a worker in this process (each model turn and each tool call a durable st
 Valkey), without and with a capped budget (ledger reservations and the ``<budget>`` block every
 turn), timed on the same kind of clock: from the client's submit to the client reading
 ``run.finished`` on the run's event stream. The worker's own claim-to-finish time is reported
-beside it as ``in_worker``. Every run of both sides is checked (steps, tool calls, tokens, events,
+beside it as ``in_worker``, and the CPU each side spent per step (``cpu_ms``: for Conclave this
+process, worker and client, plus Valkey; for LangGraph this process), which a shared machine's
+scheduling delays do not inflate as they inflate wall times. Every run of both sides is checked (steps, tool calls, tokens, events,
 the budget block); medians over ``reps`` runs after a warm-up, milliseconds per step.
 
-    python -m bench overhead [--reps 7] [--steps 10 50 200]
+    python -m bench overhead [--reps 7] [--steps 10 50 200] [--fsync always|everysec]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import tempfile
 import time
 from typing import Any
 
+from bench import _procs
 from bench._agent_runs import Workload, submit_and_watch, verify, watch_client
 from bench._common import ANCHORS, BenchCheckFailed, check, emit, log, plot, temp_valkey
 
@@ -38,7 +41,7 @@ def _summary(xs: list[float]) -> dict[str, Any]:
     return {"median": round(statistics.median(xs), 4), "min": round(min(xs), 4), "max": round(max(xs), 4), "n": len(xs)}
 
 
-def conclave_per_step(url: str, reps: int, steps: int, *, budget: bool) -> dict[str, Any]:
+def conclave_per_step(url: str, valkey_pid: int, reps: int, steps: int, *, budget: bool) -> dict[str, Any]:
     from conclave.cluster.config import ModelSpec
     from conclave.config import Settings
     from conclave.controller.store import RunStore
@@ -61,20 +64,23 @@ def conclave_per_step(url: str, reps: int, steps: int, *, budget: bool) -> dict[
         watch_redis = watch_client(url, 4)
         worker = Worker(settings, local_router(settings), redis_url=url, name=f"bench-{prefix}")
         task = asyncio.ensure_future(worker.run())
-        client, in_worker = [], []
+        client, in_worker, cpu = [], [], []
         try:
             for i in range(reps + 1):  # the first run warms imports, scripts and connections
+                c0, v0 = _procs.self_cpu(), _procs.cpu(valkey_pid)
                 t0, seen = await submit_and_watch(store, watch_redis, w.spec(), 1, timeout_s=300)
+                used = _procs.self_cpu() - c0 + _procs.cpu(valkey_pid) - v0
                 checked = await verify(store, seen, w)
                 if i > 0:
                     client.append((seen[0].finished - t0) * 1000 / steps)
                     in_worker.append(checked.in_worker_s[0] * 1000 / steps)
+                    cpu.append(used * 1000 / steps)
         finally:
             worker.stop()
             await task
             await watch_redis.aclose()
             await r.aclose()
-        return {"client": _summary(client), "in_worker": _summary(in_worker)}
+        return {"client": _summary(client), "in_worker": _summary(in_worker), "cpu_ms": _summary(cpu)}
 
     return asyncio.run(go())
 
@@ -117,7 +123,9 @@ def langgraph_per_step(lg: Any, reps: int, steps: int) -> dict[str, Any]:
     out = {}
     for name, (agent, checkpointed) in agents.items():
         try:
+            c0 = _procs.self_cpu()
             res = lg.run_agent(agent, reps, checkpointed)
+            res["cpu_ms"] = (_procs.self_cpu() - c0) * 1000 / ((reps + 1) * steps)  # warm-up run included
         except AssertionError as e:
             raise BenchCheckFailed(f"{name}: a LangGraph run did not make {steps} model calls and answer ({e})") from e
         out[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in res.items() if k != "raw"}
@@ -130,16 +138,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--steps", type=int, nargs="+", default=[10, 50, 200])
+    p.add_argument("--fsync", choices=["always", "everysec"], default="always", help="Valkey's appendfsync")
     p.add_argument("--json", action="store_true", help="(output is always JSON)")
     a = p.parse_args(argv)
     t0 = time.perf_counter()
     lg = _anchor()
     by_steps: dict[str, Any] = {}
-    with temp_valkey() as srv:
+    with temp_valkey(a.fsync) as srv:
         for steps in a.steps:
             row: dict[str, Any] = langgraph_per_step(lg, a.reps, steps)
-            row["conclave"] = conclave_per_step(srv.url, a.reps, steps, budget=False)
-            row["conclave_budget"] = conclave_per_step(srv.url, a.reps, steps, budget=True)
+            row["conclave"] = conclave_per_step(srv.url, srv.proc.pid, a.reps, steps, budget=False)
+            row["conclave_budget"] = conclave_per_step(srv.url, srv.proc.pid, a.reps, steps, budget=True)
             base = row["langgraph_inmemory"]["median"]
             row["ratio_to_langgraph_inmemory"] = {
                 "conclave": round(row["conclave"]["client"]["median"] / base, 3),
@@ -148,6 +157,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "conclave_budget_in_worker": round(row["conclave_budget"]["in_worker"]["median"] / base, 3),
                 "langgraph_no_checkpointer": round(row["langgraph_no_checkpointer"]["median"] / base, 3),
                 "langgraph_sqlite": round(row["langgraph_sqlite"]["median"] / base, 3),
+            }
+            base_cpu = row["langgraph_inmemory"]["cpu_ms"]
+            row["cpu_ratio_to_langgraph_inmemory"] = {
+                "conclave": round(row["conclave"]["cpu_ms"]["median"] / base_cpu, 3),
+                "conclave_budget": round(row["conclave_budget"]["cpu_ms"]["median"] / base_cpu, 3),
             }
             by_steps[str(steps)] = row
             log(f"{steps} steps: {json.dumps(row['ratio_to_langgraph_inmemory'])}")
@@ -163,13 +177,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     data = {
         "reps": a.reps,
+        "valkey_appendfsync": a.fsync,
         "clock": "Conclave: client submit -> client reads run.finished (in_worker: claim -> finish); "
         "LangGraph: around invoke",
         "ms_per_step": by_steps,
         f"per_step_at_{hi}_over_{lo}": growth,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    emit("overhead", data)
+    emit("overhead" if a.fsync == "always" else f"overhead_fsync_{a.fsync}", data)
     series = [
         ("langgraph_no_checkpointer", "LangGraph, none", "#bbbbbb"),
         ("langgraph_inmemory", "LangGraph, InMemorySaver", "#4c72b0"),
@@ -183,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return float(v["client"]["median"] if key.startswith("conclave") else v["median"])
 
     plot(
-        "overhead",
+        "overhead" if a.fsync == "always" else f"overhead_fsync_{a.fsync}",
         lambda ax: (
             [
                 ax.plot(a.steps, [value(by_steps[str(s)], k) for s in a.steps], "o-", color=c, label=label)
