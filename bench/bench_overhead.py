@@ -175,6 +175,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         for name in ("conclave", "conclave_budget", "langgraph_inmemory", "langgraph_no_checkpointer")
     }
+    cpu_growth = {
+        name: round(by_steps[hi][name]["cpu_ms"]["median"] / by_steps[lo][name]["cpu_ms"]["median"], 3)
+        for name in ("conclave", "conclave_budget")
+    } | {
+        name: round(by_steps[hi][name]["cpu_ms"] / by_steps[lo][name]["cpu_ms"], 3)
+        for name in ("langgraph_inmemory", "langgraph_no_checkpointer")
+    }
     data = {
         "reps": a.reps,
         "valkey_appendfsync": a.fsync,
@@ -182,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "LangGraph: around invoke",
         "ms_per_step": by_steps,
         f"per_step_at_{hi}_over_{lo}": growth,
+        f"cpu_per_step_at_{hi}_over_{lo}": cpu_growth,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     emit("overhead" if a.fsync == "always" else f"overhead_fsync_{a.fsync}", data)
