@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from conclave.agents.runtime import RunEnv, open_run
@@ -31,7 +32,9 @@ __all__ = ["ActiveRun", "Runner"]
 
 log = logging.getLogger(__name__)
 
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+# A full store (maxmemory, noeviction) refuses every write atomically: like an outage, the attempt is left
+# for a later reclaim, nothing half-written and nothing failed.
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ConnectionError, OSError)
 
 
 @dataclass

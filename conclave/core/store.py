@@ -40,6 +40,7 @@ from typing import Protocol, runtime_checkable
 from conclave.schema import ApiKey, Event, Run, RunPage, RunStatus, TaskSpec
 
 from .pending import PendingCommit
+from .store_retention import RetentionStore
 from .store_tenants import TenantStore
 from .store_types import (
     CancelOutcome,
@@ -70,6 +71,7 @@ __all__ = [
     "QueueDepth",
     "QueueEntry",
     "Refusal",
+    "RetentionStore",
     "RunStore",
     "SubmitResult",
     "TenantStore",
@@ -84,7 +86,7 @@ def spec_hash(spec: TaskSpec) -> str:
 
 
 @runtime_checkable
-class RunStore(TenantStore, Protocol):
+class RunStore(TenantStore, RetentionStore, Protocol):
     """See the module docstring for the contract every method keeps."""
 
     # -- submission and reading ------------------------------------------------------------------
