@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from conclave import telemetry
 from conclave.agents.workspace import PathError, Workspace, confine, load_workspace, workspace_tarball
 from conclave.api.auth import KeyStore
+from conclave.api.console import mount_console
 from conclave.api.errors import ApiError, ErrorResponse, install_error_handlers
 from conclave.config import Settings
 from conclave.controller.kinds import register_kinds, validate_spec
@@ -332,6 +333,7 @@ def create_app(settings: Settings, redis_url: str, *, extra_routers: list[APIRou
     app.include_router(runs_router(services))
     for router in extra_routers or []:
         app.include_router(router)
+    mount_console(app)  # the web console at /ui (static files; every datum comes from the routes above)
 
     @app.get("/healthz", tags=["service"], summary="Liveness and queue depth")
     async def healthz() -> dict[str, Any]:
