@@ -129,7 +129,9 @@ async function boot() {
     if (!location.hash.startsWith("#/signin")) location.hash = signinRoute(e.detail?.message);
   });
   window.addEventListener("conclave:signed-in", header);
-  // Is auth on? One listing call without a key answers 401 when it is.
+  // Is auth on? One listing call without a key answers 401 when it is. The OpenAPI document (what
+  // this server offers) is read at the same time.
+  const capsP = capabilities();
   try {
     await api("/v1/runs?limit=1", { key: auth.get() || "" });
   } catch (err) {
@@ -141,7 +143,7 @@ async function boot() {
       }
     }
   }
-  const caps = await capabilities();
+  const caps = await capsP;
   document.getElementById("nav-approvals").hidden = !caps.has("GET", "/v1/approvals");
   window.addEventListener("hashchange", navigate);
   await navigate();

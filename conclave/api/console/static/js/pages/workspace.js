@@ -59,6 +59,7 @@ export async function render(main, params, ctx) {
     return `#/runs/${encodeURIComponent(id)}/workspace?${q}`;
   };
 
+  const openAll = listing.files.length <= 40; // a small tree is shown whole
   function branch(node, prefix) {
     const items = [];
     for (const [name, child] of [...node.dirs.entries()].sort()) {
@@ -67,7 +68,7 @@ export async function render(main, params, ctx) {
         h(
           "li",
           { class: "dir" },
-          h("details", { open: file?.startsWith(dirPath) || dirPath.split("/").length <= 2 }, h("summary", { text: name + "/" }), branch(child, dirPath)),
+          h("details", { open: openAll || file?.startsWith(dirPath) || dirPath.split("/").length <= 2 }, h("summary", { text: name + "/" }), branch(child, dirPath)),
         ),
       );
     }

@@ -52,6 +52,7 @@ export function showErrors(form, err) {
     const text = d.field ? `${d.field}: ${d.message}` : d.message;
     const shown = d.value !== undefined && d.value !== null ? `${text} (got ${JSON.stringify(d.value)})` : text;
     if (control) {
+      control.closest("details")?.setAttribute("open", "");
       const slot = errorSlot(control);
       slot.append(h("span", { text: shown }), " ");
       control.setAttribute("aria-invalid", "true");
