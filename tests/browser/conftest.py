@@ -113,9 +113,14 @@ def make_console(
 
 
 @pytest.fixture(scope="session")
-async def playwright_driver() -> AsyncIterator[Any]:
-    if not Path(CHROMIUM).is_file():
+def chromium() -> str:
+    if not os.path.isfile(CHROMIUM):
         pytest.skip(f"no Chromium at {CHROMIUM} (scripts/test.sh installs Debian's chromium as root)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+async def playwright_driver(chromium: str) -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     pw = await async_playwright().start()

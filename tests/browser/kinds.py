@@ -7,18 +7,15 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from conclave.agents.context import RunContext
+from conclave.agents.workspace import Workspace
 from conclave.controller.kinds import Outcome, RunKind
+from conclave.tools._text import archive_source
 
-SOURCES = {
-    "knowledge_base/sources/s001-asyncio-tasks.md": (
-        "---\nsource: python-docs/asyncio-task.html\ntitle: Coroutines and Tasks\n---\n\n"
-        "# Coroutines and Tasks\n\nTasks are used to schedule coroutines *concurrently* on the event loop."
-    ),
-    "knowledge_base/sources/s002-threading.md": (
-        "---\nsource: python-docs/threading.html\ntitle: threading\n---\n\n"
-        "# threading — Thread-based parallelism\n\nThreads are scheduled preemptively by the operating system."
-    ),
-}
+#: (title, source, text) of the archived sources, written with the research workflow's own function.
+SOURCES = [
+    ("Coroutines and Tasks", "python-docs/asyncio-task.html", "Tasks are used to schedule coroutines *concurrently*."),
+    ("threading", "python-docs/threading.html", "Threads are scheduled preemptively by the operating system."),
+]
 
 REPORT = """# How do asyncio tasks differ from threads?
 
@@ -32,9 +29,15 @@ or a number with no reference [7] stays text.
 
 ## References
 
-[1] knowledge_base/sources/s001-asyncio-tasks.md — Coroutines and Tasks
-[2] knowledge_base/sources/s002-threading.md — threading
+[1] {0} — Coroutines and Tasks
+[2] {1} — threading
 """
+
+
+def source_paths() -> list[str]:
+    """Where the run archives SOURCES (the same function, on an empty workspace)."""
+    ws = Workspace({})
+    return [archive_source(ws, title=t, source=s, text=x) for t, s, x in SOURCES]
 
 
 class ReportOptions(BaseModel):
@@ -44,17 +47,16 @@ class ReportOptions(BaseModel):
 async def run_report(ctx: RunContext) -> Outcome:
     async def body() -> int:
         ws = ctx.workspace
-        for path, text in SOURCES.items():
-            ws.write(path, text)
-        ws.write("index.md", "# Index\n\n- [the report](report.md)\n- [a source](knowledge_base/sources/s002-threading.md)\n")
-        ws.write("report.md", REPORT)
+        paths = [archive_source(ws, title=t, source=s, text=x, note="found by search: tasks") for t, s, x in SOURCES]
+        ws.write("index.md", f"# Index\n\n- [the report](report.md)\n- [a source]({paths[1]})\n")
+        ws.write("report.md", REPORT.format(*paths))
         ws.write("logs/data.bin", b"\x00\x01\x02binary")
         await ctx.emit("stage.started", {"stage": "write"})
         await ctx.emit("stage.finished", {"stage": "write", "sections": 1})
         return len(SOURCES)
 
     n = await ctx.step("report", body)
-    return Outcome(output=REPORT, result={"sources": n})
+    return Outcome(output=f"A report from {n} sources.", result={"sources": n})
 
 
 REPORT_KIND = RunKind(name="report", run=run_report, options=ReportOptions)

@@ -8,7 +8,9 @@ from pathlib import Path
 from .conftest import Browser, ready
 
 
-async def test_wrong_key_shows_the_error_and_a_right_key_signs_in(make_console: object, browser: Browser, shots: Path) -> None:
+async def test_wrong_key_shows_the_error_and_a_right_key_signs_in(
+    make_console: object, browser: Browser, shots: Path
+) -> None:
     page = browser.page
     async with make_console(auth=True, worker=False) as c:  # type: ignore[operator]
         mine = await c.submit({"kind": "chat", "input": "tenant a asks"}, tenant="tenant-a")
@@ -43,7 +45,9 @@ async def test_wrong_key_shows_the_error_and_a_right_key_signs_in(make_console: 
         assert await page.evaluate("sessionStorage.length") == 0
 
 
-async def test_a_revoked_key_in_the_session_sends_the_page_back_to_sign_in(make_console: object, browser: Browser) -> None:
+async def test_a_revoked_key_in_the_session_sends_the_page_back_to_sign_in(
+    make_console: object, browser: Browser
+) -> None:
     page = browser.page
     async with make_console(auth=True, worker=False) as c:  # type: ignore[operator]
         new = await c.keys.create("tenant-a", "to revoke")

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from ._proxy import CuttableProxy
 from .conftest import Browser, ready
 
 
-async def event_ids(page: object) -> list[int]:
-    return await page.eval_on_selector_all("#events li[data-event-id]", "els => els.map(e => Number(e.dataset.eventId))")  # type: ignore[attr-defined]
+async def event_ids(page: Any) -> list[int]:
+    return await page.eval_on_selector_all(
+        "#events li[data-event-id]", "els => els.map(e => Number(e.dataset.eventId))"
+    )
 
 
 async def test_agent_run_page_shows_turns_tool_calls_budget_and_cost_live(

@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 from .conftest import Browser, ready
 
 N_RUNS = 1000
 
 
-async def rows(page: object) -> list[str]:
-    return await page.eval_on_selector_all("#runs-body tr", "els => els.map(e => e.dataset.runId)")  # type: ignore[attr-defined]
+async def rows(page: Any) -> list[str]:
+    return await page.eval_on_selector_all("#runs-body tr", "els => els.map(e => e.dataset.runId)")
 
 
-async def test_list_of_a_thousand_runs_loads_a_page_at_a_time(make_console: object, browser: Browser, shots: Path) -> None:
+async def test_list_of_a_thousand_runs_loads_a_page_at_a_time(
+    make_console: object, browser: Browser, shots: Path
+) -> None:
     page = browser.page
     async with make_console(worker=False) as c:  # type: ignore[operator]
         submitted = []
@@ -44,7 +47,10 @@ async def test_list_of_a_thousand_runs_loads_a_page_at_a_time(make_console: obje
         assert first == api_first  # the API's newest 50, in its order
         await page.screenshot(path=str(shots / "runs.png"))
         await page.click("a[rel=next]")
-        await page.wait_for_function("(prev) => { const r = document.querySelector('#runs-body tr'); return !!r && r.dataset.runId !== prev; }", arg=first[0])
+        await page.wait_for_function(
+            "(prev) => { const r = document.querySelector('#runs-body tr'); return !!r && r.dataset.runId !== prev; }",
+            arg=first[0],
+        )
         second = await rows(page)
         assert len(second) == 50 and not set(first) & set(second)
         # Status filter: none of these runs has succeeded (no worker).
@@ -53,15 +59,24 @@ async def test_list_of_a_thousand_runs_loads_a_page_at_a_time(make_console: obje
         assert "status=succeeded" in page.url
 
 
-async def test_runs_list_updates_live_as_a_run_is_submitted_and_finishes(make_console: object, browser: Browser) -> None:
+async def test_runs_list_updates_live_as_a_run_is_submitted_and_finishes(
+    make_console: object, browser: Browser, shots: Path
+) -> None:
     page = browser.page
     async with make_console() as c:  # type: ignore[operator]
+        await c.submit({"kind": "chat", "input": "Say hello", "model": "sim"})
+        await c.submit({"kind": "fail", "input": "this one fails"})
         await ready(page, c.url("#/runs"))
         await page.wait_for_selector("main[data-loaded='runs']")
-        run = await c.submit({"kind": "steps", "input": "listed live", "model": "sim", "options": {"n": 6, "sleep": 0.5}})
+        run = await c.submit(
+            {"kind": "steps", "input": "listed live", "model": "sim", "options": {"n": 8, "sleep": 0.5}}
+        )
         row = f"#runs-body tr[data-run-id='{run.id}']"
-        await page.wait_for_selector(row, timeout=10_000)
+        await page.wait_for_selector(row, timeout=10_000)  # no reload: the list refreshes itself
         await page.wait_for_selector(f"{row} .status-running", timeout=10_000)
+        await page.wait_for_selector("#runs-body .status-failed")
+        assert "null" not in await page.inner_text("main")  # an empty pager once printed "nullnull"
+        await page.screenshot(path=str(shots / "runs-live.png"))
         await page.wait_for_selector(f"{row} .status-succeeded", timeout=20_000)
         assert "listed live" in await page.inner_text(row)
         await page.click(f"{row} a")

@@ -41,7 +41,9 @@ async def test_bad_budget_value_shows_the_servers_message_next_to_the_field(
         assert (await c.store.list_runs()).runs == []  # nothing was queued by the bad submissions
 
 
-async def test_agent_task_submitted_from_the_form_runs_and_its_page_opens(make_console: object, browser: Browser) -> None:
+async def test_agent_task_submitted_from_the_form_runs_and_its_page_opens(
+    make_console: object, browser: Browser
+) -> None:
     page = browser.page
     async with make_console() as c:  # type: ignore[operator]
         await ready(page, c.url("#/submit"))

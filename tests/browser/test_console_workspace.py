@@ -4,12 +4,13 @@ made harmless, any file viewable, and the tarball downloaded with the key."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import tarfile
 from pathlib import Path
 
 from .conftest import Browser, ready
-from .kinds import SOURCES
+from .kinds import source_paths
 
 
 async def test_report_citations_open_the_archived_source_beside_the_report(
@@ -21,7 +22,9 @@ async def test_report_citations_open_the_archived_source_beside_the_report(
     browser.allow("Executing inline event handler violates the following Content Security Policy")
     async with make_console(auth=True) as c:  # type: ignore[operator]
         key = await c.key("tenant-a")
-        run = await c.submit({"kind": "report", "input": "How do asyncio tasks differ from threads?"}, tenant="tenant-a")
+        run = await c.submit(
+            {"kind": "report", "input": "How do asyncio tasks differ from threads?"}, tenant="tenant-a"
+        )
         await ready(page, c.url("#/signin"))
         await page.fill("#f-key", key)
         await page.click("form.signin button[type=submit]")
@@ -32,8 +35,9 @@ async def test_report_citations_open_the_archived_source_beside_the_report(
 
         await page.wait_for_selector("#viewer .md h1")
         assert "report.md" in await page.inner_text("#viewer-h")
+        first, second = source_paths()
         tree = await page.inner_text("nav.tree")
-        for name in ("index.md", "report.md", "knowledge_base/", "sources/", "s001-asyncio-tasks.md"):
+        for name in ("index.md", "report.md", "knowledge_base/", "sources/", first.rsplit("/", 1)[1]):
             assert name in tree, name
         # Markup a model might write is not run and not kept (the sanitiser, behind the CSP).
         assert await page.evaluate("window.__xss") is None
@@ -47,15 +51,16 @@ async def test_report_citations_open_the_archived_source_beside_the_report(
 
         await cites.nth(1).click()
         await page.wait_for_selector("#source-pane:not([hidden]) .md h1")
-        assert "s002-threading.md" in await page.inner_text("#source-h")
+        assert second in await page.inner_text("#source-h")
         assert "preemptively" in await page.inner_text("#source-pane")
+        assert "source: python-docs/threading.html" in await page.inner_text("#source-pane")
         assert await page.evaluate("document.activeElement.id") == "source-h"
         assert await page.is_visible("#viewer .md")  # the report stays beside it
         await page.screenshot(path=str(shots / "workspace-report.png"), full_page=True)
 
         # Another citation replaces the source; "Close source" closes the pane.
         await cites.nth(0).click()
-        await page.wait_for_selector("#source-h:has-text('s001-asyncio-tasks.md')")
+        await page.wait_for_selector(f"#source-h:has-text('{first}')")
         await page.click("#source-pane a:has-text('Close source')")
         await page.wait_for_selector("#source-pane", state="hidden")
 
@@ -63,7 +68,7 @@ async def test_report_citations_open_the_archived_source_beside_the_report(
         await page.click("nav.tree a:has-text('index.md')")
         await page.wait_for_selector("#viewer-h:has-text('index.md')")
         await page.click("#viewer .md a:has-text('a source')")
-        await page.wait_for_selector("#source-h:has-text('s002-threading.md')")
+        await page.wait_for_selector(f"#source-h:has-text('{second}')")
         await page.click("nav.tree a:has-text('data.bin')")
         await page.wait_for_selector("#viewer:has-text('A binary file of 9 bytes')")
 
@@ -71,6 +76,7 @@ async def test_report_citations_open_the_archived_source_beside_the_report(
         async with page.expect_download() as dl:
             await page.click("button:has-text('Download workspace')")
         saved = await (await dl.value).path()
-        with tarfile.open(fileobj=io.BytesIO(Path(saved).read_bytes())) as tar:
+        data = await asyncio.to_thread(Path(saved).read_bytes)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             names = set(tar.getnames())
-        assert {f"workspace/{p}" for p in ("report.md", "index.md", "logs/data.bin", *SOURCES)} <= names, names
+        assert {f"workspace/{p}" for p in ("report.md", "index.md", "logs/data.bin", first, second)} <= names, names

@@ -115,7 +115,9 @@ async function navigate() {
   } finally {
     main.removeAttribute("aria-busy");
   }
-  if (!samePage && route[2] !== signin) main.querySelector("h1")?.focus();
+  // After a move inside the console the new page's heading takes focus (a screen reader starts
+  // there); on the first load focus stays at the top, where the skip link is.
+  if (previous && !samePage && route[2] !== signin) main.querySelector("h1")?.focus();
 }
 
 async function boot() {

@@ -6,21 +6,6 @@ import DOMPurify from "../vendor/purify.es.js";
 
 marked.setOptions({ gfm: true, breaks: false });
 
-/**
- * Split YAML-style front matter (`---` lines around `key: value` lines, as archived sources have)
- * from the body. Returns [pairs, body]; no front matter gives [[], text].
- */
-export function frontMatter(text) {
-  const m = /^---\r?\n([\s\S]*?)\r?\n---\r?\n?/.exec(text);
-  if (!m) return [[], text];
-  const pairs = [];
-  for (const line of m[1].split(/\r?\n/)) {
-    const at = line.indexOf(":");
-    if (at > 0) pairs.push([line.slice(0, at).trim(), line.slice(at + 1).trim()]);
-  }
-  return [pairs, text.slice(m[0].length)];
-}
-
 /** References as a list, one per line (in the file they are lines of one paragraph). */
 function listReferences(text) {
   const at = text.search(/^## References\s*$/m);
@@ -30,24 +15,12 @@ function listReferences(text) {
 
 /** Render Markdown into a new element; scripts, handlers and foreign URLs are stripped. */
 export function renderMarkdown(text, { cls = "md" } = {}) {
-  const [meta, body] = frontMatter(String(text ?? ""));
-  const html = marked.parse(listReferences(body), { async: false });
+  const html = marked.parse(listReferences(String(text ?? "")), { async: false });
   const clean = DOMPurify.sanitize(html, { USE_PROFILES: { html: true }, FORBID_TAGS: ["style", "form", "input"] });
   const el = document.createElement("div");
   el.className = cls;
   el.innerHTML = clean; // sanitised above; CSP forbids inline script besides
-  if (meta.length) {
-    const dl = document.createElement("dl");
-    dl.className = "facts front-matter";
-    for (const [k, v] of meta) {
-      const dt = document.createElement("dt");
-      dt.textContent = k;
-      const dd = document.createElement("dd");
-      dd.textContent = v;
-      dl.append(dt, dd);
-    }
-    el.prepend(dl);
-  }
+  for (const img of el.querySelectorAll("img:not([alt])")) img.alt = `image: ${img.getAttribute("src") || "no source"}`;
   for (const a of el.querySelectorAll("a[href]")) {
     if (/^[a-z][a-z0-9+.-]*:/i.test(a.getAttribute("href"))) {
       a.target = "_blank";

@@ -4,7 +4,7 @@
 // ledger), read only when the run has new events.
 
 import { api, capabilities, query } from "../api.js";
-import { fmtAge, fmtInt, fmtUsd, h, sleep, statusBadge } from "../dom.js";
+import { fill, fmtAge, fmtInt, fmtUsd, h, sleep, statusBadge } from "../dom.js";
 import { SseParser } from "../sse.js";
 
 const REFRESH_MS = 3000;
@@ -163,7 +163,8 @@ export async function render(main, params) {
     for (const id of rows.keys()) if (!page.runs.some((r) => r.id === id)) rows.delete(id);
     empty.hidden = page.runs.length > 0;
     table.hidden = page.runs.length === 0;
-    pager.replaceChildren(
+    fill(
+      pager,
       f.cursor ? h("a", { href: `#/runs${query({ ...f, cursor: "" })}`, text: "← First page" }) : null,
       page.next_cursor ? h("a", { href: `#/runs${query({ ...f, cursor: page.next_cursor })}`, rel: "next", text: "Next page →" }) : null,
     );
