@@ -15,11 +15,15 @@ class CuttableProxy:
         self.port = 0
         self.cut = False
         self._writers: set[asyncio.StreamWriter] = set()
+        #: The head of every HTTP request the browser sent (request line and headers).
+        self.requests: list[str] = []
         self._server: asyncio.Server | None = None
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log: bool = False) -> None:
         try:
             while data := await reader.read(65536):
+                if log and data[:4] in (b"GET ", b"POST", b"HEAD"):
+                    self.requests.append(data.split(b"\r\n\r\n", 1)[0].decode("latin-1"))
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
@@ -38,7 +42,7 @@ class CuttableProxy:
             return
         self._writers |= {writer, up_writer}
         try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            await asyncio.gather(self._pipe(reader, up_writer, log=True), self._pipe(up_reader, writer))
         finally:
             self._writers -= {writer, up_writer}
 

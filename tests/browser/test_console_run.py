@@ -84,6 +84,9 @@ async def test_event_stream_resumes_after_a_dropped_connection_without_showing_a
             await page.wait_for_selector("#stream-state[data-state='finished']", timeout=40_000)
             done = await c.store.get(run.id)
     assert done is not None and done.status.value == "succeeded"
+    # The stream was resumed after the last event shown, not replayed from the start.
+    resumed = [r for r in proxy.requests if f"/v1/runs/{run.id}/events" in r.split("\r\n", 1)[0]][1:]
+    assert resumed and f"last-event-id: {before[-1]}" in resumed[0].lower(), resumed
     ids = await event_ids(page)
     assert len(before) < done.last_event_id and ids[: len(before)] == before
     assert ids == list(range(1, done.last_event_id + 1)), ids
