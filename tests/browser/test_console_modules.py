@@ -113,3 +113,25 @@ async def test_burn_down_follows_events_between_ledger_readings(make_console: ob
     assert got["calls"] == [[101, 1], [102, 2], [104, 3]]
     assert got["tools"] == [[106, 1]]
     assert got["caps"] == [["output_tokens", 40]]  # only the run scope's limits get a chart
+
+
+async def test_long_tool_results_are_folded_and_short_ones_shown(make_console: object, browser: Browser) -> None:
+    page = browser.page
+    async with make_console(worker=False) as c:  # type: ignore[operator]
+        await ready(page, c.url("#/runs"))
+        got = await page.evaluate(
+            """async () => {
+              const { eventItem } = await import('./js/parts/events.js');
+              const item = (content) => eventItem({ id: 1, ts: 1, type: 'tool.result', data: { name: 'read', content } });
+              const long = item('line of a long file\\n'.repeat(40));
+              const short = item('wrote 12 bytes');
+              return {
+                longFolded: !!long.querySelector('details.fold:not([open]) pre'),
+                longSummary: long.querySelector('details.fold summary')?.textContent ?? '',
+                shortFolded: !!short.querySelector('details'),
+                shortText: short.querySelector('pre')?.textContent ?? '',
+              };
+            }"""
+        )
+    assert got["longFolded"] and "(800 characters, 40 lines)" in got["longSummary"], got
+    assert not got["shortFolded"] and got["shortText"] == "wrote 12 bytes"

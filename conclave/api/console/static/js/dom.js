@@ -94,7 +94,7 @@ export function statusBadge(status) {
 /** Long text folded behind a summary; short text shown as it is. */
 export function folded(text, { limit = 400, lines = 8, cls = "" } = {}) {
   const s = String(text ?? "");
-  const lineCount = s.split("\n").length;
+  const lineCount = s.replace(/\n$/, "").split("\n").length;
   if (s.length <= limit && lineCount <= lines) return h("pre", { class: `text ${cls}` }, s);
   const flat = s.replace(/\s+/g, " ").trim();
   const first = flat.length > 100 ? flat.slice(0, 100) : flat;
