@@ -7,6 +7,7 @@ one test to the next. A JavaScript error on a page fails the test that caused it
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
@@ -179,6 +180,17 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Path(where).mkdir(parents=True, exist_ok=True)
         return Path(where)
     return tmp_path_factory.mktemp("console-screens")
+
+
+async def until(page: Any, expression: str, arg: Any = None, within: float = 15.0) -> None:
+    """Wait until ``expression`` (a JavaScript function of ``arg``) is true on the page. Playwright's
+    ``wait_for_function`` polls with ``eval``, which the console's CSP forbids; ``evaluate`` does not."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within
+    while not await page.evaluate(expression, arg):
+        if loop.time() > end:
+            raise AssertionError(f"not true after {within} s: {expression}")
+        await asyncio.sleep(0.05)
 
 
 async def ready(page: Any, url: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from axe_playwright_python.async_playwright import Axe
 
-from .conftest import Browser, ready
+from .conftest import Browser, ready, until
 from .kinds import source_paths
 
 WCAG = {
@@ -89,7 +89,7 @@ async def test_keyboard_alone_reaches_the_content_the_navigation_and_a_run(
         await page.keyboard.press("Enter")
         await page.wait_for_selector("#run-status")
         # The page's heading takes focus, so a screen reader starts at the new content.
-        await page.wait_for_function("document.activeElement.tagName === 'H1'")
+        await until(page, "() => document.activeElement.tagName === 'H1'")
 
         # Navigation links are reachable too: shift-tab back to "New run".
         for _ in range(15):
@@ -100,4 +100,4 @@ async def test_keyboard_alone_reaches_the_content_the_navigation_and_a_run(
             raise AssertionError("the navigation is not reachable with Shift+Tab")
         await page.keyboard.press("Enter")
         await page.wait_for_selector("form.submit")
-        await page.wait_for_function("document.activeElement.tagName === 'H1'")
+        await until(page, "() => document.activeElement.tagName === 'H1'")

@@ -67,3 +67,12 @@ async def test_console_is_served_without_a_key_with_its_security_headers(
             for path in ("/ui/../pyproject.toml", "/ui/%2e%2e/mount.py", "/ui/..%2fmount.py", "/ui/js/../../mount.py"):
                 r = await c.get(path)
                 assert r.status_code == 404 or "mount_console" not in r.text, path
+
+
+def test_the_page_preloads_every_module() -> None:
+    """Without a preload a module is fetched only when its importer has been parsed, one level
+    of imports after another; the page names them all so the browser fetches them at once."""
+    html = (STATIC_DIR / "index.html").read_text()
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="([^"]+)"', html))
+    modules = {str(p.relative_to(STATIC_DIR)) for p in STATIC_DIR.rglob("*.js")} - {"js/main.js"}
+    assert preloaded == modules

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ._proxy import CuttableProxy
-from .conftest import Browser, ready
+from .conftest import Browser, ready, until
 
 
 async def event_ids(page: Any) -> list[int]:
@@ -74,7 +74,7 @@ async def test_event_stream_resumes_after_a_dropped_connection_without_showing_a
         async with CuttableProxy(upstream).running() as proxy:
             run = await c.submit(spec)
             await ready(page, f"http://127.0.0.1:{proxy.port}/ui/#/runs/{run.id}")
-            await page.wait_for_function("document.querySelectorAll('#events li').length >= 4")
+            await until(page, "() => document.querySelectorAll('#events li').length >= 4")
             # The network drops mid-run; the worker goes on writing events the page has not seen.
             proxy.sever()
             await page.wait_for_selector("#stream-state[data-state='reconnecting']")

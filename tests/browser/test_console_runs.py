@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .conftest import Browser, ready
+from .conftest import Browser, ready, until
 
 N_RUNS = 1000
 
@@ -47,9 +47,10 @@ async def test_list_of_a_thousand_runs_loads_a_page_at_a_time(
         assert first == api_first  # the API's newest 50, in its order
         await page.screenshot(path=str(shots / "runs.png"))
         await page.click("a[rel=next]")
-        await page.wait_for_function(
+        await until(
+            page,
             "(prev) => { const r = document.querySelector('#runs-body tr'); return !!r && r.dataset.runId !== prev; }",
-            arg=first[0],
+            first[0],
         )
         second = await rows(page)
         assert len(second) == 50 and not set(first) & set(second)

@@ -87,6 +87,9 @@ export function query(params) {
   return s ? `?${s}` : "";
 }
 
+/** The run statuses every server knows; the OpenAPI document may name more. */
+export const DEFAULT_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "budget_exhausted"];
+
 /**
  * What this server offers, read from its OpenAPI document: routes (so controls for routes it does
  * not have yet stay hidden), query parameters, and the run statuses it knows. When the document
@@ -96,7 +99,7 @@ class Capabilities {
   constructor(doc) {
     this.known = !!doc;
     this.routes = new Map();
-    this.statuses = ["queued", "running", "succeeded", "failed", "cancelled", "budget_exhausted"];
+    this.statuses = DEFAULT_STATUSES;
     if (!doc) return;
     for (const [path, item] of Object.entries(doc.paths || {})) {
       for (const [method, op] of Object.entries(item)) {

@@ -131,9 +131,7 @@ async function boot() {
     if (!location.hash.startsWith("#/signin")) location.hash = signinRoute(e.detail?.message);
   });
   window.addEventListener("conclave:signed-in", header);
-  // Is auth on? One listing call without a key answers 401 when it is. The OpenAPI document (what
-  // this server offers) is read at the same time.
-  const capsP = capabilities();
+  // Is auth on? One listing call without a key answers 401 when it is.
   try {
     await api("/v1/runs?limit=1", { key: auth.get() || "" });
   } catch (err) {
@@ -145,11 +143,20 @@ async function boot() {
       }
     }
   }
-  const caps = await capsP;
-  document.getElementById("nav-approvals").hidden = !caps.has("GET", "/v1/approvals");
   window.addEventListener("hashchange", navigate);
   await navigate();
   document.body.dataset.ready = "1";
+  // What this server offers (its OpenAPI document) is read after the first page: building that
+  // document is the slowest answer of a freshly started server, and the runs list does not need it.
+  const later = () =>
+    capabilities().then((caps) => {
+      document.getElementById("nav-approvals").hidden = !caps.has("GET", "/v1/approvals");
+    });
+  if (main.dataset.loaded) later();
+  else {
+    window.addEventListener("conclave:rendered", later, { once: true });
+    setTimeout(later, 2000);
+  }
 }
 
 boot();

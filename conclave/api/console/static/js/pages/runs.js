@@ -3,7 +3,7 @@
 // active runs also show their stage (the latest `stage.*` event) and their running cost (the
 // ledger), read only when the run has new events.
 
-import { api, capabilities, query } from "../api.js";
+import { api, capabilities, DEFAULT_STATUSES, query } from "../api.js";
 import { fill, fmtAge, fmtInt, fmtUsd, h, sleep, statusBadge } from "../dom.js";
 import { SseParser } from "../sse.js";
 
@@ -42,7 +42,6 @@ async function stageOf(run, signal) {
 }
 
 export async function render(main, params) {
-  const caps = await capabilities();
   const ac = new AbortController();
   const f = {
     status: params.get("status") || "",
@@ -50,17 +49,20 @@ export async function render(main, params) {
     thread_id: params.get("thread_id") || "",
     cursor: params.get("cursor") || "",
   };
-  const canKind = caps.hasParam("GET", "/v1/runs", "kind");
-  const canThread = caps.hasParam("GET", "/v1/runs", "thread_id");
+  // The OpenAPI document says which filters this server has. The first page does not wait for it
+  // (its first build is the slowest request of a fresh server) unless the URL asks for one.
+  let caps = f.kind || f.thread_id ? await capabilities() : null;
+  const canKind = () => !!caps?.hasParam("GET", "/v1/runs", "kind");
+  const canThread = () => !!caps?.hasParam("GET", "/v1/runs", "thread_id");
 
-  const status = h(
-    "select",
-    { id: "f-status", name: "status" },
+  const statusOptions = (list) => [
     h("option", { value: "", text: "any status" }),
-    caps.statuses.map((s) => h("option", { value: s, text: s.replace("_", " "), selected: s === f.status })),
-  );
-  const kind = canKind ? h("input", { id: "f-kind", name: "kind", list: "f-kinds", value: f.kind, autocomplete: "off", size: 12 }) : null;
-  const thread = canThread ? h("input", { id: "f-thread", name: "thread_id", value: f.thread_id, autocomplete: "off", size: 18 }) : null;
+    list.map((s) => h("option", { value: s, text: s.replace("_", " "), selected: s === f.status })),
+  ];
+  const status = h("select", { id: "f-status", name: "status" }, statusOptions(DEFAULT_STATUSES));
+  let kind = null;
+  let thread = null;
+  const submit = h("button", { type: "submit", text: "Filter" });
   const filters = h(
     "form",
     {
@@ -75,10 +77,20 @@ export async function render(main, params) {
       },
     },
     h("div", { class: "field inline" }, h("label", { for: "f-status", text: "Status" }), status),
-    kind ? h("div", { class: "field inline" }, h("label", { for: "f-kind", text: "Kind" }), kind, h("datalist", { id: "f-kinds" }, KNOWN_KINDS.map((k) => h("option", { value: k })))) : null,
-    thread ? h("div", { class: "field inline" }, h("label", { for: "f-thread", text: "Thread" }), thread) : null,
-    h("button", { type: "submit", text: "Filter" }),
+    submit,
   );
+  function addFilters() {
+    if (caps.statuses.join() !== DEFAULT_STATUSES.join()) fill(status, statusOptions(caps.statuses));
+    if (canKind() && !kind) {
+      kind = h("input", { id: "f-kind", name: "kind", list: "f-kinds", value: f.kind, autocomplete: "off", size: 12 });
+      submit.before(h("div", { class: "field inline" }, h("label", { for: "f-kind", text: "Kind" }), kind, h("datalist", { id: "f-kinds" }, KNOWN_KINDS.map((k) => h("option", { value: k })))));
+    }
+    if (canThread() && !thread) {
+      thread = h("input", { id: "f-thread", name: "thread_id", value: f.thread_id, autocomplete: "off", size: 18 });
+      submit.before(h("div", { class: "field inline" }, h("label", { for: "f-thread", text: "Thread" }), thread));
+    }
+  }
+  if (caps) addFilters();
   status.addEventListener("change", () => filters.requestSubmit());
 
   const live = h("p", { class: "live muted", id: "runs-live" });
@@ -151,7 +163,7 @@ export async function render(main, params) {
   }
 
   async function load(first) {
-    const page = await api(`/v1/runs${query({ status: f.status, kind: canKind ? f.kind : "", thread_id: canThread ? f.thread_id : "", limit: PAGE, cursor: f.cursor })}`, {
+    const page = await api(`/v1/runs${query({ status: f.status, kind: canKind() ? f.kind : "", thread_id: canThread() ? f.thread_id : "", limit: PAGE, cursor: f.cursor })}`, {
       signal: ac.signal,
     });
     const order = page.runs.map((run) => {
@@ -172,6 +184,13 @@ export async function render(main, params) {
     if (first) {
       performance.mark("conclave:runs-rendered");
       main.dataset.loaded = "runs";
+      window.dispatchEvent(new Event("conclave:rendered"));
+      if (!caps) {
+        capabilities().then((c) => {
+          caps = c;
+          if (!ac.signal.aborted) addFilters();
+        });
+      }
     }
     const active = page.runs.filter((r) => ACTIVE.has(r.status) && r.status !== "queued");
     if (active.length) {
