@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install Conclave with its test extras into .venv and run the whole test suite:
-#   1. every test (unit, integration, gpu — the gpu ones skip without a GPU), slow soak/chaos tests included;
-#   2. the Redis-touching tests again against Debian's redis-server (installed with apt-get when possible).
+#   1. the import-layer contracts (lint-imports);
+#   2. every test (unit, conformance, integration, gpu — the gpu ones skip without a GPU), slow soak/chaos tests included;
+#   3. the Redis-touching tests again against Debian's redis-server (installed with apt-get when possible).
 # pip's wheel cache keeps the llama-cpp-python build, so only a machine's first install compiles it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,9 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed; the browser tests will skip"
 fi
 if ! command -v helm >/dev/null 2>&1 && [ -x scripts/install-helm.sh ]; then scripts/install-helm.sh || echo "helm not installed; the chart tests will say so"; fi
+
+echo "== the layers (import-linter: no upward imports, no cycles) =="
+.venv/bin/lint-imports
 
 echo "== the whole suite (bundled Valkey) =="
 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15
