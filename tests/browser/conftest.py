@@ -19,11 +19,11 @@ import pytest
 from redis.asyncio import Redis
 
 from conclave.api.app import create_app
-from conclave.api.auth import KeyStore
 from conclave.cluster.config import ModelSpec
 from conclave.config import Settings
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
+from conclave.controller.service import RunService
 from conclave.schema import Run, TaskSpec
 from tests._http import serve_http
 from tests.integration._helpers import TEST_KINDS, running_worker
@@ -57,21 +57,20 @@ class Console:
     """A running API (and worker) and what a test needs to drive it."""
 
     base: str
-    store: RunStore
+    store: RedisRunStore
     settings: Settings
-    keys: KeyStore
+    service: RunService
     tenant_keys: dict[str, str] = field(default_factory=dict)
 
     def url(self, route: str = "#/runs") -> str:
         return f"{self.base}/ui/{route}"
 
     async def submit(self, spec: dict[str, Any], tenant: str = "default") -> Run:
-        run, _, _ = await self.store.submit(TaskSpec.model_validate(spec), tenant=tenant)
-        return run
+        return (await self.store.submit(TaskSpec.model_validate(spec), tenant=tenant)).run
 
     async def key(self, tenant: str) -> str:
         if tenant not in self.tenant_keys:
-            self.tenant_keys[tenant] = (await self.keys.create(tenant, f"console test {tenant}")).key
+            self.tenant_keys[tenant] = (await self.service.create_key(tenant, name=f"console test {tenant}")).key
         return self.tenant_keys[tenant]
 
 
@@ -97,11 +96,11 @@ def make_console(
     async def start(*, worker: bool = True, port: int | None = None, **kw: Any) -> AsyncIterator[Console]:
         settings = console_settings(prefix, **kw)
         binary = Redis.from_url(redis_server.url)
-        store = RunStore(redis, prefix, binary=binary)
-        await store.ensure_group()
+        store = RedisRunStore(redis, prefix, binary=binary)
+        await store.ready()
         try:
             with serve_http(create_app(settings, redis_server.url), port) as base:
-                c = Console(base=base, store=store, settings=settings, keys=KeyStore(redis, prefix))
+                c = Console(base=base, store=store, settings=settings, service=RunService(store, settings))
                 if worker:
                     async with running_worker(settings, redis_server.url, name=f"w-{prefix}"):
                         yield c

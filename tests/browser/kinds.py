@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from conclave.agents.context import RunContext
-from conclave.agents.workspace import Workspace
-from conclave.controller.kinds import Outcome, RunKind
+from conclave.core.context import RunContext
+from conclave.core.kinds import Outcome, RunKind
+from conclave.core.workspace import Workspace
 from conclave.tools._text import archive_source
 
 #: (title, source, text) of the archived sources, written with the research workflow's own function.

@@ -50,12 +50,12 @@ async def test_a_revoked_key_in_the_session_sends_the_page_back_to_sign_in(
 ) -> None:
     page = browser.page
     async with make_console(auth=True, worker=False) as c:  # type: ignore[operator]
-        new = await c.keys.create("tenant-a", "to revoke")
+        new = await c.service.create_key("tenant-a", name="to revoke")
         await ready(page, c.url("#/signin"))
         await page.fill("#f-key", new.key)
         await page.click("form.signin button[type=submit]")
         await page.wait_for_selector("main[data-loaded='runs']")
-        assert await c.keys.revoke(new.info.id)
+        assert (await c.service.revoke_key(new.info.id)).revoked
         # The next refresh of the list answers 401: the console drops the key and asks again.
         await page.wait_for_selector("form.signin", timeout=10_000)
         assert "revoked" in await page.inner_text("main")

@@ -38,7 +38,7 @@ async def test_bad_budget_value_shows_the_servers_message_next_to_the_field(
         await page.fill("#f-options", '{"no_such_option": 1}')
         await page.click("form.submit button[type=submit]")
         await page.wait_for_selector("#f-options-error:has-text('no_such_option')")
-        assert (await c.store.list_runs()).runs == []  # nothing was queued by the bad submissions
+        assert (await c.store.list_runs(tenant="default")).runs == []  # nothing was queued by the bad submissions
 
 
 async def test_agent_task_submitted_from_the_form_runs_and_its_page_opens(
@@ -57,7 +57,7 @@ async def test_agent_task_submitted_from_the_form_runs_and_its_page_opens(
         await page.click("form.submit button[type=submit]")
         await page.wait_for_url("**/ui/#/runs/run_*")
         await page.wait_for_selector("#run-status .status-succeeded", timeout=30_000)
-        runs = (await c.store.list_runs()).runs
+        runs = (await c.store.list_runs(tenant="default")).runs
         assert len(runs) == 1
         spec = runs[0].spec
         assert spec.kind == "agent" and spec.tools == ["fs"] and spec.budget is not None
