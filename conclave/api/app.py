@@ -36,6 +36,7 @@ from conclave.schema import (
 )
 
 from .auth import Caller, admin_dependency, caller_dependency
+from .console import mount_console
 from .errors import ApiError, ErrorResponse, install_error_handlers
 from .tenants import tenants_router
 
@@ -283,6 +284,7 @@ def create_app(
     app.include_router(tenants_router(services, ERRORS))
     for router in extra_routers or []:
         app.include_router(router)
+    mount_console(app)  # the web console at /ui (static files; every datum comes from the routes above)
 
     @app.get("/healthz", tags=["service"], summary="Liveness and queue depth")
     async def healthz() -> dict[str, Any]:
