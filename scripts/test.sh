@@ -32,7 +32,7 @@ if [ -z "$server" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1;
 fi
 if [ -n "$server" ]; then
   echo "== Redis-touching tests against $("$server" --version | head -c 40) =="
-  CONCLAVE_TEST_REDIS_SERVER="$server" .venv/bin/python -m pytest -q -p no:cacheprovider -m redis
+  CONCLAVE_TEST_REDIS_SERVER="$server" .venv/bin/python -m pytest -q -p no:cacheprovider -m redis --ignore=tests/browser
 else
   echo "redis-server is not installed and cannot be installed here; the Redis tests ran against Valkey only"
 fi
