@@ -32,7 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bench._common import check
 from conclave.cluster.engines.sim import count_tokens
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
 from conclave.schema import Budget, Run, RunStatus, StopReason, TaskSpec
 
 
@@ -114,10 +114,10 @@ class Seen:
     events: int = 0
 
 
-async def watch(r: Any, store: RunStore, seen: Seen, deadline: float) -> None:
+async def watch(r: Any, store: RedisRunStore, seen: Seen, deadline: float) -> None:
     """Follow one run's event stream (blocking reads, as the API's SSE endpoint does) until
     ``run.finished``."""
-    key = f"{store.run_key(seen.rid)}:ev"
+    key = store.keys.events(seen.rid)
     last = "0-0"
     while time.perf_counter() < deadline:
         try:
@@ -148,7 +148,7 @@ def watch_client(url: str, runs: int) -> Any:
 
 
 async def submit_and_watch(
-    store: RunStore, watch_redis: Any, spec: TaskSpec, runs: int, *, timeout_s: float, batch: int = 100
+    store: RedisRunStore, watch_redis: Any, spec: TaskSpec, runs: int, *, timeout_s: float, batch: int = 100
 ) -> tuple[float, list[Seen]]:
     """Submit ``runs`` runs (``batch`` clients at once) and follow each until it finishes. Returns
     the ``perf_counter`` of the first submit and what was seen of each run."""
@@ -158,7 +158,7 @@ async def submit_and_watch(
 
     async def one() -> None:
         s = Seen(rid="", submitted=time.perf_counter())
-        run, _, _ = await store.submit(spec)
+        run = (await store.submit(spec)).run
         s.rid = run.id
         seen.append(s)
         watchers.append(asyncio.ensure_future(watch(watch_redis, store, s, deadline)))
@@ -189,16 +189,16 @@ class Verified:
     checked: dict[str, Any] = field(default_factory=dict)
 
 
-async def verify(store: RunStore, seen: Sequence[Seen], w: Workload) -> Verified:
+async def verify(store: RedisRunStore, seen: Sequence[Seen], w: Workload) -> Verified:
     """Check that every run did all its work and committed it; raises ``BenchCheckFailed``."""
     ids = [s.rid for s in seen]
     runs = await store.get_many(ids)
     check(len(runs) == len(ids), f"{len(ids) - len(runs)} run records missing")
-    async with store.r.pipeline(transaction=False) as pipe:
+    async with store.redis.pipeline(transaction=False) as pipe:
         for rid in ids:
-            pipe.hkeys(f"{store.run_key(rid)}:steps")
-            pipe.xrange(f"{store.run_key(rid)}:ev")
-            pipe.hlen(f"{store.run_key(rid)}:ws")
+            pipe.hkeys(store.keys.steps(rid))
+            pipe.xrange(store.keys.events(rid))
+            pipe.hlen(store.keys.workspace(rid))
         rows = await pipe.execute()
     tokens = w.output_tokens()
     for i, (s, run) in enumerate(zip(seen, runs, strict=True)):

@@ -132,7 +132,7 @@ async def run_load(
     tag: str = "",
 ) -> dict[str, Any]:
     """One load: ``runs`` concurrent runs of ``w`` on ``workers`` worker processes; checked."""
-    from conclave.controller.store import RunStore
+    from conclave.controller.redis_store import RedisRunStore
     from conclave.controller.worker import connect
 
     prefix = f"sc{runs}w{workers}{tag}"
@@ -140,13 +140,13 @@ async def run_load(
         assert srv.proc is not None
         vpid = srv.proc.pid
         r = connect(srv.url)
-        store = RunStore(r, prefix, binary=connect(srv.url, decode=False))
-        await store.ensure_group()
+        store = RedisRunStore(r, prefix, binary=connect(srv.url, decode=False))
+        await store.ready()
         pool = Workers(srv.url, prefix, workers, max(1, -(-runs // workers)), w)
         watch_redis = watch_client(srv.url, runs)
         prof: _Profiler | None = None
         try:
-            await pool.ready(r, store.queue_key)
+            await pool.ready(r, store.keys.queue)
             # Warm-up (imports, scripts, connections) on every worker's first runs; checked too.
             _, warm = await submit_and_watch(store, watch_redis, w.spec(), 4 * workers, timeout_s=120)
             await verify(store, warm, w)

@@ -46,7 +46,6 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bench._common import check
-from conclave.agents.context import RunContext
 from conclave.agents.ensemble import (
     EnsembleConfig,
     Executor,
@@ -57,15 +56,16 @@ from conclave.agents.ensemble import (
     validate_paths,
 )
 from conclave.agents.ensemble.search import Arch, SearchSpace, architecture_search
-from conclave.agents.ensemble.simjudge import EnsembleSim
-from conclave.budgets.ledger import Ledger
+from conclave.agents.runtime import RunEnv, open_run
 from conclave.budgets.pricing import Pricing
 from conclave.cluster.engines.sim import SimEngine
-from conclave.cluster.protocol import ChatMessage
 from conclave.cluster.router import LocalRouter
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
+from conclave.core.ledger import ROOT
 from conclave.schema import TaskSpec
+from conclave.schema.chat import ChatMessage
+from conclave.testing.simjudge import EnsembleSim
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CORPUS = Path(os.environ.get("ARCHON_CONFIGS", "/work/shared/compat/archon-configs"))
@@ -123,28 +123,14 @@ def sim_options(latency: float, per_token: float, max_batch: int, window: float)
     }
 
 
-async def run_once(store: RunStore, cfg: EnsembleConfig, options: dict[str, Any], sequential: bool) -> Side:
+async def run_once(store: RedisRunStore, cfg: EnsembleConfig, options: dict[str, Any], sequential: bool) -> Side:
     engines = {m: EnsembleSim(options, name=m) for m in cfg.models()}
     router = LocalRouter(engines)
     spec = TaskSpec(kind="ensemble", input=QUESTION[0].text())
-    run, _, _ = await store.submit(spec)
+    run = (await store.submit(spec)).run
     entry = next(e for e in await store.read_new("bench", 100, 100) if e.rid == run.id)
     claim = await store.claim(run.id, owner="o", qid=entry.qid, worker="w", max_attempts=3)
-    ledger = Ledger(store.r, store.scripts, store.p, run.id, owner="o")
-    ctx = RunContext(
-        store=store,
-        run_id=run.id,
-        spec=spec,
-        owner="o",
-        attempt=claim.attempt,
-        steps={},
-        files={},
-        router=router,
-        pricing=Pricing(),
-        ledger=ledger,
-        default_model=None,
-        started_at=time.time(),
-    )
+    ctx = await open_run(store, run, owner="o", attempt=claim.attempt, env=RunEnv(router=router, pricing=Pricing()))
 
     async def step(key: str, fn: Any) -> LayerResult:
         return await ctx.step(key, fn, model=LayerResult)
@@ -155,7 +141,7 @@ async def run_once(store: RunStore, cfg: EnsembleConfig, options: dict[str, Any]
     wall = time.perf_counter() - t0
     await ctx.flush()
     committed = await store.load_steps(run.id)
-    cost = await ledger.cost()
+    snap = await ctx.ledger.snapshot()
     for e in engines.values():
         await e.close()
     return Side(
@@ -165,7 +151,7 @@ async def run_once(store: RunStore, cfg: EnsembleConfig, options: dict[str, Any]
         batches=sum(e.batch_count for e in engines.values()),
         engine_seconds=sum(b.seconds for e in engines.values() for b in e.batches),
         busy_seconds=busy([(b.started, b.started + b.seconds) for e in engines.values() for b in e.batches]),
-        ledger_calls=cost.total.usage.model_calls,
+        ledger_calls=snap.used.get((ROOT, "model_calls"), 0),
         layers_committed=sum(1 for k in committed if k.startswith("layer/")),
     )
 
@@ -194,7 +180,7 @@ def check_side(name: str, side: Side, cfg: EnsembleConfig, *, sequential: bool) 
     )
 
 
-async def search_bench(store: RunStore, seeds: int) -> dict[str, Any]:
+async def search_bench(store: RedisRunStore, seeds: int) -> dict[str, Any]:
     """How often the search finds the known best architecture of a simulated task (see the module)."""
     gen = SimEngine(
         {"mode": "sample", "replies": [{"content": "so 42", "weight": 0.3}, {"content": "so 17", "weight": 0.7}]}
@@ -206,23 +192,10 @@ async def search_bench(store: RunStore, seeds: int) -> dict[str, Any]:
     best = Arch(generator="g", samples=8, verifier=True, judge="j")
     dev = [Problem(input=f"Item {i}: what is six times seven?", expected="42") for i in range(16)]
     spec = TaskSpec(kind="ensemble", input="architecture search bench")
-    run, _, _ = await store.submit(spec)
+    run = (await store.submit(spec)).run
     entry = next(e for e in await store.read_new("bench", 100, 100) if e.rid == run.id)
     claim = await store.claim(run.id, owner="o", qid=entry.qid, worker="w", max_attempts=3)
-    ctx = RunContext(
-        store=store,
-        run_id=run.id,
-        spec=spec,
-        owner="o",
-        attempt=claim.attempt,
-        steps={},
-        files={},
-        router=router,
-        pricing=Pricing(),
-        ledger=Ledger(store.r, store.scripts, store.p, run.id, owner="o"),
-        default_model=None,
-        started_at=time.time(),
-    )
+    ctx = await open_run(store, run, owner="o", attempt=claim.attempt, env=RunEnv(router=router, pricing=Pricing()))
     out: dict[str, Any] = {"dev_items": len(dev), "space_size": 32, "candidates_per_search": 20, "seeds": seeds}
     for method in ("bayes", "random"):
         found: list[int | None] = []
@@ -264,8 +237,8 @@ async def run(
     srv = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="bench-valkey-")))
     srv.start()
     redis = Redis.from_url(srv.url, decode_responses=True)
-    store = RunStore(redis, "bench")
-    await store.ensure_group()
+    store = RedisRunStore(redis, "bench")
+    await store.ready()
     options = sim_options(latency, per_token, max_batch, window)
     rows: list[dict[str, Any]] = []
     try:

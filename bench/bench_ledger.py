@@ -21,27 +21,29 @@ import time
 from redis.asyncio import Redis
 
 from bench._common import check, emit, plot, temp_valkey
-from conclave.budgets.ledger import Ledger
-from conclave.budgets.meter import Meter
+from conclave.agents.meter import Meter
+from conclave.budgets.caps import install_budget
 from conclave.budgets.pricing import Pricing
 from conclave.cluster.engines.sim import SimEngine
-from conclave.cluster.protocol import ChatMessage, ChatRequest
 from conclave.cluster.router import LocalRouter
-from conclave.controller.store import PendingCommit, RunStore
+from conclave.controller.redis_store import RedisRunStore
+from conclave.core.ledger import ROOT, RunLedger
+from conclave.core.pending import LedgerOp, PendingCommit
 from conclave.schema import Budget, TaskSpec
+from conclave.schema.chat import ChatMessage, ChatRequest
 
 BIG = 10**15
 
 
-async def _setup(url: str, prefix: str) -> tuple[RunStore, Ledger]:
+async def _setup(url: str, prefix: str) -> tuple[RedisRunStore, RunLedger]:
     r = Redis.from_url(url, decode_responses=True, max_connections=200)
-    store = RunStore(r, prefix, binary=Redis.from_url(url))
-    await store.ensure_group()
-    run, _, _ = await store.submit(TaskSpec(kind="chat", input="bench"))
+    store = RedisRunStore(r, prefix, binary=Redis.from_url(url))
+    await store.ready()
+    run = (await store.submit(TaskSpec(kind="chat", input="bench"))).run
     qid = (await store.read_new("bench", 10, 100))[0].qid
     await store.claim(run.id, owner="o", qid=qid, worker="bench", max_attempts=3)
-    ledger = Ledger(r, store.scripts, prefix, run.id, "o")
-    await ledger.set_caps(Budget(input_tokens=BIG, output_tokens=BIG, model_calls=BIG))
+    ledger = RunLedger(store, run.id, "o")
+    await install_budget(ledger, Budget(input_tokens=BIG, output_tokens=BIG, model_calls=BIG))
     return store, ledger
 
 
@@ -54,8 +56,8 @@ async def throughput(url: str, agents: int, seconds: float) -> float:
         nonlocal done
         while time.perf_counter() < end:
             res, _ = await ledger.reserve("run", {"input_tokens": 100, "output_tokens": 50, "model_calls": 1})
-            op = Ledger.commit_op(res, "run", {"input_tokens": 90, "output_tokens": 40, "model_calls": 1})
-            await store.commit(ledger.rid, ledger.owner, "", "", PendingCommit(ledger=[op]))
+            op = RunLedger.commit_op(res, ROOT, {"input_tokens": 90, "output_tokens": 40, "model_calls": 1})
+            await store.commit(ledger.rid, ledger.owner, PendingCommit(ledger=[op]))
             done += 1
 
     t0 = time.perf_counter()
@@ -65,9 +67,9 @@ async def throughput(url: str, agents: int, seconds: float) -> float:
     return rate
 
 
-async def _check_totals(ledger: Ledger, where: str, *, calls: int, **tokens: int) -> None:
+async def _check_totals(ledger: RunLedger, where: str, *, calls: int, **tokens: int) -> None:
     snap = await ledger.snapshot()
-    used = {k[1]: v for k, v in snap.used.items() if k[0] == "run"}
+    used = {k[1]: v for k, v in snap.used.items() if k[0] == ROOT}
     want = {"model_calls": calls, **tokens}
     got = {k: used.get(k, 0) for k in want}
     check(got == want, f"ledger ({where}): committed {got}, expected {want}")
@@ -76,11 +78,11 @@ async def _check_totals(ledger: Ledger, where: str, *, calls: int, **tokens: int
 
 
 class _Sink:
-    def __init__(self, store: RunStore, ledger: Ledger) -> None:
+    def __init__(self, store: RedisRunStore, ledger: RunLedger) -> None:
         self.store, self.ledger = store, ledger
 
-    async def ledger_op(self, op: dict) -> None:
-        await self.store.commit(self.ledger.rid, self.ledger.owner, "", "", PendingCommit(ledger=[op]))
+    async def ledger_op(self, op: LedgerOp) -> None:
+        await self.store.commit(self.ledger.rid, self.ledger.owner, PendingCommit(ledger=[op]))
 
 
 async def overhead(url: str, calls: int) -> dict[str, float]:
@@ -98,7 +100,7 @@ async def overhead(url: str, calls: int) -> dict[str, float]:
         metered.append(time.perf_counter() - t)
     check(engine.calls == 2 * calls, f"the engine saw {engine.calls} calls, expected {2 * calls}")
     snap = await ledger.snapshot()
-    committed = snap.used.get(("run", "model_calls"), 0)
+    committed = snap.used.get((ROOT, "model_calls"), 0)
     check(committed == calls, f"the ledger committed {committed} metered calls, expected {calls}")
     d, m = sorted(direct)[calls // 2], sorted(metered)[calls // 2]
     return {"direct_ms_median": d * 1000, "metered_ms_median": m * 1000, "ratio": m / d, "added_ms": (m - d) * 1000}

@@ -44,7 +44,7 @@ def _summary(xs: list[float]) -> dict[str, Any]:
 def conclave_per_step(url: str, valkey_pid: int, reps: int, steps: int, *, budget: bool) -> dict[str, Any]:
     from conclave.cluster.config import ModelSpec
     from conclave.config import Settings
-    from conclave.controller.store import RunStore
+    from conclave.controller.redis_store import RedisRunStore
     from conclave.controller.worker import Worker, connect, local_router
     from conclave.tools import register_tool, tool
 
@@ -60,7 +60,7 @@ def conclave_per_step(url: str, valkey_pid: int, reps: int, steps: int, *, budge
 
     async def go() -> dict[str, Any]:
         r = connect(url)
-        store = RunStore(r, prefix, binary=connect(url, decode=False))
+        store = RedisRunStore(r, prefix, binary=connect(url, decode=False))
         watch_redis = watch_client(url, 4)
         worker = Worker(settings, local_router(settings), redis_url=url, name=f"bench-{prefix}")
         task = asyncio.ensure_future(worker.run())

@@ -26,7 +26,7 @@ from bench._profile import summarise
 from conclave.cluster.config import ModelSpec
 from conclave.config import Settings
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.worker import Worker, local_router
 
 
@@ -34,7 +34,7 @@ class _Cluster:
     def __init__(self, url: str, prefix: str) -> None:
         self.url, self.prefix = url, prefix
         self.r = Redis.from_url(url, decode_responses=True)
-        self.store = RunStore(self.r, prefix)
+        self.store = RedisRunStore(self.r, prefix)
         self.watch = watch_client(url, 16)
 
     async def run(self, model_options: dict[str, Any], w: Workload, runs: int) -> Any:
@@ -56,7 +56,7 @@ class _Cluster:
 @pytest.fixture
 async def cluster(redis_server: EmbeddedRedis, prefix: str) -> AsyncIterator[_Cluster]:
     c = _Cluster(redis_server.url, prefix)
-    await c.store.ensure_group()
+    await c.store.ready()
     yield c
     await c.watch.aclose()
     await c.r.aclose()

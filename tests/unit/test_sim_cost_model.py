@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from conclave.cluster.engines.sim import SimBatch, SimEngine, SimOptions, count_tokens
-from conclave.cluster.protocol import ChatRequest
+from conclave.schema.chat import ChatRequest
 
 BASE, PER_TOKEN = 0.05, 0.001
 

@@ -1,0 +1,39 @@
+-- Reserve a call's worst case in every enclosing scope — the run's scopes, its tenant's and its key's budgets
+-- in every capped period — at once, or refuse naming the scope and limit that have no room (holding nothing).
+-- ARGV: P, rid, owner, (client time, ignored: Redis's clock is used), res_id, ttl_s, scopes_json, amounts_json
+-- Returns {1} or {0, scope, limit, room}
+local P, rid, owner, res_id, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[5], tonumber(ARGV[6])
+local now = redis_now()
+local scopes, amounts = cjson.decode(ARGV[7]), cjson.decode(ARGV[8])
+if redis.call("HEXISTS", P .. ":run:" .. rid .. ":resv", res_id) == 1 then return {1} end  -- retried
+ledger_sweep(P, rid, now)
+local lk = lkey(P, rid)
+local held, any = {}, false
+for _, scope in ipairs(scopes) do
+  for limit, amount in pairs(amounts) do
+    local cap = redis.call("HGET", lk, "cap|" .. scope .. "|" .. limit)
+    if cap then
+      local used = tonumber(redis.call("HGET", lk, "used|" .. scope .. "|" .. limit) or "0")
+      local resv = tonumber(redis.call("HGET", lk, "resv|" .. scope .. "|" .. limit) or "0")
+      local room = tonumber(cap) - used - resv
+      if tonumber(amount) > room then
+        return {0, scope, limit, string.format("%d", math.max(room, 0))}
+      end
+      held[scope] = held[scope] or {}
+      held[scope][limit] = amount
+      any = true
+    end
+  end
+end
+local outer, refusal = outer_reserve(P, run_outer(P, rid), amounts, now)
+if refusal then return {0, refusal[1], refusal[2], refusal[3]} end
+if not any and #outer == 0 then return {1} end
+for scope, h in pairs(held) do
+  for limit, amount in pairs(h) do
+    redis.call("HINCRBY", lk, "resv|" .. scope .. "|" .. limit, amount)
+  end
+end
+local rk = P .. ":run:" .. rid
+redis.call("HSET", rk .. ":resv", res_id, cjson.encode({o = owner, e = now + ttl, h = held, x = outer}))
+redis.call("ZADD", rk .. ":resvexp", now + ttl, res_id)
+return {1}
