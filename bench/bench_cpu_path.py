@@ -25,8 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
 import sys
 import threading
 import time
@@ -128,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     from llama_cpp import Llama
     from ray import serve
 
+    from bench._common import machine
     from conclave.api.openai_compat import build_openai_router
     from conclave.cluster.defaults import DEFAULT_MODEL_NAME, default_model_spec, smollm2_path
     from conclave.cluster.deployment import deploy_models
@@ -176,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     d, f = rate(direct), rate(full)
     result: dict[str, Any] = {
         "benchmark": "cpu_path",
-        "machine": {"python": sys.version.split()[0], "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
         "model": DEFAULT_MODEL_NAME,
         "settings": {"n_threads": o["n_threads"], "max_tokens": args.max_tokens, "rounds": args.rounds},
         "direct_tokens_per_s": round(d, 1),
