@@ -35,6 +35,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -234,7 +235,8 @@ async def run(
     max_batch: int = 256,
     window: float = 0.002,
 ) -> dict[str, Any]:
-    srv = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="bench-valkey-")))
+    data = Path(tempfile.mkdtemp(prefix="bench-valkey-"))
+    srv = EmbeddedRedis(data)
     srv.start()
     redis = Redis.from_url(srv.url, decode_responses=True)
     store = RedisRunStore(redis, "bench")
@@ -278,6 +280,7 @@ async def run(
     finally:
         await redis.aclose()
         srv.stop()
+        shutil.rmtree(data, ignore_errors=True)
     no_verifier = [r for r in rows if r["rounds"] == r["layers"]]
     summary = {
         "configs": len(rows),
