@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from conclave.cluster.config import ModelSpec
 from conclave.tools.settings import ToolSettings
 
-__all__ = ["ConfigError", "Settings", "load_settings", "default_home", "format_validation_error"]
+__all__ = ["ConfigError", "EnsembleCeiling", "Settings", "load_settings", "default_home", "format_validation_error"]
 
 
 class ConfigError(ValueError):
@@ -26,6 +26,18 @@ class ConfigError(ValueError):
 
 def default_home() -> Path:
     return Path(os.environ.get("CONCLAVE_HOME", Path.home() / ".conclave")).expanduser()
+
+
+class EnsembleCeiling(BaseModel):
+    """The most one ``model="ensemble/<name>"`` request on the OpenAI endpoint may spend; a request
+    whose worst case (from the ensemble's call plan and its ``max_tokens``) is larger is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_calls: int = Field(default=64, ge=1, description="Model requests one ensemble request may make.")
+    output_tokens: int = Field(
+        default=65_536, ge=1, description="Output tokens all the calls of one ensemble request may write together."
+    )
 
 
 class Settings(BaseModel):
@@ -52,6 +64,9 @@ class Settings(BaseModel):
         default_factory=ToolSettings, description="Tool limits, search corpora, MCP servers, prices."
     )
     ensembles_dir: Path | None = Field(default=None, description="Extra ensemble configs to load by name.")
+    ensemble_ceiling: EnsembleCeiling = Field(
+        default_factory=EnsembleCeiling, description="Per-request ceiling of ensembles on the OpenAI endpoint."
+    )
     ray_address: str | None = Field(default=None, description="Join this Ray cluster instead of starting one.")
     kinds: dict[str, str] = Field(
         default_factory=dict, description="Extra run kinds: name → module exposing KIND (a RunKind)."

@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from conclave import telemetry
 from conclave.agents.workspace import PathError, Workspace, confine, load_workspace, workspace_tarball
-from conclave.api.auth import KeyStore
+from conclave.api.auth import Authenticator, KeyStore, Tenant, install_authenticator
 from conclave.api.errors import ApiError, ErrorResponse, install_error_handlers
 from conclave.config import Settings
 from conclave.controller.kinds import register_kinds, validate_spec
@@ -87,35 +87,8 @@ class CancelResult(BaseModel):
     result: str
 
 
-def _bearer(authorization: str | None, x_api_key: str | None) -> str | None:
-    if x_api_key:
-        return x_api_key.strip()
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
-    return None
-
-
-def tenant_dependency(services: Services) -> Callable[..., Any]:
-    async def tenant(
-        authorization: Annotated[str | None, Header()] = None,
-        x_api_key: Annotated[str | None, Header()] = None,
-    ) -> str:
-        if not services.settings.auth:
-            return "default"
-        secret = _bearer(authorization, x_api_key)
-        if not secret:
-            raise ApiError(401, "unauthorized", "an API key is required: send 'Authorization: Bearer <key>'")
-        info = await services.keys.lookup(secret)
-        if info is None:
-            raise ApiError(401, "unauthorized", "the API key is not valid (unknown or revoked)")
-        return info.tenant
-
-    return tenant
-
-
 def runs_router(services: Services) -> APIRouter:
     r = APIRouter(prefix="/v1", tags=["runs"], responses=ERRORS)
-    Tenant = Annotated[str, Depends(tenant_dependency(services))]
 
     async def _get(run_id: str, tenant: str) -> Run:
         run = await services.store.get(run_id, tenant=tenant)
@@ -310,6 +283,7 @@ def create_app(settings: Settings, redis_url: str, *, extra_routers: list[APIRou
         lifespan=lifespan,
     )
     app.state.services = services
+    install_authenticator(app, Authenticator(enabled=settings.auth, keys=lambda: services.keys))
     install_error_handlers(app)
 
     @app.middleware("http")
