@@ -5,18 +5,19 @@ any request.
 
 import logging
 import mimetypes
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from conclave import telemetry
 from conclave.agents.workspace import PathError, Workspace, confine, load_workspace, workspace_tarball
 from conclave.api.auth import Authenticator, KeyStore, Tenant, install_authenticator
 from conclave.api.errors import ApiError, ErrorResponse, install_error_handlers
+from conclave.api.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from conclave.config import Settings
 from conclave.controller.kinds import register_kinds, validate_spec
 from conclave.controller.store import RunStore, spec_hash
@@ -27,7 +28,7 @@ __all__ = ["Services", "create_app"]
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_BODY_BYTES = DEFAULT_MAX_BODY_BYTES
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse},
@@ -286,22 +287,7 @@ def create_app(settings: Settings, redis_url: str, *, extra_routers: list[APIRou
     install_authenticator(app, Authenticator(enabled=settings.auth, keys=lambda: services.keys))
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Refuse oversized bodies before reading them: a task spec is at most ~1 MB of input."""
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse(
-                status_code=413,
-                content={
-                    "error": {
-                        "code": "body_too_large",
-                        "message": f"request body is larger than {MAX_BODY_BYTES} bytes",
-                        "details": None,
-                    }
-                },
-            )
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # every body, declared or chunked
 
     app.include_router(runs_router(services))
     for router in extra_routers or []:
