@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi import FastAPI, Request
 
@@ -18,7 +19,7 @@ LIMIT = 1024 * 1024
 
 def _app() -> FastAPI:
     app = FastAPI()
-    app.add_middleware(BodyLimit, max_bytes=LIMIT)
+    app.add_middleware(BodyLimit, max_bytes=LIMIT, drain_bytes=4 * LIMIT)
     seen: list[int] = []
     app.state.seen = seen
 
@@ -61,6 +62,17 @@ def test_a_declared_length_over_the_limit_is_refused_before_any_byte_is_read(ser
     base, _ = server
     r = upload(base, "/v1/runs", 0, declared=20 * 1024 * 1024)
     assert r.status == 413 and "20971520 bytes" in r.json()["error"]["message"]
+    assert r.headers["connection"] == "close"  # more than drain_bytes: not worth reading on
+
+
+def test_a_client_that_writes_its_whole_body_first_still_reads_the_413(server: tuple[str, list[int]]) -> None:
+    """Within ``drain_bytes`` the connection survives the refusal, so httpx (which sends the whole
+    declared body before it reads) gets the answer instead of a reset connection."""
+    base, seen = server
+    before = len(seen)
+    r = httpx.post(f"{base}/v1/runs", content=b"y" * (3 * LIMIT), timeout=30)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+    assert len(seen) == before
 
 
 def test_the_openai_paths_get_openais_error_shape(server: tuple[str, list[int]]) -> None:
