@@ -28,6 +28,9 @@ class FetchSettings(_Section):
     )
     deny_hosts: list[str] = Field(default_factory=list, description="Hosts never fetched (same syntax).")
     allow_private: bool = Field(default=False, description="Allow private, loopback and link-local addresses.")
+    ca_bundle: Path | None = Field(
+        default=None, description="Extra CA certificates (PEM) to trust besides the system's, e.g. a corporate CA."
+    )
     max_bytes: int = Field(default=2_000_000, ge=1_000, description="Bytes read from a response at most.")
     timeout_s: float = Field(default=20.0, gt=0, description="Whole-request time limit.")
     max_redirects: int = Field(default=5, ge=0, le=20)
