@@ -14,6 +14,12 @@ if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 .venv/bin/python -m pip install -q -e '.[cpu,dev]'
 if ! command -v helm >/dev/null 2>&1 && [ -x scripts/install-helm.sh ]; then scripts/install-helm.sh || echo "helm not installed; the chart tests will say so"; fi
 
+# The python tool runs code only under bubblewrap (its sandbox tests skip, saying so, where it is missing).
+if ! command -v bwrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
+    || echo "bubblewrap could not be installed; the python sandbox tests will say so"
+fi
+
 echo "== the whole suite (bundled Valkey) =="
 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15
 
