@@ -282,6 +282,9 @@ def create_app(settings: Settings, redis_url: str, *, extra_routers: list[APIRou
         version="0.1.0",
         description="Budget-tracked agent runs, ensembles and an OpenAI-compatible endpoint.",
         lifespan=lifespan,
+        # One schema per model: the -Input/-Output pairs FastAPI would make differ only in their refs
+        # (SubBudget nests itself), and client generators refuse the duplicate names they map to.
+        separate_input_output_schemas=False,
     )
     app.state.services = services
     install_authenticator(app, Authenticator(enabled=settings.auth, keys=lambda: services.keys))
