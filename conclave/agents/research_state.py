@@ -20,9 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from conclave.core.workspace import Workspace
 from conclave.tools._text import slug
-
-from .workspace import Workspace
 
 __all__ = [
     "SOURCES_DIR",

@@ -1,140 +1,97 @@
-"""API keys and the one dependency that turns a request into a tenant.
+"""Who is calling: API keys (Bearer or ``x-api-key``), each belonging to one tenant.
 
-Keys are bearer tokens, stored only as SHA-256 hashes, each belonging to one tenant. A tenant sees
-only its own runs; another tenant's run is a 404 (its existence is not revealed). With auth off
-(local ``conclave up`` by default) every request is tenant ``default``.
+With auth on, every route but the public allow-list needs a key; a tenant sees only its own runs (another
+tenant's run is a 404: its existence is not revealed). Admin routes need an admin key — a key created with
+``admin=True``, or the deployment's bootstrap ``admin_key`` (a secret from the environment / the chart's
+Secret), which is how the first keys are made. With auth off (local ``conclave up`` by default) every
+request is tenant ``default`` and may administer.
 
-Every protected route — the run API and the OpenAI-compatible endpoint alike — depends on
-``require_tenant`` (``Tenant`` as an annotation), so there is exactly one place that reads a key.
-It takes the key from ``x-api-key`` or ``Authorization: Bearer <key>`` and asks the app's
-``Authenticator`` (``app.state.authenticator``, installed by whoever builds the app). An app that
-installed none refuses every protected request: forgetting to wire auth never opens a route.
-A refusal is an ``ApiError(401)``; the run API renders it in its own error shape, the OpenAI
+Every protected route — the run API, the admin routes and the OpenAI-compatible endpoint alike —
+depends on ``require_caller`` (``CallerDep`` / ``AdminDep`` as annotations), so there is exactly one
+place that reads a key. It asks the app's ``Authenticator`` (``app.state.authenticator``, installed by
+whoever builds the app with ``install_authenticator``). An app that installed none refuses every
+protected request: forgetting to wire auth never opens a route. A refusal is an ``ApiError`` (401, or
+403 for a non-admin on an admin route); the run API renders it in its own error shape, the OpenAI
 router in OpenAI's.
 """
 
-from __future__ import annotations
-
-import hashlib
-import json
-import secrets
-import time
+import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
-from redis.asyncio import Redis
 
-from conclave.api.errors import ApiError
+from conclave.controller.service import RunService
+
+from .errors import ApiError
 
 __all__ = [
-    "ApiKey",
+    "AdminDep",
     "Authenticator",
-    "KeyStore",
-    "NewKey",
-    "Tenant",
-    "hash_key",
+    "Caller",
+    "CallerDep",
+    "bearer_secret",
     "install_authenticator",
-    "require_tenant",
+    "require_admin",
+    "require_caller",
 ]
 
-#: The tenant of every request when auth is off.
-DEFAULT_TENANT = "default"
 
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-class ApiKey(BaseModel):
-    id: str
+@dataclass(frozen=True)
+class Caller:
     tenant: str
-    name: str = ""
-    created_at: float
-    revoked: bool = False
+    key_id: str | None = None
+    admin: bool = False
 
 
-class NewKey(BaseModel):
-    key: str = Field(description="The secret; shown once, stored only as a hash.")
-    info: ApiKey
-
-
-class KeyStore:
-    def __init__(self, redis: Redis, prefix: str) -> None:
-        self.r = redis
-        self.key = f"{prefix}:apikeys"  # hash of key → record
-        self.ids = f"{prefix}:apikey_ids"  # id → hash of key
-
-    async def create(self, tenant: str, name: str = "") -> NewKey:
-        secret = "cvk_" + secrets.token_urlsafe(32)
-        info = ApiKey(id="key_" + secrets.token_hex(6), tenant=tenant, name=name, created_at=time.time())
-        h = hash_key(secret)
-        async with self.r.pipeline(transaction=True) as p:
-            p.hset(self.key, h, info.model_dump_json())
-            p.hset(self.ids, info.id, h)
-            await p.execute()
-        return NewKey(key=secret, info=info)
-
-    async def lookup(self, secret: str) -> ApiKey | None:
-        raw = await self.r.hget(self.key, hash_key(secret))
-        if not raw:
-            return None
-        info = ApiKey.model_validate_json(raw)
-        return None if info.revoked else info
-
-    async def list(self, tenant: str | None = None) -> list[ApiKey]:
-        rows = [ApiKey.model_validate_json(v) for v in (await self.r.hgetall(self.key)).values()]
-        return sorted((k for k in rows if tenant is None or k.tenant == tenant), key=lambda k: k.created_at)
-
-    async def revoke(self, key_id: str) -> bool:
-        h = await self.r.hget(self.ids, key_id)
-        if not h:
-            return False
-        raw = await self.r.hget(self.key, h)
-        if not raw:
-            return False
-        data: dict[str, Any] = json.loads(raw)
-        data["revoked"] = True
-        await self.r.hset(self.key, h, json.dumps(data))
-        return True
+def bearer_secret(authorization: str | None, x_api_key: str | None) -> str | None:
+    if x_api_key:
+        return x_api_key.strip()
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
 
 
 class Authenticator:
-    """Who a key belongs to. ``keys`` is called per request (the key store opens its Redis
-    connection lazily in the serving process); with ``enabled=False`` no key is read and every
-    request is tenant ``default``."""
+    """Who a secret belongs to. ``service`` is called per request (the service opens its store lazily
+    in the serving process) and its settings say whether auth is on; ``Authenticator.disabled()`` reads
+    no key at all."""
 
-    def __init__(self, *, enabled: bool, keys: Callable[[], KeyStore] | None = None) -> None:
-        if enabled and keys is None:
-            raise ValueError("an enabled Authenticator needs a key store")
-        self.enabled = enabled
-        self._keys = keys
+    def __init__(self, service: Callable[[], RunService] | None) -> None:
+        self._service = service
 
     @classmethod
-    def disabled(cls) -> Authenticator:
-        """No keys: for apps that serve only local, trusted callers (tests, benchmarks)."""
-        return cls(enabled=False)
+    def disabled(cls) -> "Authenticator":
+        """Every caller is tenant ``default``: for apps that serve only local, trusted callers (tests,
+        benchmarks), never for the API a deployment exposes."""
+        return cls(None)
 
-    async def tenant(self, secret: str | None) -> str:
-        """The tenant of ``secret``; ``ApiError(401)`` when auth is on and the key is missing,
-        unknown or revoked (one message for the last two, so a caller learns nothing about which)."""
-        if not self.enabled:
-            return DEFAULT_TENANT
+    async def caller(self, secret: str | None) -> Caller:
+        """The caller ``secret`` identifies; ``ApiError(401)`` when auth is on and the key is missing,
+        unknown or revoked (one message for the last two, so nothing is learnt about which)."""
+        if self._service is None:
+            return Caller(tenant="default", admin=True)
+        svc = self._service()
+        settings = svc.settings
+        if not settings.auth:
+            return Caller(tenant="default", admin=True)
         if not secret:
             raise ApiError(
                 401, "unauthorized", "an API key is required: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
             )
-        assert self._keys is not None
-        info = await self._keys().lookup(secret)
+        boot = settings.admin_key.get_secret_value() if settings.admin_key else None
+        if boot and hmac.compare_digest(secret.encode(), boot.encode()):
+            return Caller(tenant="default", key_id="admin_key", admin=True)
+        info = await svc.authenticate(secret)
         if info is None:
             raise ApiError(401, "unauthorized", "the API key is not valid (unknown or revoked)")
-        return info.tenant
+        return Caller(tenant=info.tenant, key_id=info.id, admin=info.admin)
 
 
 def install_authenticator(app: Any, authenticator: Authenticator) -> None:
-    """Make ``authenticator`` the one ``require_tenant`` asks for every request to ``app``."""
+    """Make ``authenticator`` the one ``require_caller`` asks for every request to ``app``."""
     app.state.authenticator = authenticator
 
 
@@ -144,19 +101,27 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 _api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="An API key in the `x-api-key` header.")
 
 
-async def require_tenant(
+async def require_caller(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     x_api_key: Annotated[str | None, Depends(_api_key)],
-) -> str:
-    """The FastAPI dependency of every protected route: the caller's tenant, or a 401."""
+) -> Caller:
+    """The FastAPI dependency of every protected route: the caller, or a 401."""
     authenticator = getattr(request.app.state, "authenticator", None)
     if not isinstance(authenticator, Authenticator):
         # A wiring bug, never a reason to serve: fail closed.
         raise ApiError(401, "unauthorized", "this server has no authenticator configured; every request is refused")
-    secret = (x_api_key or "").strip() or (bearer.credentials.strip() if bearer is not None else None)
-    return await authenticator.tenant(secret)
+    return await authenticator.caller(bearer_secret(f"Bearer {bearer.credentials}" if bearer else None, x_api_key))
 
 
-#: ``tenant: Tenant`` in a route's signature makes the route require a key (when auth is on).
-Tenant = Annotated[str, Depends(require_tenant)]
+async def require_admin(caller: Annotated[Caller, Depends(require_caller)]) -> Caller:
+    """Like ``require_caller``, and 403 unless the caller may administer."""
+    if not caller.admin:
+        raise ApiError(403, "forbidden", "this route needs an admin key")
+    return caller
+
+
+#: ``caller: CallerDep`` in a route's signature makes the route require a key (when auth is on).
+CallerDep = Annotated[Caller, Depends(require_caller)]
+#: ``caller: AdminDep``: an admin key.
+AdminDep = Annotated[Caller, Depends(require_admin)]

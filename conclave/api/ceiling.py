@@ -18,11 +18,15 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from conclave.agents.ensemble.config import ComponentSpec, EnsembleConfig, plan
-from conclave.budgets.ledger import ROOT, Ledger, LedgerSnapshot, Refusal, enclosing
 from conclave.config import EnsembleCeiling
+from conclave.core.ledger import HOLD_TTL_S, RunLedger, enclosing
+from conclave.core.pending import LedgerOp
+from conclave.core.store import LedgerSnapshot, Refusal
+
+#: The root scope of a ledger (a request's calls are all in it or below it).
+ROOT = "run"
 
 __all__ = ["EnsembleCeiling", "RequestLedger", "WorstCase", "worst_case"]
 
@@ -72,18 +76,15 @@ def worst_case(config: EnsembleConfig, max_tokens: int | None, retries: int) -> 
     return WorstCase(model_calls=calls, output_tokens=tokens)
 
 
-class RequestLedger(Ledger):
+class RequestLedger(RunLedger):
     """A ledger in memory for one request: ``reserve`` holds a call's worst case against the caps
     (in the scope and every enclosing one, as the Redis ledger does) and ``ledger_op`` (it is also
     the meter's commit sink) releases the hold and records the actual usage. One event loop, no
     await between the check and the hold: concurrent calls of one request cannot overshoot."""
 
     def __init__(self, caps: Mapping[str, int], *, tenant: str) -> None:
-        # The Redis parts of Ledger are never used: every method that would touch them is overridden.
-        self.r = None
-        self.p = ""
-        self.rid = f"request-{secrets.token_hex(6)}"
-        self.owner = tenant
+        # No store: every method of RunLedger that would use one is overridden.
+        super().__init__(None, f"request-{secrets.token_hex(6)}", tenant)  # type: ignore[arg-type]
         self.tenant = tenant
         self.has_caps = bool(caps)
         self.wall_cap_s = None
@@ -94,7 +95,7 @@ class RequestLedger(Ledger):
         self._holds: dict[str, dict[tuple[str, str], int]] = {}
 
     async def reserve(
-        self, scope: str, amounts: Mapping[str, int], *, ttl_s: float = 900.0
+        self, scope: str, amounts: Mapping[str, int], *, ttl_s: float = HOLD_TTL_S
     ) -> tuple[str | None, Refusal | None]:
         held: dict[tuple[str, str], int] = {}
         for s in enclosing(scope):
@@ -114,19 +115,19 @@ class RequestLedger(Ledger):
         self._holds[res_id] = held
         return res_id, None
 
-    async def ledger_op(self, op: dict[str, Any]) -> None:
-        """Apply a commit op (``Ledger.commit_op``): release its hold, add its usage everywhere."""
-        for key, amount in self._holds.pop(op.get("res") or "", {}).items():
+    async def ledger_op(self, op: LedgerOp) -> None:
+        """Apply a commit op (``RunLedger.commit_op``): release its hold, add its usage everywhere."""
+        for key, amount in self._holds.pop(op.res or "", {}).items():
             self._reserved[key] -= amount
-        for scope in op["scopes"]:
-            for limit, amount in op["used"].items():
+        for scope in op.scopes:
+            for limit, amount in op.used.items():
                 self._used[(scope, limit)] = self._used.get((scope, limit), 0) + int(amount)
-        for field, amount in (op.get("by") or {}).items():
+        for field, amount in op.by.items():
             dim, name_metric = field.split("|", 1)
             name, _, metric = name_metric.rpartition("|")
             self._by[(dim, name, metric)] = self._by.get((dim, name, metric), 0) + int(amount)
 
-    async def set_caps(self, budget: Any) -> None:
+    async def set_caps(self, caps: Mapping[str, int], *, wall_cap_s: float | None = None) -> None:
         raise TypeError("a RequestLedger's caps are fixed when it is made")
 
     async def snapshot(self) -> LedgerSnapshot:

@@ -18,7 +18,7 @@ from conclave.config import Settings, load_settings
 
 if TYPE_CHECKING:
     from conclave.api.openai_compat import EnsembleChat
-    from conclave.cluster.protocol import ChatRequest, ChatResponse
+    from conclave.schema.chat import ChatRequest, ChatResponse
 
 __all__ = ["ApiArgs", "ApiDeployment", "build_app", "build_fastapi"]
 
@@ -69,13 +69,12 @@ def make_ensemble_chat(
     above ``settings.ensemble_ceiling`` is a 400 before any call, and every inner call is reserved
     against that worst case in a ``RequestLedger``."""
     from conclave.agents.ensemble import ConfigFileError, EnsembleError, ensemble_chat, resolve_ensemble
+    from conclave.agents.meter import Meter
     from conclave.api.ceiling import RequestLedger, worst_case
     from conclave.api.openai_compat import OpenAIError
-    from conclave.budgets.ledger import BudgetExhausted
-    from conclave.budgets.meter import Meter
-    from conclave.budgets.pricing import Pricing
+    from conclave.core.ledger import BudgetExhausted
 
-    pricing = Pricing.from_specs(settings.models, settings.tools.prices)
+    pricing = settings.pricing()
     ceiling = settings.ensemble_ceiling
 
     async def chat(name: str, request: ChatRequest, tenant: str) -> ChatResponse:

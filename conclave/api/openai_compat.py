@@ -12,8 +12,8 @@ itself, so the error shape does not depend on the app's exception handlers: this
 mounted in any FastAPI app (the API ingress, a test app). The chat body is a declared pydantic body,
 so ``/openapi.json`` describes it with schemas hoisted into ``components/schemas``.
 
-Every route requires a key when the app's authenticator is on (``conclave.api.auth.Tenant``), and the
-handler knows the caller's tenant: ``ensemble_chat`` receives it, and so will the meter that charges
+Every route requires a key when the app's authenticator is on (``conclave.api.auth.CallerDep``), and
+the handler knows the caller's tenant: ``ensemble_chat`` receives it, and so will the meter that charges
 plain model calls to the tenant's ledger.
 
 A model named ``ensemble/<name>`` goes to ``ensemble_chat`` when the app provides one.
@@ -33,11 +33,18 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 
-from conclave.api.auth import Tenant
+from conclave.api.auth import CallerDep
 from conclave.api.errors import ApiError
-from conclave.cluster.engine import EngineError, ModelNotFound, chunks_of
-from conclave.cluster.protocol import ChatChunk, ChatRequest, ChatResponse, CompletionUsage
-from conclave.cluster.router import ModelRouter
+from conclave.core.router import ModelRouter
+from conclave.schema.chat import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    CompletionUsage,
+    EngineError,
+    ModelNotFound,
+    chunks_of,
+)
 
 __all__ = [
     "ENSEMBLE_PREFIX",
@@ -271,11 +278,11 @@ def build_openai_router(
     api = APIRouter(tags=["openai"], route_class=OpenAIRoute, responses=_ERRORS)
 
     @api.get("/v1/models", response_model=ModelList, summary="List the served models")
-    async def list_models(tenant: Tenant) -> ModelList:
+    async def list_models(caller: CallerDep) -> ModelList:
         return ModelList(data=[ModelCard(id=m) for m in get_router().models()])
 
     @api.get("/v1/models/{model_id:path}", response_model=ModelCard, summary="Describe one model")
-    async def get_model(model_id: str, tenant: Tenant) -> ModelCard:
+    async def get_model(model_id: str, caller: CallerDep) -> ModelCard:
         router = get_router()
         if model_id not in router.models():
             known = router.models()
@@ -288,7 +295,8 @@ def build_openai_router(
         responses=_CHAT_RESPONSES,
         summary="Create a chat completion (a served model, or ensemble/<name>)",
     )
-    async def chat_completions(request: ChatRequest, tenant: Tenant) -> Response:
+    async def chat_completions(request: ChatRequest, caller: CallerDep) -> Response:
+        tenant = caller.tenant  # every call is the caller's tenant's (the seam for charging its ledger)
         model = request.model or default_model
         if not model:
             return openai_error(400, "model: no model named and no default model configured", param="model")

@@ -32,7 +32,7 @@ from typing import Protocol
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from conclave.config import default_home
+from conclave.core.paths import default_home
 
 from ._text import archive_source, html_to_text
 from .base import Tool, ToolContext, ToolError, ToolResult

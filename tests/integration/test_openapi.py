@@ -18,12 +18,12 @@ import pytest
 from openapi_spec_validator import validate
 from redis.asyncio import Redis
 
-from conclave.api.auth import KeyStore
 from conclave.api.ingress import build_fastapi
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
 
 from ._helpers import running_worker, serve_http, sim_settings, wait_terminal
+from ._keys import new_key
 
 #: What openapi-python-client cannot model: it says so and omits only that response's parsing.
 KNOWN_GENERATOR_LIMITS = ("Unsupported content_type application/gzip",)
@@ -118,7 +118,7 @@ def generated_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 async def test_a_generated_client_imports_and_calls_the_api(
     generated_client: str, redis_server: EmbeddedRedis, redis: Redis, prefix: str
 ) -> None:
-    key = (await KeyStore(redis, prefix).create("tenant-a")).key
+    key = (await new_key(redis_server.url, prefix, "tenant-a")).key
     settings = sim_settings(prefix, auth=True)
     pkg = importlib.import_module(generated_client)
     models = importlib.import_module(f"{generated_client}.models")
@@ -144,7 +144,7 @@ async def test_a_generated_client_imports_and_calls_the_api(
                 return str(run.id)
 
             rid = await asyncio.to_thread(use)
-            await wait_terminal(RunStore(redis, prefix), rid)
+            await wait_terminal(RedisRunStore(redis, prefix), rid)
 
             def finished() -> Any:
                 return get_run.sync(client=pkg.AuthenticatedClient(base_url=base, token=key), run_id=rid)

@@ -15,32 +15,33 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from conclave.agents.ensemble import load_named
-from conclave.api.auth import Authenticator, KeyStore, install_authenticator
+from conclave.api.auth import Authenticator, install_authenticator
 from conclave.api.ceiling import worst_case
 from conclave.api.ingress import build_fastapi, make_ensemble_chat
 from conclave.api.openai_compat import build_openai_router
 from conclave.cluster.engines.sim import SimEngine
-from conclave.cluster.protocol import (
+from conclave.cluster.router import LocalRouter
+from conclave.controller.redis_server import EmbeddedRedis
+from conclave.controller.redis_store import RedisRunStore
+from conclave.controller.service import RunService
+from conclave.schema.chat import (
     AssistantMessage,
     ChatChoice,
     ChatRequest,
     ChatResponse,
     CompletionUsage,
 )
-from conclave.cluster.router import LocalRouter
-from conclave.controller.redis_server import EmbeddedRedis
 
 from ._helpers import serve_http, sim_settings
+from ._keys import new_key
 
 HELLO = [{"role": "user", "content": "hello there"}]
 
 
 @pytest.fixture
-async def keys(redis: Redis, prefix: str) -> AsyncIterator[dict[str, str]]:
-    ks = KeyStore(redis, prefix)
-    a = await ks.create("tenant-a", "a")
-    revoked = await ks.create("tenant-a", "old")
-    await ks.revoke(revoked.info.id)
+async def keys(redis_server: EmbeddedRedis, prefix: str) -> AsyncIterator[dict[str, str]]:
+    a = await new_key(redis_server.url, prefix, "tenant-a", name="a")
+    revoked = await new_key(redis_server.url, prefix, "tenant-a", name="old", revoked=True)
     yield {"a": a.key, "revoked": revoked.key}
 
 
@@ -102,14 +103,15 @@ async def test_each_call_knows_its_tenant(redis_server: EmbeddedRedis, prefix: s
         return ChatResponse(model=name, choices=[ChatChoice(index=0, message=message)], usage=CompletionUsage())
 
     app = FastAPI()
-    stores: list[KeyStore] = []
+    services: list[RunService] = []
 
-    def key_store() -> KeyStore:  # made in the server's own event loop, on first use
-        if not stores:
-            stores.append(KeyStore(Redis.from_url(redis_server.url, decode_responses=True), prefix))
-        return stores[0]
+    def service() -> RunService:  # made in the server's own event loop, on first use
+        if not services:
+            store = RedisRunStore(Redis.from_url(redis_server.url, decode_responses=True), prefix)
+            services.append(RunService(store, sim_settings(prefix, auth=True)))
+        return services[0]
 
-    install_authenticator(app, Authenticator(enabled=True, keys=key_store))
+    install_authenticator(app, Authenticator(service))
     router = LocalRouter({"sim": SimEngine({"mode": "echo"}, name="sim")})
     app.include_router(build_openai_router(lambda: router, default_model="sim", ensemble_chat=ensemble))
     with serve_http(app) as base:

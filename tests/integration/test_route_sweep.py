@@ -1,7 +1,7 @@
 """The route-by-route sweep: every path and method in ``/openapi.json`` — whatever routes exist when it
 runs, so routes added later are swept too — called with no key, a wrong key, a revoked key and
 another tenant's key, against a real run of tenant A. Unauthorised 2xx: none. The first three get
-401; tenant B gets 404 for A's resources and never sees A's data anywhere. Routes left out of the
+401; tenant B gets 404 for A's resources, 403 on the admin routes, and never sees A's data anywhere. Routes left out of the
 document must be on the short public allow-list.
 """
 
@@ -17,16 +17,18 @@ from fastapi.routing import APIRoute
 from redis.asyncio import Redis
 from starlette.routing import Mount, Route
 
-from conclave.api.auth import KeyStore
 from conclave.api.ingress import build_fastapi
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
 
 from ._helpers import running_worker, serve_http, sim_settings, wait_terminal
+from ._keys import new_key
 
 #: Routes anyone may call. Everything else needs a key. Keep this list short and explicit.
 PUBLIC = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 PUBLIC_PREFIXES = ("/ui",)  # the console's static files, once it is mounted
+#: Routes for admin keys only: a tenant's key gets 403 there.
+ADMIN = "/v1/admin/"
 
 #: Valid bodies for the operations that take one, so an authorised call would really do something;
 #: an operation added later without an entry here is swept with an empty JSON object.
@@ -64,10 +66,8 @@ async def test_no_route_answers_2xx_without_the_right_key(
     redis_server: EmbeddedRedis, redis: Redis, prefix: str
 ) -> None:
     settings = sim_settings(prefix, auth=True)
-    keys = KeyStore(redis, prefix)
-    a, b = await keys.create("tenant-a"), await keys.create("tenant-b")
-    old = await keys.create("tenant-a", "old")
-    await keys.revoke(old.info.id)
+    a, b = await new_key(redis_server.url, prefix, "tenant-a"), await new_key(redis_server.url, prefix, "tenant-b")
+    old = await new_key(redis_server.url, prefix, "tenant-a", name="old", revoked=True)
     app = build_fastapi(settings, redis_server.url, router_mode="local")
     callers: dict[str, dict[str, str]] = {
         "no key": {},
@@ -80,7 +80,7 @@ async def test_no_route_answers_2xx_without_the_right_key(
             run = await c.post("/v1/runs", json={"kind": "steps", "input": "x", "options": {"n": 2}}, headers=mine)
             assert run.status_code == 201, run.text
             rid = run.json()["id"]
-            await wait_terminal(RunStore(redis, prefix), rid)
+            await wait_terminal(RedisRunStore(redis, prefix), rid)
             listing = (await c.get(f"/v1/runs/{rid}/workspace", headers=mine)).json()["files"]
             file = listing[0]["path"] if listing else "notes.md"
             doc = (await c.get("/openapi.json")).json()
@@ -112,7 +112,9 @@ async def test_no_route_answers_2xx_without_the_right_key(
                         if r.status_code != 401:
                             problems.append(f"{method.upper()} {url} with {who}: {r.status_code} {r.text[:120]}")
                     r = await call({"x-api-key": b.key})
-                    if _names_a_resource_of_a(template) and r.status_code != 404:
+                    if template.startswith(ADMIN) and r.status_code != 403:  # B's key is no admin key
+                        problems.append(f"{method.upper()} {url} with tenant B's key: {r.status_code}, not 403")
+                    elif not template.startswith(ADMIN) and _names_a_resource_of_a(template) and r.status_code != 404:
                         problems.append(f"{method.upper()} {url} with tenant B's key: {r.status_code}, not 404")
                     if r.is_success and (rid in r.text or "tenant-a" in r.text):
                         problems.append(f"{method.upper()} {url} with tenant B's key shows tenant A's data")

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from conclave.api.auth import Authenticator, install_authenticator
 from conclave.api.openai_compat import EnsembleChat, build_openai_router
-from conclave.cluster.router import ModelRouter
+from conclave.core.router import ModelRouter
 from tests._http import serve_http
 
 

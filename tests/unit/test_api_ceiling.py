@@ -8,14 +8,13 @@ import asyncio
 import pytest
 
 from conclave.agents.ensemble import load_named, parse_config
+from conclave.agents.meter import Meter
 from conclave.api.ceiling import RequestLedger, worst_case
-from conclave.budgets.ledger import BudgetExhausted
-from conclave.budgets.meter import Meter
 from conclave.budgets.pricing import Pricing
-from conclave.cluster.engine import EngineError
 from conclave.cluster.engines.sim import SimEngine
-from conclave.cluster.protocol import ChatMessage, ChatRequest
 from conclave.cluster.router import LocalRouter
+from conclave.core.ledger import BudgetExhausted
+from conclave.schema.chat import ChatMessage, ChatRequest, EngineError
 
 
 def test_worst_case_counts_the_plan_and_every_judge_re_ask() -> None:

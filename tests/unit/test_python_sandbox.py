@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conclave.agents.workspace import Workspace
+from conclave.core.workspace import Workspace
 from conclave.tools import ToolContext, ToolSettings
 from conclave.tools.base import ToolResult, execute
 from conclave.tools.python import PythonTool, SandboxUnavailable, probe_sandbox
@@ -229,7 +229,7 @@ def test_a_non_root_workers_own_config_is_out_of_reach(outside: Path) -> None:
     script = (
         "import asyncio, os, sys\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "from conclave.agents.workspace import Workspace\n"
+        "from conclave.core.workspace import Workspace\n"
         "from conclave.tools import ToolContext\n"
         "from conclave.tools.base import execute\n"
         "from conclave.tools.python import PythonTool\n"

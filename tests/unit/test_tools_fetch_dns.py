@@ -20,7 +20,7 @@ import httpcore
 import pytest
 import trustme
 
-from conclave.agents.workspace import Workspace
+from conclave.core.workspace import Workspace
 from conclave.tools import FetchSettings, ToolContext, ToolSettings
 from conclave.tools.base import ToolResult, execute
 from conclave.tools.fetch import FetchTool, _public

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conclave.agents.workspace import Workspace
+from conclave.core.workspace import Workspace
 from conclave.tools import ToolContext, ToolSettings
 from conclave.tools.base import ToolResult, execute
 from conclave.tools.python import PythonTool, SandboxUnavailable, probe_sandbox
@@ -46,7 +46,9 @@ async def test_files_round_trip_and_links_stay_out(sandbox: PythonTool) -> None:
 
 
 async def test_an_endless_loop_hits_the_cpu_limit(sandbox: PythonTool) -> None:
-    r = await run(sandbox, "while True: pass")
+    # A generous wall clock: on a loaded machine 1 s of CPU can take many seconds to use up.
+    tool = PythonTool(ToolSettings(python=sandbox.cfg.model_copy(update={"wall_seconds": 120})))
+    r = await run(tool, "while True: pass")
     assert r.is_error and "CPU-time limit of 1 s" in r.content
 
 
