@@ -32,7 +32,9 @@ __all__ = [
     "Authenticator",
     "Caller",
     "CallerDep",
+    "admin_dependency",
     "bearer_secret",
+    "caller_dependency",
     "install_authenticator",
     "require_admin",
     "require_caller",
@@ -119,6 +121,18 @@ async def require_admin(caller: Annotated[Caller, Depends(require_caller)]) -> C
     if not caller.admin:
         raise ApiError(403, "forbidden", "this route needs an admin key")
     return caller
+
+
+def caller_dependency(service: Callable[[], RunService] | None = None) -> Callable[..., Any]:
+    """``require_caller``, for routers written against the earlier API. The service is not used: the
+    caller is always decided by the app's one ``Authenticator``, so such a router is protected (or
+    refused, in an app without one) exactly like the others."""
+    return require_caller
+
+
+def admin_dependency(service: Callable[[], RunService] | None = None) -> Callable[..., Any]:
+    """``require_admin``, for routers written against the earlier API (see ``caller_dependency``)."""
+    return require_admin
 
 
 #: ``caller: CallerDep`` in a route's signature makes the route require a key (when auth is on).
