@@ -131,7 +131,9 @@ class RequestLedger(RunLedger):
         raise TypeError("a RequestLedger's caps are fixed when it is made")
 
     async def snapshot(self) -> LedgerSnapshot:
-        return LedgerSnapshot(dict(self._caps), dict(self._used), dict(self._reserved), dict(self._by))
+        return LedgerSnapshot(
+            caps=dict(self._caps), used=dict(self._used), reserved=dict(self._reserved), by=dict(self._by)
+        )
 
     @property
     def open_holds(self) -> int:

@@ -58,6 +58,7 @@ async def test_concurrent_calls_never_pass_the_model_call_cap() -> None:
     assert refused[0].limit == "model_calls"
     snap = await ledger.snapshot()
     assert snap.used[("run", "model_calls")] == 5 and ledger.open_holds == 0
+    assert snap.by[("model", "m", "model_calls")] == 5  # the breakdown by model, as a run's ledger keeps it
     assert snap.reserved.get(("run", "model_calls"), 0) == 0
 
 
