@@ -20,11 +20,23 @@ from conclave.core.paths import default_home
 from conclave.schema.errors import format_validation_error
 from conclave.tools.settings import ToolSettings
 
-__all__ = ["ConfigError", "Settings", "default_home", "load_settings"]
+__all__ = ["ConfigError", "EnsembleCeiling", "Settings", "default_home", "load_settings"]
 
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names where and what."""
+
+
+class EnsembleCeiling(BaseModel):
+    """The most one ``model="ensemble/<name>"`` request on the OpenAI endpoint may spend; a request
+    whose worst case (from the ensemble's call plan and its ``max_tokens``) is larger is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_calls: int = Field(default=64, ge=1, description="Model requests one ensemble request may make.")
+    output_tokens: int = Field(
+        default=65_536, ge=1, description="Output tokens all the calls of one ensemble request may write together."
+    )
 
 
 class Settings(BaseModel):
@@ -59,6 +71,9 @@ class Settings(BaseModel):
         default_factory=ToolSettings, description="Tool limits, search corpora, MCP servers, prices."
     )
     ensembles_dir: Path | None = Field(default=None, description="Extra ensemble configs to load by name.")
+    ensemble_ceiling: EnsembleCeiling = Field(
+        default_factory=EnsembleCeiling, description="Per-request ceiling of ensembles on the OpenAI endpoint."
+    )
     ray_address: str | None = Field(default=None, description="Join this Ray cluster instead of starting one.")
     kinds: dict[str, str] = Field(
         default_factory=dict, description="Extra run kinds: name → module exposing KIND (a RunKind)."

@@ -1,8 +1,8 @@
 """HTTP wiring of tenant and key budgets (admin) and of a caller's own spend."""
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import Field
 
 from conclave.controller.errors import InvalidInput
@@ -10,7 +10,7 @@ from conclave.controller.tenants import TenantAdmin
 from conclave.core.store_tenants import key_scope, tenant_scope
 from conclave.schema import ScopeBudget, StrictModel, TenantSpend
 
-from .auth import Caller, admin_dependency, caller_dependency
+from .auth import AdminDep, CallerDep
 
 __all__ = ["MySpend", "PurgeRequest", "PurgeResult", "RetentionInForce", "RetentionPolicy", "tenants_router"]
 
@@ -47,8 +47,6 @@ class MySpend(StrictModel):
 
 def tenants_router(services: Any, errors: dict[int | str, dict[str, Any]]) -> APIRouter:
     r = APIRouter(prefix="/v1", responses=errors)
-    AdminDep = Annotated[Caller, Depends(admin_dependency(lambda: services.service))]
-    CallerDep = Annotated[Caller, Depends(caller_dependency(lambda: services.service))]
 
     def admin() -> TenantAdmin:
         return TenantAdmin(services.service.store)

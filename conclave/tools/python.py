@@ -1,23 +1,32 @@
-"""``python``: run code in a sandboxed subprocess over a copy of the workspace.
+"""``python``: run code in a bubblewrap sandbox over a copy of the workspace.
 
 How it is confined, and why each piece is there:
 
-* The workspace is materialised into a fresh temporary directory (the code's working directory);
-  after the run, regular files are synced back into the workspace, so the changes commit with the
-  step. Links and special files the code creates are not synced back (nothing can point out of the
-  workspace), and the workspace's size limits apply to what comes back.
-* No network: the process runs in a new network namespace (``unshare --net``; its loopback is
-  down, so not even 127.0.0.1 is reachable) and, where possible, a new PID namespace, so every
-  process the code starts dies with it. Where the machine cannot make a network namespace, the
-  tool refuses to run unless ``tools.python.allow_network`` says otherwise.
+* The code runs under bubblewrap (``bwrap``) in new mount, PID, IPC, UTS and network namespaces.
+  Its root file system is built from nothing: ``/usr`` (and the ``/lib``, ``/bin`` links), the
+  dynamic loader's cache, the interpreter's own prefix and virtualenv, each mounted read-only at
+  its usual path; a fresh ``/proc`` that shows only the sandbox's processes; a private ``/dev``;
+  ``/tmp`` as a small tmpfs. The worker's files — its config with the Redis password, its home,
+  its source tree — are not in that tree at all, so there is nothing to read, whatever the file
+  permissions. The one writable mount is the workspace copy, at ``/workspace``.
+* No network: a new network namespace holds only its own loopback, so not even the worker's
+  127.0.0.1 services are reachable.
+* A worker running as root runs bubblewrap directly (no user namespace) with every capability
+  dropped but the two the launcher needs to become the unprivileged ``sandbox_user`` (``nobody``)
+  before the code starts; a non-root worker's bubblewrap makes a user namespace and the code keeps
+  the worker's uid, seeing none of the worker's files.
 * Limits by ``setrlimit`` in the child: CPU seconds, address space (memory), file size, processes
   (forks beyond the limit fail with EAGAIN), no core files; plus a wall-clock limit and an output
-  cap enforced from here by killing the process group.
-* A worker running as root runs the code as an unprivileged user (``nobody``), so the process
-  limit applies and the code cannot touch the worker's files. The environment is minimal: no
-  inherited variables, so no credentials leak into the code.
+  cap enforced from here by killing the process tree (bubblewrap dies, and with it the PID
+  namespace and everything in it). The environment is minimal: nothing is inherited.
+* Where bubblewrap cannot run (not installed, or user namespaces disabled for a non-root worker),
+  the tool refuses to start, saying why. It never falls back to a weaker sandbox.
 
-The result is the exit status, stdout and stderr (each bounded) and the files changed.
+The workspace is materialised into a fresh temporary directory; after the run, regular files are
+synced back into the workspace, so the changes commit with the step. Links and special files the
+code creates are not synced back (nothing can point out of the workspace), and the workspace's size
+limits apply to what comes back. The result is the exit status, stdout and stderr (each bounded)
+and the files changed.
 """
 
 from __future__ import annotations
@@ -42,7 +51,11 @@ from conclave.core.workspace import PathError, WorkspaceLimitError, confine
 from .base import Tool, ToolContext, ToolError, ToolResult
 from .settings import PythonSettings, ToolSettings
 
-__all__ = ["Isolation", "PythonArgs", "PythonTool", "probe_isolation"]
+__all__ = ["PythonArgs", "PythonTool", "Sandbox", "SandboxUnavailable", "probe_sandbox", "sandbox_command"]
+
+#: Where the sandboxed code finds its workspace copy (its working directory) and its script.
+WORKSPACE = "/workspace"
+SCRIPT = "/sandbox/main.py"
 
 # Runs as the namespace's first process: forks the user code with limits applied, waits for it,
 # reports a signal death on stderr and exits with its status (so every process the code left
@@ -81,56 +94,180 @@ os._exit(os.WEXITSTATUS(status))
 """
 
 
+class SandboxUnavailable(ToolError):
+    """bubblewrap cannot run here; the message says why and what to do."""
+
+
 @dataclass(frozen=True)
-class Isolation:
-    """How the sandbox is cut off from the network on this machine."""
+class Sandbox:
+    """A bubblewrap that was seen to work on this machine, for this worker."""
 
-    prefix: tuple[str, ...]  # command prefix, empty = no isolation
-    network: bool  # True = the code has no network
-    pid_namespace: bool
-    detail: str
-
-
-_isolation: Isolation | None = None
-_isolation_lock = asyncio.Lock()
+    bwrap: str  # absolute path of the binary
+    privileged: bool  # the worker is root: no user namespace, the launcher drops to the sandbox user
+    interpreter: str
+    ro_paths: tuple[str, ...]  # host paths mounted read-only at the same place
 
 
-async def _try(cmd: list[str]) -> tuple[bool, str]:
+_probed: dict[tuple[Any, ...], Sandbox | str] = {}
+_probe_lock = asyncio.Lock()
+
+
+def _interpreter_paths(exe: str, custom: bool) -> list[str]:
+    """Host folders the interpreter needs besides ``/usr``: its prefix (where its standard library
+    is) and the virtualenv it belongs to, found from the running interpreter, or from the binary's
+    real location for an interpreter named in the settings."""
+    if custom:
+        real = Path(os.path.realpath(exe))
+        return [str(Path(exe).parent.parent), str(real.parent.parent)]
+    return [sys.prefix, sys.base_prefix, str(Path(os.path.realpath(sys.executable)).parent.parent)]
+
+
+def _mount_plan(paths: list[str]) -> list[str]:
+    """Read-only binds of ``paths`` (outside ``/usr``, each once, the innermost dropped when its
+    parent is there already), with their parent folders made searchable (bubblewrap would make
+    them 0700, which an unprivileged sandbox user cannot cross)."""
+    chosen: list[str] = []
+    for p in sorted({os.path.normpath(p) for p in paths if p and os.path.isdir(p)}):
+        if p in ("/", "/usr") or p.startswith("/usr/") or any(p.startswith(c + "/") for c in chosen):
+            continue
+        chosen.append(p)
+    args: list[str] = []
+    made: set[str] = set()
+    for p in chosen:
+        parents = list(reversed(Path(p).parents))[1:]  # without "/"
+        for parent in parents:
+            if str(parent) not in made:
+                made.add(str(parent))
+                args += ["--perms", "0755", "--dir", str(parent)]
+        args += ["--ro-bind", p, p]
+    return args
+
+
+def _system_mounts() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in ("lib", "lib32", "lib64", "libx32", "bin", "sbin"):
+        host = f"/{name}"
+        if os.path.islink(host):
+            args += ["--symlink", os.readlink(host), host]
+        elif os.path.isdir(host):
+            args += ["--ro-bind", host, host]
+    args += ["--perms", "0755", "--dir", "/etc"]
+    for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"):
+        args += ["--ro-bind-try", f, f]
+    return args
+
+
+def sandbox_command(
+    sb: Sandbox, cfg: PythonSettings, root: Path, env: dict[str, str], launcher_args: list[str]
+) -> list[str]:
+    """The full bubblewrap command line that runs the launcher over ``root/ws`` and ``root/main.py``."""
+    cmd = [sb.bwrap, "--die-with-parent", "--new-session"]
+    if not sb.privileged:
+        cmd.append("--unshare-user")
+    cmd += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
+    if not cfg.allow_network:
+        cmd.append("--unshare-net")
+    if sb.privileged:  # only what the launcher needs to drop to the sandbox user, lost when it does
+        cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    cmd += _system_mounts()
+    cmd += _mount_plan(list(sb.ro_paths))
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    cmd += ["--size", str(cfg.tmp_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp"]
+    cmd += ["--bind", str(root / "ws"), WORKSPACE]
+    cmd += ["--perms", "0755", "--dir", os.path.dirname(SCRIPT), "--ro-bind", str(root / "main.py"), SCRIPT]
+    cmd += ["--chdir", WORKSPACE, "--clearenv"]
+    for k, v in env.items():
+        cmd += ["--setenv", k, v]
+    return [*cmd, "--", sb.interpreter, "-I", "-c", _LAUNCHER, *launcher_args]
+
+
+def _unavailable(cfg: PythonSettings, why: str) -> SandboxUnavailable:
+    who = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
+    return SandboxUnavailable(
+        f"the python tool cannot start: bubblewrap (tools.python.bwrap = {cfg.bwrap!r}) {why}. Code runs only "
+        "inside bubblewrap (read-only minimal root, no network, the workspace copy as the only writable place); "
+        "install it (Debian/Ubuntu: apt-get install bubblewrap)"
+        + ("" if os.geteuid() == 0 else ", and allow unprivileged user namespaces (user.max_user_namespaces > 0)")
+        + f". The worker runs as {who}."
+    )
+
+
+async def probe_sandbox(cfg: PythonSettings) -> Sandbox:
+    """The sandbox this worker can build, checked once per process and setting by running the
+    launcher in it for real (so the mounts, the user switch and the interpreter all work);
+    ``SandboxUnavailable`` naming the reason otherwise."""
+    key = (cfg.bwrap, cfg.python, tuple(cfg.ro_paths), cfg.allow_network, cfg.sandbox_user, os.geteuid())
+    async with _probe_lock:
+        known = _probed.get(key)
+        if known is None:
+            known = await _probe(cfg)
+            _probed[key] = known
+    if isinstance(known, str):
+        raise _unavailable(cfg, known)
+    return known
+
+
+def _find_binary(name: str) -> tuple[str | None, str]:
+    """(absolute path, "") of the bubblewrap binary, or (None, why not)."""
+    binary = name if os.path.isabs(name) else shutil.which(name)
+    if binary is None:
+        return None, "is not installed (not found on PATH)"
+    if not os.path.isfile(binary):
+        return None, f"does not exist at {binary}"
+    if not os.access(binary, os.X_OK):
+        return None, f"at {binary} is not executable"
+    return binary, ""
+
+
+async def _probe(cfg: PythonSettings) -> Sandbox | str:
+    binary, why = _find_binary(cfg.bwrap)
+    if binary is None:
+        return why
+    exe = cfg.python or sys.executable
+    ro = [*_interpreter_paths(exe, cfg.python is not None), *map(str, cfg.ro_paths)]
+    sb = Sandbox(bwrap=binary, privileged=os.geteuid() == 0, interpreter=exe, ro_paths=tuple(ro))
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-        )
-    except OSError as e:
-        return False, str(e)
-    _, err = await proc.communicate()
-    return proc.returncode == 0, err.decode(errors="replace").strip()
+        uid, gid = _sandbox_ids(cfg, sb)
+    except ToolError as e:
+        return str(e)
+    root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="conclave-py-probe-"))
+    try:
+        await asyncio.to_thread(_prepare, root, {}, "import sys\n", uid, gid)
+        cmd = sandbox_command(sb, cfg, root, {"PATH": "/usr/bin:/bin"}, _limits(cfg, 64, uid, gid))
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as e:
+            return f"cannot be started ({e})"
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+        except TimeoutError:
+            _kill_group(proc.pid)
+            proc.kill()
+            await proc.wait()
+            return "did not finish a trivial run within 30 s"
+    finally:
+        await asyncio.to_thread(shutil.rmtree, root, True)
+    if proc.returncode != 0:
+        detail = err.decode(errors="replace").strip().splitlines()
+        return f"failed on this machine ({detail[-1] if detail else f'exit status {proc.returncode}'})"
+    return sb
 
 
-async def probe_isolation() -> Isolation:
-    """Find, once per process, the strongest isolation this machine allows: network + PID
-    namespaces, network only, the same inside a user namespace (unprivileged), or none."""
-    global _isolation
-    async with _isolation_lock:
-        if _isolation is not None:
-            return _isolation
-        unshare = shutil.which("unshare")
-        if unshare is None:
-            _isolation = Isolation((), False, False, "the unshare command is not installed")
-            return _isolation
-        reasons = []
-        for flags, pidns in (
-            (["--net", "--pid", "--fork", "--kill-child"], True),
-            (["--net"], False),
-            (["--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child"], True),
-            (["--user", "--map-root-user", "--net"], False),
-        ):
-            ok, err = await _try([unshare, *flags, "true"])
-            if ok:
-                _isolation = Isolation((unshare, *flags, "--"), True, pidns, f"unshare {' '.join(flags)}")
-                return _isolation
-            reasons.append(err or "failed")
-        _isolation = Isolation((), False, False, f"cannot create a network namespace ({reasons[-1]})")
-        return _isolation
+def _limits(cfg: PythonSettings, nproc: int, uid: int, gid: int) -> list[str]:
+    return [
+        str(cfg.cpu_seconds),
+        str(cfg.memory_mb * 1024 * 1024),
+        str(cfg.max_file_mb * 1024 * 1024),
+        str(nproc),
+        str(uid),
+        str(gid),
+        SCRIPT,
+    ]
 
 
 class PythonArgs(BaseModel):
@@ -140,53 +277,19 @@ class PythonArgs(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0, description="Wall-clock limit (capped by the settings).")
 
 
-def _sandbox_ids(cfg: PythonSettings, iso: Isolation) -> tuple[int, int]:
-    if os.geteuid() != 0 or not cfg.sandbox_user or "--user" in iso.prefix:
+def _sandbox_ids(cfg: PythonSettings, sb: Sandbox) -> tuple[int, int]:
+    """(uid, gid) the launcher switches to: the sandbox user's for a root worker, else none (-1)."""
+    if not sb.privileged:
         return -1, -1
+    if not cfg.sandbox_user:
+        raise ToolError("python sandbox: a root worker needs tools.python.sandbox_user (the code never runs as root)")
     try:
         pw = pwd.getpwnam(cfg.sandbox_user)
     except KeyError:
         raise ToolError(f"python sandbox: no user {cfg.sandbox_user!r} on this machine") from None
+    if pw.pw_uid == 0:
+        raise ToolError(f"python sandbox: sandbox_user {cfg.sandbox_user!r} is root; name an unprivileged user")
     return pw.pw_uid, pw.pw_gid
-
-
-def _usable_by(path: Path, uid: int, gid: int) -> bool:
-    """Whether ``uid`` can reach and read ``path`` (every directory above it searchable)."""
-
-    def allowed(st: os.stat_result, bits: int) -> bool:
-        if st.st_uid == uid:
-            return st.st_mode & (bits << 6) == bits << 6
-        if st.st_gid == gid:
-            return st.st_mode & (bits << 3) == bits << 3
-        return st.st_mode & bits == bits
-
-    try:
-        real = path.resolve()
-        for parent in reversed(real.parents):
-            if not allowed(parent.stat(), 0o1):
-                return False
-        return allowed(real.stat(), 0o5 if real.is_file() else 0o5)
-    except OSError:
-        return False
-
-
-def _interpreter(cfg: PythonSettings, uid: int, gid: int) -> tuple[str, str]:
-    """(interpreter, note). The worker's own Python when the sandbox user can run it (its binary and
-    its standard library), else the system ``python3``; an operator can name one explicitly."""
-    if cfg.python:
-        return cfg.python, ""
-    own = Path(sys.executable)
-    if uid < 0:
-        return str(own), ""
-    stdlib = Path(os.__file__).parent
-    if _usable_by(own, uid, gid) and _usable_by(stdlib, uid, gid):
-        return str(own), ""
-    system = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
-    if system and _usable_by(Path(system), uid, gid):
-        return system, f"note: ran with {system} (the worker's Python is not readable by the sandbox user)"
-    raise ToolError(
-        f"python sandbox: the sandbox user cannot run {own}; set tools.python.python to an interpreter it can run"
-    )
 
 
 def _tasks_of(uid: int) -> int:
@@ -307,7 +410,8 @@ class PythonTool(Tool):
     name = "python"
     description = (
         "Run Python code in a sandbox whose working directory is a copy of the workspace; files it "
-        "writes there are saved back. No network. Returns exit status, stdout and stderr."
+        "writes there are saved back. No network; nothing outside the workspace is writable. "
+        "Returns exit status, stdout and stderr."
     )
     Args = PythonArgs
 
@@ -318,13 +422,8 @@ class PythonTool(Tool):
         cfg = self.cfg
         if not cfg.enabled:
             raise ToolError("the python tool is disabled on this deployment (tools.python.enabled = false)")
-        iso = await probe_isolation()
-        if not iso.network and not cfg.allow_network:
-            raise ToolError(
-                f"the python tool cannot run here: {iso.detail}, so the code would have network access; "
-                "an operator may allow that with tools.python.allow_network = true"
-            )
-        uid, gid = _sandbox_ids(cfg, iso)
+        sb = await probe_sandbox(cfg)  # SandboxUnavailable (a ToolError) when it cannot be built
+        uid, gid = _sandbox_ids(cfg, sb)
         files = ctx.workspace.files()
         root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="conclave-py-"))
         try:
@@ -332,33 +431,20 @@ class PythonTool(Tool):
             base = await asyncio.to_thread(_tasks_of, uid if uid >= 0 else os.getuid())
             nproc = base + cfg.max_processes
             wall = min(args.timeout_s or cfg.wall_seconds, cfg.wall_seconds)
-            exe, exe_note = await asyncio.to_thread(_interpreter, cfg, uid, gid)
-            cmd = [
-                *iso.prefix,
-                exe,
-                "-I",
-                "-c",
-                _LAUNCHER,
-                str(cfg.cpu_seconds),
-                str(cfg.memory_mb * 1024 * 1024),
-                str(cfg.max_file_mb * 1024 * 1024),
-                str(nproc),
-                str(uid),
-                str(gid),
-                str(root / "main.py"),
-            ]
             env = {
                 "PATH": "/usr/local/bin:/usr/bin:/bin",
-                "HOME": str(ws),
+                "HOME": WORKSPACE,
                 "LANG": "C.UTF-8",
                 "PYTHONDONTWRITEBYTECODE": "1",
                 "PYTHONUNBUFFERED": "1",
                 "MPLBACKEND": "Agg",
+                "TMPDIR": "/tmp",
             }
+            cmd = sandbox_command(sb, cfg, root, env, _limits(cfg, nproc, uid, gid))
             proc = await asyncio.create_subprocess_exec(
                 *cmd,
-                cwd=str(ws),
-                env=env,
+                cwd=str(root),
+                env={"PATH": "/usr/bin:/bin"},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -401,10 +487,7 @@ class PythonTool(Tool):
         finally:
             await asyncio.to_thread(shutil.rmtree, root, True)
         overflowed = over_out.is_set() or over_err.is_set()
-        result = self._result(code, bytes(out), bytes(err), overflowed, timed_out, wall, synced, ctx)
-        if exe_note:
-            result.content += "\n" + exe_note
-        return result
+        return self._result(code, bytes(out), bytes(err), overflowed, timed_out, wall, synced, ctx)
 
     @staticmethod
     async def _first_overflow(a: asyncio.Event, b: asyncio.Event) -> None:

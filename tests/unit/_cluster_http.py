@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from conclave.api.auth import Authenticator, install_authenticator
 from conclave.api.openai_compat import EnsembleChat, build_openai_router
 from conclave.core.router import ModelRouter
 from tests._http import serve_http
@@ -13,6 +14,7 @@ def openai_app(
     router: ModelRouter, default_model: str | None = None, ensemble_chat: EnsembleChat | None = None
 ) -> FastAPI:
     app = FastAPI()
+    install_authenticator(app, Authenticator.disabled())
     app.include_router(build_openai_router(lambda: router, default_model=default_model, ensemble_chat=ensemble_chat))
     return app
 
