@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
@@ -17,10 +17,12 @@ from ray.serve import Application
 from conclave.config import Settings, load_settings
 
 if TYPE_CHECKING:
+    from conclave.api.auth import Caller
     from conclave.api.openai_compat import EnsembleChat
+    from conclave.core.store import RunStore
     from conclave.schema.chat import ChatRequest, ChatResponse
 
-__all__ = ["ApiArgs", "ApiDeployment", "build_app", "build_fastapi"]
+__all__ = ["ApiArgs", "ApiDeployment", "build_app", "build_fastapi", "make_ensemble_chat", "mount_openai"]
 
 
 class ApiArgs(BaseModel):
@@ -32,12 +34,9 @@ class ApiArgs(BaseModel):
     router: str = Field(default="serve", pattern="^(serve|local)$")
 
 
-def _openai_routers(settings: Settings, router_mode: str) -> list[APIRouter]:
-    """The OpenAI-compatible endpoint, served from the model deployments."""
-    try:
-        from conclave.api.openai_compat import build_openai_router
-    except ImportError:  # pragma: no cover - the module ships with the package
-        return []
+def _model_router(settings: Settings, router_mode: str) -> Callable[[], Any]:
+    """The models, reached through the Serve deployments (``serve``) or engines in this process
+    (``local``), built on first use in the serving process."""
     holder: dict[str, Any] = {}
 
     def get_router() -> Any:
@@ -52,32 +51,48 @@ def _openai_routers(settings: Settings, router_mode: str) -> list[APIRouter]:
                 holder["r"] = local_router(settings)
         return holder["r"]
 
-    return [
+    return get_router
+
+
+def mount_openai(
+    app: FastAPI, settings: Settings, get_router: Callable[[], Any], get_store: Callable[[], RunStore]
+) -> None:
+    """The OpenAI-compatible endpoint on ``app``, every call metered to the caller's tenant."""
+    from conclave.api.openai_compat import build_openai_router
+    from conclave.controller.calls import EndpointCalls
+
+    pricing = settings.pricing()
+    app.include_router(
         build_openai_router(
             get_router,
+            get_calls=lambda: EndpointCalls(get_store(), get_router(), pricing),
             default_model=settings.resolved_default_model(),
-            ensemble_chat=make_ensemble_chat(settings, get_router),
+            ensemble_chat=make_ensemble_chat(settings, get_router, get_store),
         )
-    ]
+    )
 
 
 def make_ensemble_chat(
-    settings: Settings, get_router: Callable[[], Any], *, max_parse_retries: int = 2
+    settings: Settings,
+    get_router: Callable[[], Any],
+    get_store: Callable[[], RunStore],
+    *,
+    max_parse_retries: int = 2,
 ) -> EnsembleChat:
     """``model="ensemble/<name>"`` on the OpenAI endpoint: run the named ensemble over the served
-    models, for ``tenant``, under a per-request ceiling (see ``conclave.api.ceiling``): a worst case
+    models for the caller, under a per-request ceiling (see ``conclave.api.ceiling``): a worst case
     above ``settings.ensemble_ceiling`` is a 400 before any call, and every inner call is reserved
-    against that worst case in a ``RequestLedger``."""
+    against that worst case and against the caller's tenant and key budgets (a ``CallLedger``)."""
     from conclave.agents.ensemble import ConfigFileError, EnsembleError, ensemble_chat, resolve_ensemble
-    from conclave.agents.meter import Meter
-    from conclave.api.ceiling import RequestLedger, worst_case
+    from conclave.api.ceiling import worst_case
     from conclave.api.openai_compat import OpenAIError
+    from conclave.controller.calls import EndpointCalls, is_quota_refusal
     from conclave.core.ledger import BudgetExhausted
 
     pricing = settings.pricing()
     ceiling = settings.ensemble_ceiling
 
-    async def chat(name: str, request: ChatRequest, tenant: str) -> ChatResponse:
+    async def chat(name: str, request: ChatRequest, caller: Caller) -> ChatResponse:
         try:
             config = resolve_ensemble(name.removeprefix("ensemble/"), [settings.ensembles_dir])
         except ConfigFileError as e:
@@ -93,8 +108,7 @@ def make_ensemble_chat(
                 param="max_tokens",
                 code="ensemble_over_ceiling",
             )
-        ledger = RequestLedger(worst.caps(), tenant=tenant)
-        meter = Meter(ledger=ledger, pricing=pricing, router=get_router(), sink=ledger)
+        meter = EndpointCalls(get_store(), get_router(), pricing).meter(caller.tenant, caller.key_id, worst.caps())
         try:
             return await ensemble_chat(
                 config,
@@ -107,6 +121,8 @@ def make_ensemble_chat(
         except EnsembleError as e:
             raise OpenAIError(400, str(e), param="model") from None
         except BudgetExhausted as e:
+            if is_quota_refusal(e.scope):
+                raise
             raise OpenAIError(
                 400, f"ensemble {config.name!r} reached this request's ceiling before its first layer finished: {e}"
             ) from None
@@ -117,7 +133,9 @@ def make_ensemble_chat(
 def build_fastapi(settings: Settings, redis_url: str, router_mode: str = "serve") -> FastAPI:
     from conclave.api.app import create_app
 
-    return create_app(settings, redis_url, extra_routers=_openai_routers(settings, router_mode))
+    app = create_app(settings, redis_url)
+    mount_openai(app, settings, _model_router(settings, router_mode), lambda: app.state.services.service.store)
+    return app
 
 
 @serve.deployment(name="api", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)

@@ -32,9 +32,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from conclave.api.auth import CallerDep
+from conclave.api.auth import Caller, CallerDep
 from conclave.api.errors import ApiError
+from conclave.controller.calls import EndpointCalls
+from conclave.core.ledger import BudgetExhausted
 from conclave.core.router import ModelRouter
 from conclave.schema.chat import (
     ChatChunk,
@@ -61,7 +66,7 @@ logger = logging.getLogger(__name__)
 ENSEMBLE_PREFIX = "ensemble/"
 
 #: ``(ensemble name, request, tenant) → response``: what ``model="ensemble/<name>"`` runs.
-EnsembleChat = Callable[[str, ChatRequest, str], Awaitable[ChatResponse]]
+EnsembleChat = Callable[[str, ChatRequest, Caller], Awaitable[ChatResponse]]
 
 _TYPES = {
     400: "invalid_request_error",
@@ -104,9 +109,11 @@ def openai_error(
     param: str | None = None,
     code: str | None = None,
     headers: Mapping[str, str] | None = None,
+    kind: str | None = None,
 ) -> JSONResponse:
-    """An error in the shape OpenAI's API (and so its clients) use."""
-    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    """An error in the shape OpenAI's API (and so its clients) use; ``kind`` overrides the error type the
+    status implies (OpenAI's ``insufficient_quota`` is a 429 of its own type)."""
+    kind = kind or _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return JSONResponse(
         status_code=status,
         content={"error": {"message": message, "type": kind, "param": param, "code": code}},
@@ -172,6 +179,33 @@ class OpenAIRoute(APIRoute):
                 return openai_error(e.status, e.message, code=code, headers=headers)
 
         return handle
+
+
+def _quota_error(err: BudgetExhausted) -> JSONResponse:
+    """A tenant's or key's budget has no room: OpenAI's 429 ``insufficient_quota``, so clients stop
+    instead of retrying at once."""
+    where = err.scope.replace("@", " (") + ")" if "@" in err.scope else err.scope
+    return openai_error(
+        429,
+        f"insufficient quota: the budget of {where} has no room for this call ({err.label} is used up); "
+        "it frees up when the period rolls over or the budget is raised",
+        code="insufficient_quota",
+        kind="insufficient_quota",
+    )
+
+
+def _store_error(err: BaseException) -> JSONResponse:
+    """The run store is unreachable or full: a retryable 503 in OpenAI's shape (nothing was charged)."""
+    full = isinstance(err, OutOfMemoryError)
+    response = openai_error(
+        503,
+        "the service's store is full (Redis reached its maxmemory); retry later"
+        if full
+        else f"the service's store is unreachable ({err}); retry later",
+        code="store_full" if full else "store_unavailable",
+    )
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def _engine_error(err: BaseException) -> JSONResponse:
@@ -268,13 +302,15 @@ _CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
 def build_openai_router(
     get_router: Callable[[], ModelRouter],
     *,
+    get_calls: Callable[[], EndpointCalls],
     default_model: str | None,
     ensemble_chat: EnsembleChat | None = None,
 ) -> APIRouter:
     """The ``/v1`` routes over the router ``get_router()`` returns (called per request, so the
-    router can be built lazily or swapped). ``default_model`` answers requests that name none.
-    The app must have an authenticator installed (``conclave.api.auth.install_authenticator``);
-    without one every request is refused."""
+    router can be built lazily or swapped). Every call goes through ``get_calls()``, which meters it to
+    the caller's tenant. ``default_model`` answers requests that name none. The app must have an
+    authenticator installed (``conclave.api.auth.install_authenticator``); without one every request
+    is refused."""
     api = APIRouter(tags=["openai"], route_class=OpenAIRoute, responses=_ERRORS)
 
     @api.get("/v1/models", response_model=ModelList, summary="List the served models")
@@ -296,7 +332,7 @@ def build_openai_router(
         summary="Create a chat completion (a served model, or ensemble/<name>)",
     )
     async def chat_completions(request: ChatRequest, caller: CallerDep) -> Response:
-        tenant = caller.tenant  # every call is the caller's tenant's (the seam for charging its ledger)
+        key_id = caller.key_id if caller.key_id != "admin_key" else None
         model = request.model or default_model
         if not model:
             return openai_error(400, "model: no model named and no default model configured", param="model")
@@ -310,18 +346,20 @@ def build_openai_router(
                     return openai_error(
                         404, f"model {model!r}: ensembles are not served here", param="model", code="model_not_found"
                     )
-                ensemble_response = await ensemble_chat(name, request, tenant)
+                ensemble_response = await ensemble_chat(name, request, caller)
                 ensemble_response.model = model
                 if not request.stream:
                     return JSONResponse(ensemble_response.model_dump(mode="json"))
                 chunks: AsyncIterator[ChatChunk] = _once(ensemble_response)
             else:
-                router = get_router()
+                calls = get_calls()
+                if model not in get_router().models():
+                    raise ModelNotFound(model, get_router().models())
                 if not request.stream:
-                    response = await router.chat(model, request)
+                    response = await calls.chat(request, model=model, tenant=caller.tenant, key_id=key_id)
                     response.model = model
                     return JSONResponse(response.model_dump(mode="json"))
-                chunks = router.stream(model, request)
+                chunks = calls.stream(request, model=model, tenant=caller.tenant, key_id=key_id)
             # Pull the first chunk before answering, so an unknown model or a failing replica
             # is a proper HTTP error rather than an error event inside a 200 stream.
             try:
@@ -330,6 +368,10 @@ def build_openai_router(
                 first = None
         except OpenAIError:
             raise
+        except BudgetExhausted as e:
+            return _quota_error(e)
+        except (RedisConnectionError, RedisTimeoutError, OutOfMemoryError) as e:
+            return _store_error(e)
         except Exception as e:
             return _engine_error(e)
         return StreamingResponse(

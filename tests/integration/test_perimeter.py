@@ -15,15 +15,18 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from conclave.agents.ensemble import load_named
-from conclave.api.auth import Authenticator, install_authenticator
+from conclave.api.auth import Authenticator, Caller, install_authenticator
 from conclave.api.ceiling import worst_case
 from conclave.api.ingress import build_fastapi, make_ensemble_chat
 from conclave.api.openai_compat import build_openai_router
+from conclave.budgets.pricing import Pricing
 from conclave.cluster.engines.sim import SimEngine
 from conclave.cluster.router import LocalRouter
+from conclave.controller.calls import EndpointCalls
 from conclave.controller.redis_server import EmbeddedRedis
 from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.service import RunService
+from conclave.core.memory import InMemoryRunStore
 from conclave.schema.chat import (
     AssistantMessage,
     ChatChoice,
@@ -97,9 +100,9 @@ async def test_each_call_knows_its_tenant(redis_server: EmbeddedRedis, prefix: s
     """The seam for metering: the handler of an OpenAI-endpoint call receives the caller's tenant."""
     seen: list[str] = []
 
-    async def ensemble(name: str, request: ChatRequest, tenant: str) -> ChatResponse:
-        seen.append(tenant)
-        message = AssistantMessage(content=f"{name} for {tenant}")
+    async def ensemble(name: str, request: ChatRequest, caller: Caller) -> ChatResponse:
+        seen.append(caller.tenant)
+        message = AssistantMessage(content=f"{name} for {caller.tenant}")
         return ChatResponse(model=name, choices=[ChatChoice(index=0, message=message)], usage=CompletionUsage())
 
     app = FastAPI()
@@ -113,7 +116,10 @@ async def test_each_call_knows_its_tenant(redis_server: EmbeddedRedis, prefix: s
 
     install_authenticator(app, Authenticator(service))
     router = LocalRouter({"sim": SimEngine({"mode": "echo"}, name="sim")})
-    app.include_router(build_openai_router(lambda: router, default_model="sim", ensemble_chat=ensemble))
+    calls = EndpointCalls(InMemoryRunStore(), router, Pricing())
+    app.include_router(
+        build_openai_router(lambda: router, get_calls=lambda: calls, default_model="sim", ensemble_chat=ensemble)
+    )
     with serve_http(app) as base:
 
         def use() -> str:
@@ -142,10 +148,14 @@ class CountingRouter(LocalRouter):
 def test_an_ensemble_over_the_ceiling_is_refused_naming_the_numbers(prefix: str) -> None:
     settings = sim_settings(prefix, ensemble_ceiling={"model_calls": 3, "output_tokens": 1000})
     router = CountingRouter({"sim": SimEngine({"mode": "echo"}, name="sim")})
-    chat = make_ensemble_chat(settings, lambda: router)
+    store = InMemoryRunStore()
+    chat = make_ensemble_chat(settings, lambda: router, lambda: store)
     app = FastAPI()
     install_authenticator(app, Authenticator.disabled())
-    app.include_router(build_openai_router(lambda: router, default_model="sim", ensemble_chat=chat))
+    calls = EndpointCalls(store, router, Pricing())
+    app.include_router(
+        build_openai_router(lambda: router, get_calls=lambda: calls, default_model="sim", ensemble_chat=chat)
+    )
     with serve_http(app) as base:
         r = httpx.post(
             f"{base}/v1/chat/completions",
@@ -167,9 +177,10 @@ async def test_an_ensemble_that_fits_is_held_to_its_worst_case(prefix: str, name
     and the ensemble still completes (the ceiling counted the re-asks)."""
     settings = sim_settings(prefix)
     router = CountingRouter({"sim": SimEngine({"mode": "echo"}, name="sim")})
-    chat = make_ensemble_chat(settings, lambda: router)
+    store = InMemoryRunStore()
+    chat = make_ensemble_chat(settings, lambda: router, lambda: store)
     request = ChatRequest(model=f"ensemble/{name}", messages=HELLO, max_tokens=12)
-    response = await chat(name, request, "tenant-a")
+    response = await chat(name, request, Caller(tenant="tenant-a"))
     worst = worst_case(load_named(name), 12, 2)
     assert 0 < router.requests <= worst.model_calls and router.tokens <= worst.output_tokens
     assert response.choices[0].finish_reason == "stop", response

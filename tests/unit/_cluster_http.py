@@ -6,6 +6,9 @@ from fastapi import FastAPI
 
 from conclave.api.auth import Authenticator, install_authenticator
 from conclave.api.openai_compat import EnsembleChat, build_openai_router
+from conclave.budgets.pricing import Pricing
+from conclave.controller.calls import EndpointCalls
+from conclave.core.memory import InMemoryRunStore
 from conclave.core.router import ModelRouter
 from tests._http import serve_http
 
@@ -15,7 +18,12 @@ def openai_app(
 ) -> FastAPI:
     app = FastAPI()
     install_authenticator(app, Authenticator.disabled())
-    app.include_router(build_openai_router(lambda: router, default_model=default_model, ensemble_chat=ensemble_chat))
+    calls = EndpointCalls(InMemoryRunStore(), router, Pricing())  # metered, to a ledger in memory
+    app.include_router(
+        build_openai_router(
+            lambda: router, get_calls=lambda: calls, default_model=default_model, ensemble_chat=ensemble_chat
+        )
+    )
     return app
 
 

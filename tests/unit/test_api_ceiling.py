@@ -9,11 +9,13 @@ import pytest
 
 from conclave.agents.ensemble import load_named, parse_config
 from conclave.agents.meter import Meter
-from conclave.api.ceiling import RequestLedger, worst_case
+from conclave.api.ceiling import worst_case
 from conclave.budgets.pricing import Pricing
 from conclave.cluster.engines.sim import SimEngine
 from conclave.cluster.router import LocalRouter
+from conclave.controller.calls import CallLedger
 from conclave.core.ledger import BudgetExhausted
+from conclave.core.memory import InMemoryRunStore
 from conclave.schema.chat import ChatMessage, ChatRequest, EngineError
 
 
@@ -39,8 +41,8 @@ def test_worst_case_counts_the_plan_and_every_judge_re_ask() -> None:
     assert worst_case(verify, None, 1).model_calls == 1 + 6 + 3
 
 
-def _meter(caps: dict[str, int], engine: SimEngine | None = None) -> tuple[Meter, RequestLedger]:
-    ledger = RequestLedger(caps, tenant="tenant-a")
+def _meter(caps: dict[str, int], engine: SimEngine | None = None) -> tuple[Meter, CallLedger]:
+    ledger = CallLedger(InMemoryRunStore(), "tenant-a", None, caps)
     router = LocalRouter({"m": engine or SimEngine({"mode": "echo"}, name="m")})
     return Meter(ledger=ledger, pricing=Pricing(), router=router, sink=ledger), ledger
 
@@ -85,6 +87,6 @@ async def test_a_failed_call_releases_its_hold() -> None:
     assert snap.used.get(("run", "model_calls"), 0) == 0
 
 
-async def test_a_request_ledger_has_fixed_caps() -> None:
+async def test_a_call_ledger_has_fixed_caps() -> None:
     with pytest.raises(TypeError, match="fixed"):
-        await RequestLedger({"model_calls": 1}, tenant="t").set_caps(None)
+        await CallLedger(InMemoryRunStore(), "t", None, {"model_calls": 1}).set_caps({})
