@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, ExitStack
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from contextlib import AsyncExitStack, ExitStack, aclosing, closing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -82,16 +82,17 @@ class SyncTransport:
         raise AssertionError("unreachable: a drive ends with _Done")
 
     def iterate(self, flow: StreamFlow[E]) -> Iterator[E]:
-        """Drive a streaming flow, yielding what it emits."""
-        for item in self._drive(flow):
-            if isinstance(item, _Done):
-                return
-            yield item.value
+        """Drive a streaming flow, yielding what it emits; closing the iterator closes its stream."""
+        with closing(self._drive(flow)) as items:
+            for item in items:
+                if isinstance(item, _Done):
+                    return
+                yield item.value
 
     def close(self) -> None:
         self.http.close()
 
-    def _drive(self, flow: Any) -> Iterator[Emit[Any] | _Done]:
+    def _drive(self, flow: Any) -> Generator[Emit[Any] | _Done, None, None]:
         deadline: tuple[float, float] | None = None  # (monotonic end, seconds given)
         stream = _SyncStream(self.http)
         send: Any = None
@@ -201,16 +202,18 @@ class AsyncTransport:
         raise AssertionError("unreachable: a drive ends with _Done")
 
     async def iterate(self, flow: StreamFlow[E]) -> AsyncIterator[E]:
-        """Drive a streaming flow, yielding what it emits."""
-        async for item in self._drive(flow):
-            if isinstance(item, _Done):
-                return
-            yield item.value
+        """Drive a streaming flow, yielding what it emits; ``aclose()`` (or ``contextlib.aclosing``)
+        closes its stream at once."""
+        async with aclosing(self._drive(flow)) as items:
+            async for item in items:
+                if isinstance(item, _Done):
+                    return
+                yield item.value
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def _drive(self, flow: Any) -> AsyncIterator[Emit[Any] | _Done]:
+    async def _drive(self, flow: Any) -> AsyncGenerator[Emit[Any] | _Done, None]:
         deadline: tuple[float, float] | None = None  # (loop time at the end, seconds given)
         stream = _AsyncStream(self.http)
         send: Any = None
