@@ -86,6 +86,7 @@ def _print_info(info: ServiceInfo, api_host: str) -> None:
     t = Table(title="Conclave is up", show_header=False)
     t.add_row("API", f"{info.api_url}  (OpenAPI: {info.api_url}/openapi.json)")
     t.add_row("OpenAI endpoint", f"{info.api_url}/v1/chat/completions")
+    t.add_row("Console", f"{info.api_url}/ui")
     where = f"  [dim](bundled Valkey, data in {info.redis_data})[/]" if info.redis_embedded else "  (external)"
     t.add_row("Redis", info.redis_url + where)
     t.add_row("Ray", info.ray_address)
