@@ -32,7 +32,7 @@ __all__ = [
     "Op",
     "Sleep",
     "StreamFlow",
-    "check",
+    "response_error",
     "json_body",
     "model",
     "model_list",
@@ -98,7 +98,7 @@ class Call(Generic[T]):
     def result(self, response: httpx.Response) -> T:
         """The call's result from a response whose body has been read."""
         if not response.is_success and response.status_code not in self.accept:
-            raise check(response)
+            raise response_error(response)
         return self.parse(response)
 
 
@@ -108,7 +108,7 @@ def _param(v: ParamValue) -> str | int | float:
     return str(v).lower() if isinstance(v, bool) else v
 
 
-def check(response: httpx.Response) -> ConclaveError:
+def response_error(response: httpx.Response) -> ConclaveError:
     """The error for a failed response: the API's ``{"error": {code, message, details}}`` when the body
     has one, else the status and the start of the body."""
     try:

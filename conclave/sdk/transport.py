@@ -19,7 +19,7 @@ import httpx
 from httpx_sse import EventSource, ServerSentEvent, aconnect_sse, connect_sse
 
 from .errors import ConclaveError
-from .request import Call, Connect, Deadline, Emit, Flow, NextEvent, Offload, Sleep, StreamFlow, check
+from .request import Call, Connect, Deadline, Emit, Flow, NextEvent, Offload, Sleep, StreamFlow, response_error
 
 __all__ = ["AsyncTransport", "SyncTransport", "Transport"]
 
@@ -43,7 +43,7 @@ def _require_event_stream(source: EventSource, call: Call[None]) -> None:
     is an error too, and not one that reconnecting would fix."""
     r = source.response
     if not r.is_success:
-        raise check(r)
+        raise response_error(r)
     ctype = r.headers.get("content-type", "")
     if "text/event-stream" not in ctype:
         raise ConclaveError(
