@@ -63,6 +63,13 @@ def register(sub: Subparsers) -> None:
     r.add_argument("run_id")
     add_client_options(r)
     r.set_defaults(fn=cmd_runs_cost)
+    r = runs.add_parser(
+        "purge", help="delete finished runs: those the retention policy says are due, or a tenant's older ones"
+    )
+    r.add_argument("--tenant", help="with --older-than-days: whose runs")
+    r.add_argument("--older-than-days", type=float, help="delete the tenant's runs that ended longer ago than this")
+    add_client_options(r)
+    r.set_defaults(fn=cmd_runs_purge)
 
     ws = sub.add_parser("workspace", help="run workspaces").add_subparsers(dest="ws_cmd", required=True)
     w = ws.add_parser("pull", help="download a run's workspace into a folder")
@@ -225,4 +232,11 @@ def cmd_workspace_pull(args: argparse.Namespace) -> int:
     with client(args) as c:
         files = c.workspace.download(args.run_id, args.dest)
     out.print(f"wrote {len(files)} files to {args.dest}")
+    return Exit.OK
+
+
+def cmd_runs_purge(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        res = c.tenants.purge(args.tenant, older_than_days=args.older_than_days)
+    print_json(res) if args.json else out.print(f"purged {res.purged} finished run(s)")
     return Exit.OK

@@ -14,7 +14,7 @@ import httpx
 
 from .request import Call, json_body
 from .resource import Resource, TransportT, endpoint
-from .resources import Admin, Runs, Workspace
+from .resources import Admin, Runs, Tenants, Workspace
 from .transport import AsyncTransport, SyncTransport
 
 __all__ = ["AsyncClient", "Client"]
@@ -52,6 +52,7 @@ class _Resources(Resource[TransportT]):
         self.runs: Runs[TransportT] = Runs(transport)
         self.workspace: Workspace[TransportT] = Workspace(transport)
         self.admin: Admin[TransportT] = Admin(transport)
+        self.tenants: Tenants[TransportT] = Tenants(transport)
 
 
 class Client(_Resources[SyncTransport]):

@@ -6,6 +6,9 @@ another tenant is not affected; raising the cap lets calls through again."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 
 import httpx
 import openai
@@ -15,6 +18,8 @@ from conclave.api.ingress import build_fastapi
 from conclave.controller.redis_server import EmbeddedRedis
 from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.worker import connect
+from conclave.core.store import FinishFields
+from conclave.schema import RunStatus, StopReason, TaskSpec
 
 from ._helpers import running_worker, serve_http, sim_settings, wait_terminal
 from ._keys import new_key
@@ -101,4 +106,60 @@ async def test_runs_and_endpoint_calls_share_the_tenants_cap(redis_server: Embed
                 ca.chat.completions.create(model="sim", messages=HELLO, max_tokens=8)  # type: ignore[arg-type]
 
         await asyncio.to_thread(raised_cap_lets_calls_through)
+    await store.close()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "conclave.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+async def test_the_cli_sets_a_budget_reads_spend_sets_retention_and_purges(
+    redis_server: EmbeddedRedis, prefix: str
+) -> None:
+    settings = sim_settings(prefix, auth=True, admin_key="boot")
+    store = RedisRunStore(connect(redis_server.url), prefix)
+    with serve_http(build_fastapi(settings, redis_server.url, router_mode="local")) as base:
+        admin = ["--url", base, "--api-key", "boot"]
+
+        def use() -> None:
+            p = _cli("tenants", "set-budget", "tenant-c", "--period", "daily", "--model-calls", "3", *admin)
+            assert p.returncode == 0, p.stderr
+            p = _cli("tenants", "set-budget", "tenant-c", "--period", "monthly", "--usd", "2.5", "--json", *admin)
+            assert p.returncode == 0, p.stderr
+            periods = {
+                k: {n: v for n, v in caps.items() if v is not None}
+                for k, caps in json.loads(p.stdout)["periods"].items()
+            }
+            assert periods == {"daily": {"model_calls": 3}, "monthly": {"usd": 2.5}}, (
+                "a period's caps are kept when another is set"
+            )
+            p = _cli("tenants", "spend", "tenant-c", "--json", *admin)
+            daily = next(s for s in json.loads(p.stdout) if s["period"] == "daily")
+            assert next(x for x in daily["lines"] if x["limit"] == "model_calls")["cap"] == 3
+            p = _cli("tenants", "set-retention", "tenant-c", "--days", "7", *admin)
+            assert p.returncode == 0 and "kept 7 days" in p.stdout, p.stdout + p.stderr
+            assert _cli("tenants", "spend", "tenant-c", "--url", base).returncode == 4, "auth is on: no key, exit 4"
+
+        await asyncio.to_thread(use)
+        await store.ready()
+        run = (await store.submit(TaskSpec(kind="chat", input="x"), tenant="tenant-c")).run
+        (entry,) = await store.read_new("c", 10, 100)
+        await store.claim(run.id, owner="o", qid=entry.qid, worker="w", max_attempts=3)
+        await store.finish(run.id, "o", RunStatus.SUCCEEDED, FinishFields(stop_reason=StopReason.END_TURN))
+        p = await asyncio.to_thread(
+            _cli,
+            "runs",
+            "purge",
+            "--tenant",
+            "tenant-c",
+            "--older-than-days",
+            "0",
+            "--json",
+            "--url",
+            base,
+            "--api-key",
+            "boot",
+        )
+        assert p.returncode == 0 and json.loads(p.stdout) == {"purged": 1}, p.stdout + p.stderr
+        assert await store.get(run.id) is None
     await store.close()
