@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from conclave.agents.ensemble.components import stable_seed
-from conclave.agents.ensemble.scoring import Spend
 from conclave.agents.ensemble.search import Arch, CandidateResult, Proposer, SearchSpace, cost_of
 from conclave.agents.ensemble.search.space import ORDERED, combinations
+from conclave.schema import Usage
 
 
 def _cholesky(a: list[list[float]]) -> list[list[float]]:
@@ -155,7 +155,7 @@ def _evaluated(i: int, arch: Arch, how: str, dev_size: int) -> CandidateResult:
     p = 0.3 + (0.08 * math.log2(arch.samples) if arch.verifier else 0.0) - (0.05 if arch.critic else 0.0)
     right = sum(rng.random() < p for _ in range(dev_size))
     calls = arch.samples + 2 * arch.samples * arch.verifier + arch.blocks * (arch.critic + bool(arch.ranker_top_k))
-    spend = Spend(input_tokens=40 * calls, output_tokens=16 * calls, model_calls=calls, usd_pico=calls * 7_000_000)
+    spend = Usage(input_tokens=40 * calls, output_tokens=16 * calls, model_calls=calls, usd_pico=calls * 7_000_000)
     return CandidateResult(
         index=i,
         method=how,  # type: ignore[arg-type]

@@ -27,11 +27,12 @@ from typing import Any
 
 from conclave.core.context import Emitter, Metered
 from conclave.core.ledger import BudgetExhausted
+from conclave.schema import Usage
 
 from ..components import stable_seed
 from ..coverage import StepFn
 from ..executor import EnsembleError, EnsembleResult, Executor, ModelResolver
-from ..scoring import Checker, Problem, Spend, recording
+from ..scoring import Checker, Problem, recording
 from .proposer import Proposer
 from .results import (
     CandidateResult,
@@ -166,7 +167,7 @@ async def _evaluate(
     emit: Emitter | None,
 ) -> dict[str, Any]:
     """Run candidate ``i`` on every dev example and score it; its JSON is the step's value."""
-    spend = Spend()
+    spend = Usage()
     scoped = recording(meter.child(f"search/c{i}", stage="search", agent=f"cand{i}"), spend)
     config = arch.config(space, name=f"search-c{i}")
     gate = asyncio.Semaphore(concurrency)
@@ -237,7 +238,7 @@ def _report(
     best = best_of(done, metric)
     front_ids = pareto_front([(c.index, c.quality, cost_of(c.spend, metric)) for c in done])
     by_index = {c.index: c for c in done}
-    total = Spend()
+    total = Usage()
     for c in done:
         total += c.spend
     return SearchReport(

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..scoring import Spend
+from conclave.schema import Usage
+
 from .space import Arch
 
 __all__ = [
@@ -56,7 +57,7 @@ class CandidateResult(_Strict):
     quality: float
     scores: list[float]
     unjudged: int = Field(default=0, description="Judge verdicts that stayed unreadable (scored 0).")
-    spend: Spend
+    spend: Usage
 
 
 class FrontPoint(_Strict):
@@ -75,12 +76,12 @@ class SearchReport(_Strict):
     best: CandidateResult | None
     best_config: dict[str, Any] | None = Field(description="The best candidate as an ensemble config.")
     front: list[FrontPoint] = Field(description="Pareto front: no other candidate is as good and cheaper.")
-    spend: Spend = Field(description="Committed by the evaluations reported (not a discarded one).")
+    spend: Usage = Field(description="Committed by the evaluations reported (not a discarded one).")
     stop: Stop
     detail: str | None = None
 
 
-def cost_of(spend: Spend, metric: str) -> float:
+def cost_of(spend: Usage, metric: str) -> float:
     """``spend`` measured in ``metric``."""
     if metric == "usd":
         return spend.usd
