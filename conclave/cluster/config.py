@@ -11,12 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from conclave.cluster.engines.registry import ENGINE_NAMES, EngineName, options_model
 from conclave.schema.budget import Price
 
 __all__ = ["Autoscaling", "EngineName", "ModelSpec", "Price", "ENGINE_NAMES"]
-
-EngineName = Literal["llamacpp", "openai_http", "vllm", "sim"]
-ENGINE_NAMES: tuple[str, ...] = ("llamacpp", "openai_http", "vllm", "sim")
 
 
 class _Model(BaseModel):
@@ -63,14 +61,10 @@ class ModelSpec(_Model):
     def _options_valid(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         """Checked by the engine's own options model (no model is loaded), so a mistake is
         reported as ``options.<field>``."""
-        from conclave.cluster.engines import options_model
-
         engine = info.data.get("engine")
         if engine is None:  # the engine itself was invalid; that error is reported already
             return v
         return options_model(engine).model_validate(v).model_dump(exclude_unset=True)
 
     def parsed_options(self) -> BaseModel:
-        from conclave.cluster.engines import options_model
-
         return options_model(self.engine).model_validate(self.options)

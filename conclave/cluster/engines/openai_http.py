@@ -23,9 +23,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from conclave.cluster.engine import Engine
+from conclave.cluster.engines.options import EngineOptions
 from conclave.schema.chat import (
     AssistantMessage,
     ChatChoice,
@@ -48,10 +49,8 @@ logger = logging.getLogger(__name__)
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
-class OpenAIHttpOptions(BaseModel):
+class OpenAIHttpOptions(EngineOptions):
     """Where the endpoint is and how patiently to talk to it."""
-
-    model_config = ConfigDict(extra="forbid")
 
     base_url: str = Field(description="Base URL including the version, e.g. http://127.0.0.1:8001/v1.")
     model: str | None = Field(default=None, description="Model name at the endpoint; default: the spec's name.")
@@ -201,7 +200,7 @@ class OpenAIHttpEngine(Engine):
     provider = "openai"
 
     def __init__(self, options: OpenAIHttpOptions | dict[str, Any], *, name: str = "openai_http") -> None:
-        self.options = options if isinstance(options, OpenAIHttpOptions) else OpenAIHttpOptions.model_validate(options)
+        self.options = OpenAIHttpOptions.of(options)
         self.name = name
         self.remote_model = self.options.model or name
         self._client: httpx.AsyncClient | None = None
