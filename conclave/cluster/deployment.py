@@ -127,7 +127,7 @@ class ModelIndex:
     """Ingress of the models application: holds the specs so callers can discover the served
     models, their context windows and prices without reading configuration."""
 
-    def __init__(self, specs: list[dict[str, Any]], **_models: DeploymentHandle) -> None:
+    def __init__(self, specs: list[dict[str, Any]], **_models: DeploymentHandle[Any]) -> None:
         # The model deployments are bound as arguments only so that Serve deploys them with
         # this application; calls go straight to their handles, not through the index.
         self.specs = [ModelSpec.model_validate(s) for s in specs]
