@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from conclave.budgets.pricing import Pricing
-from conclave.cluster.config import ModelSpec
+from conclave.cluster.config import ModelSpec, unique_names
 from conclave.core.paths import default_home
 from conclave.schema.errors import field_problems, format_problems
 from conclave.tools.settings import ToolSettings
@@ -111,11 +111,7 @@ class Settings(BaseSettings):
     @field_validator("models")
     @classmethod
     def _unique_names(cls, v: list[ModelSpec]) -> list[ModelSpec]:
-        names = [m.name for m in v]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"model names must be unique; repeated: {', '.join(dup)}")
-        return v
+        return unique_names(v)
 
     @property
     def data_dir(self) -> Path:

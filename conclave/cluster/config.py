@@ -17,7 +17,7 @@ from conclave.cluster.engines.registry import ENGINE_NAMES, EngineName, options_
 from conclave.cluster.retry import RetryPolicy
 from conclave.schema.budget import Price
 
-__all__ = ["Autoscaling", "EngineName", "ModelSpec", "Price", "RetryPolicy", "ENGINE_NAMES"]
+__all__ = ["Autoscaling", "EngineName", "ModelSpec", "Price", "RetryPolicy", "ENGINE_NAMES", "unique_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,3 +106,12 @@ class ModelSpec(_Model):
 
     def parsed_options(self) -> BaseModel:
         return options_model(self.engine).model_validate(self.options)
+
+
+def unique_names(specs: list[ModelSpec]) -> list[ModelSpec]:
+    """``specs`` when no two share a name (a field validator for lists of models), else ``ValueError``."""
+    names = [m.name for m in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"model names must be unique; repeated: {', '.join(dup)}")
+    return specs

@@ -29,7 +29,7 @@ from ray import serve
 from ray.serve.deployment import Application, Deployment
 from ray.serve.handle import DeploymentHandle
 
-from conclave.cluster.config import ModelSpec
+from conclave.cluster.config import ModelSpec, unique_names
 from conclave.cluster.engines import build_engine
 from conclave.schema.chat import ChatChunk, ChatRequest, ChatResponse
 
@@ -149,11 +149,7 @@ class AppArgs(BaseModel):
     @field_validator("models")
     @classmethod
     def _unique(cls, v: list[ModelSpec]) -> list[ModelSpec]:
-        names = [m.name for m in v]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"model names must be unique; repeated: {', '.join(dup)}")
-        return v
+        return unique_names(v)
 
 
 def _serve_options(spec: ModelSpec) -> dict[str, Any]:
