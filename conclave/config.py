@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=15.0, gt=0, description="A worker's hold on a run.")
     max_attempts: int = Field(default=3, ge=1, description="Crashes before a run is dead-lettered.")
     auth: bool = Field(default=False, description="Require API keys.")
+    retention_days: float | None = Field(
+        default=30.0,
+        ge=0,
+        description="Days a finished run is kept before it is deleted (0 or unset: for ever); tenants may override.",
+    )
     admin_key: SecretStr | None = Field(
         default=None, description="Bootstrap admin secret (CONCLAVE_ADMIN_KEY): may create the first keys."
     )

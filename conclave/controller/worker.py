@@ -28,6 +28,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
@@ -37,6 +38,7 @@ from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.runner import ActiveRun, Runner
 from conclave.controller.setup import configure_runtime
 from conclave.core import telemetry
+from conclave.core.ledger import HOLD_TTL_S
 from conclave.core.router import ModelRouter
 from conclave.core.store import QueueEntry, RunStore
 
@@ -45,8 +47,8 @@ __all__ = ["Worker", "connect", "main"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: What a Redis outage raises: the errors the worker rides out (and retries), nothing else.
-_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+#: What a Redis outage raises (a full Redis too): the errors the worker rides out and retries, nothing else.
+_DOWN = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ConnectionError, OSError)
 
 
 def connect(url: str, *, decode: bool = True, max_connections: int = 128) -> Redis:
@@ -108,12 +110,17 @@ class Worker:
         )
         self.runner = Runner(self.store, env, worker=self.name, max_attempts=self.settings.max_attempts)
         await self._riding_out("connecting", self.store.ready)
+        days = self.settings.retention_days
+        await self._riding_out(
+            "setting retention", lambda: self.store.set_retention(None, days * 86400 if days else None)
+        )
         log.info("worker %s serving (concurrency %d)", self.name, self.concurrency)
         loops = [
             asyncio.ensure_future(self._read_loop()),
             asyncio.ensure_future(self._reclaim_loop()),
             asyncio.ensure_future(self._renew_loop()),
             asyncio.ensure_future(self._cancel_loop()),
+            asyncio.ensure_future(self._retention_loop()),
         ]
         try:
             await self._stop.wait()
@@ -154,11 +161,13 @@ class Worker:
             reraise=True,
         )
         try:
-            return await retrying(fn)
+            async for attempt in retrying:
+                with attempt:
+                    return await fn()
         except _DOWN:
-            if self._stop.is_set():
-                return None
-            raise
+            if not self._stop.is_set():
+                raise
+        return None
 
     # -- taking work ----------------------------------------------------------------------------
     def _free(self) -> int:
@@ -215,21 +224,39 @@ class Worker:
             await self._nap(interval)
 
     async def _renew_loop(self) -> None:
+        """Every third of a lease: renew the leases of the runs held here and the ledger holds of their
+        calls in flight, and refresh whether each run must reserve (a tenant budget set mid-run)."""
         interval = max(0.1, self.settings.lease_seconds / 3)
 
         async def renew() -> list[str]:
-            leases = [(a.rid, a.owner, a.qid) for a in self.active.values() if a.ctx is not None]
-            return await self.store.renew(self.name, leases)
+            held = [a for a in self.active.values() if a.ctx is not None]
+            lost = await self.store.renew(self.name, [(a.rid, a.owner, a.qid) for a in held])
+            must = await self.store.renew_holds([(a.rid, a.owner) for a in held], ttl_s=HOLD_TTL_S)
+            for a in held:
+                if a.ctx is not None:
+                    a.ctx.ledger.has_caps = a.rid in must
+            return lost
 
         while not self._stop.is_set():
             await self._nap(interval)
             for rid in await self._riding_out("lease renewal", renew) or []:
-                a = self.active.get(rid)
-                if a is not None and a.ctx is not None:
+                gone = self.active.get(rid)
+                if gone is not None and gone.ctx is not None:
                     log.warning("run %s: lease lost; stopping this attempt", rid)
-                    a.lease_lost = True
-                    if a.body is not None:
-                        a.body.cancel()
+                    gone.lease_lost = True
+                    if gone.body is not None:
+                        gone.body.cancel()
+
+    async def _retention_loop(self) -> None:
+        """Delete finished runs whose retention has passed (every worker sweeps; the sweep is atomic)."""
+
+        async def sweep() -> None:
+            while await self.store.purge_expired(500) == 500:
+                pass
+
+        while not self._stop.is_set():
+            await self._riding_out("retention sweep", sweep)
+            await self._nap(30.0)
 
     async def _cancel_loop(self) -> None:
         async def listen() -> None:
