@@ -70,6 +70,7 @@ class Proposer:
         self.cost_weight = cost_weight
         self.size = math.prod(len(v) for v in self.choices.values())
         self._pos = {d: {repr(v): k for k, v in enumerate(vs)} for d, vs in self.choices.items()}
+        self._all: list[tuple[str, Arch]] | None = None
 
     # -- drawing points ---------------------------------------------------------------------------
     def _arch(self, pick: Mapping[str, Any]) -> Arch:
@@ -83,15 +84,18 @@ class Proposer:
         left = self._untried(tried)
         return self.rng.choice(left) if left else None
 
+    def _points(self) -> list[tuple[str, Arch]]:
+        """Every distinct point of the space once, canonical, in ``combinations`` order (built once)."""
+        if self._all is None:
+            seen: dict[str, Arch] = {}
+            for combo in combinations(self.choices):
+                a = self._arch(combo)
+                seen.setdefault(a.key(), a)
+            self._all = list(seen.items())
+        return self._all
+
     def _untried(self, tried: set[str]) -> list[Arch]:
-        left: list[Arch] = []
-        seen = set(tried)
-        for combo in combinations(self.choices):
-            a = self._arch(combo)
-            if a.key() not in seen:
-                seen.add(a.key())
-                left.append(a)
-        return left
+        return [a for key, a in self._points() if key not in tried]
 
     def _pool(self, tried: set[str]) -> list[Arch]:
         if self.size <= _EXHAUSTIVE:
