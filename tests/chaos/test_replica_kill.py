@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from conclave.cluster.config import ModelSpec
 from conclave.cluster.deployment import deploy_models
 from conclave.cluster.pool import ServeRouter
+from conclave.cluster.retry import RetryPolicy
 from conclave.controller.redis_server import EmbeddedRedis
 from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.worker import Worker
@@ -37,7 +38,7 @@ async def test_replica_killed_under_load_calls_retried_and_holds_released(
     app = f"models-{prefix}"
     spec = ModelSpec(name="simr", engine="sim", replicas=2, num_cpus=0, options={"mode": "echo", "latency_s": 0.15})
     deploy_models([spec], app_name=app)
-    router = ServeRouter([spec], app_name=app, max_attempts=4)
+    router = ServeRouter([spec], app_name=app, retry=RetryPolicy(attempts=4))
     settings = sim_settings(prefix, models=[spec], worker_concurrency=RUNS)
     store = RedisRunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
     await store.ready()
