@@ -19,10 +19,10 @@ from typing import Protocol, TypeVar
 from conclave.budgets.pricing import Pricing
 from conclave.core import telemetry
 from conclave.core.ledger import BudgetExhausted, RunLedger
-from conclave.core.money import from_pico
 from conclave.core.pending import LedgerOp
 from conclave.core.router import ModelRouter
 from conclave.schema.chat import ChatChunk, ChatRequest, ChatResponse, CompletionUsage
+from conclave.schema.money import from_pico
 
 __all__ = ["CommitSink", "Meter", "prompt_estimate", "prompt_upper_bound"]
 

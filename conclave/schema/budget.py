@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from conclave.schema.base import StrictModel
+from conclave.schema.money import from_pico
 
 __all__ = [
     "BUDGET_LIMITS",
@@ -55,7 +56,6 @@ class Price(StrictModel):
 NonNegInt = Annotated[int, Field(ge=0)]
 
 #: Pico-dollars in a dollar: the ledger counts money in integers so that sums are exact.
-_PICO = 10**12
 
 
 def _finite_non_negative(name: str, value: float | None) -> float | None:
@@ -150,7 +150,7 @@ class Usage(StrictModel):
 
     @property
     def usd(self) -> float:
-        return self.usd_pico / _PICO
+        return from_pico(self.usd_pico)
 
     @property
     def tokens(self) -> int:

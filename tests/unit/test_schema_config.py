@@ -13,9 +13,9 @@ from conclave.budgets.pricing import Pricing
 from conclave.cluster.config import ModelSpec
 from conclave.config import ConfigError, Settings, load_settings
 from conclave.core.kinds import SpecError, validate_spec
-from conclave.core.money import to_pico
 from conclave.schema import Budget, Cost, TaskSpec
 from conclave.schema.budget import Price
+from conclave.schema.money import to_pico
 
 
 def _msg(e: pytest.ExceptionInfo[ValidationError]) -> str:
