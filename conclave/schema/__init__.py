@@ -40,7 +40,19 @@ from conclave.schema.runs import (
     WorkspaceFile,
     WorkspaceListing,
 )
-from conclave.schema.tenants import PERIODS, BudgetLimits, Period, ScopeBudget, SpendLine, TenantSpend
+from conclave.schema.tenants import (
+    PERIODS,
+    BudgetLimits,
+    MySpend,
+    Period,
+    PurgeRequest,
+    PurgeResult,
+    RetentionInForce,
+    RetentionPolicy,
+    ScopeBudget,
+    SpendLine,
+    TenantSpend,
+)
 
 __all__ = [
     "ApiKey",
@@ -57,11 +69,16 @@ __all__ = [
     "FieldProblem",
     "LimitName",
     "LimitStatus",
+    "MySpend",
     "NewKey",
     "NewKeyRequest",
     "PERIODS",
     "Period",
     "Price",
+    "PurgeRequest",
+    "PurgeResult",
+    "RetentionInForce",
+    "RetentionPolicy",
     "Run",
     "RunPage",
     "RunStatus",

@@ -47,6 +47,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from conclave.cluster.engine import Engine
+from conclave.cluster.engines.options import EngineOptions
 from conclave.schema.chat import (
     AssistantMessage,
     ChatChoice,
@@ -119,7 +120,7 @@ class SimBatch:
     started: float = field(default=0.0, compare=False)
 
 
-class SimOptions(_Opts):
+class SimOptions(EngineOptions):
     """How the simulated model behaves.
 
     Modes: ``echo`` answers with the last message; ``script`` plays ``replies`` in order, one per
@@ -288,7 +289,7 @@ class SimEngine(Engine):
     ) -> None:
         """``sleep`` is how the engine spends the time it charges; a test that wants to step the
         schedule by hand passes one it controls."""
-        self.options = options if isinstance(options, SimOptions) else SimOptions.model_validate(options or {})
+        self.options = SimOptions.of(options)
         self.name = name
         self._sleep = sleep
         self._rng = random.Random(self.options.seed)
