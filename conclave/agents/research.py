@@ -68,9 +68,11 @@ from conclave.tools.search import PYTHON_DOCS, SearchTool
 
 from .context import RunContext
 from .loop import AgentOptions, AgentSetup, run_agent_with
+from .research_evidence import Candidate, Meaning, Picked, allocate_evidence, candidates, distinct_questions, ground
 from .research_state import (
     SOURCES_DIR,
     STATE_PATH,
+    EvidenceLine,
     KeyQuestion,
     ResearchState,
     SectionState,
@@ -78,7 +80,6 @@ from .research_state import (
     assemble_report,
     check_report,
     clean_citations,
-    evidence_extract,
     note_path,
     parse_list,
     read_source,
@@ -86,7 +87,6 @@ from .research_state import (
     render_outline,
     source_ids,
     strip_scaffolding,
-    terms,
 )
 from .workspace import load_workspace
 
@@ -152,6 +152,9 @@ class ResearchOptions(BaseModel):
     seed_searches: bool = Field(default=True, description="Search every key question each round, deterministically.")
     section_min_chars: int = Field(
         default=80, ge=1, le=10_000, description="Shorter model drafts are replaced by the section's evidence."
+    )
+    evidence_lines: int = Field(
+        default=8, ge=1, le=50, description="Evidence sentences per section at most (the most relevant)."
     )
     budget_awareness: bool = True
     continue_from: str | None = Field(
@@ -298,6 +301,7 @@ class _Workflow:
         self.ensemble = opts.section_ensemble or ctx.spec.ensemble
         self.drafter = ensemble_drafter() if self.ensemble else None
         self.sem = asyncio.Semaphore(opts.parallel_sections)
+        self.meaning = Meaning()
 
     # -- helpers ---------------------------------------------------------------------------------
     def meter(self, scope: str, stage: str, agent: str) -> Meter:
@@ -502,7 +506,19 @@ class _Workflow:
                 text = await self.call_model(
                     self.meter("build", "build", "planner"), prompt, min(o.max_tokens, 40 * want + 24), "planner"
                 )
-                proposed = [q for q in parse_list(text, want, min_words=3) if q.lower() not in known]
+                listed_q = [q for q in parse_list(text, want, min_words=3) if q.lower() not in known]
+                others = [kq.text for kq in s.key_questions]
+                proposed = await asyncio.to_thread(distinct_questions, self.question, others, listed_q, self.meaning)
+                if len(proposed) < len(listed_q):
+                    rephrased = len(listed_q) - len(proposed)
+                    await ctx.emit(
+                        "log",
+                        {
+                            "stage": "build",
+                            "step": "plan",
+                            "message": f"{rephrased} proposed key question(s) dropped as rephrasings",
+                        },
+                    )
             except BudgetExhausted as e:
                 s.exhausted.append(f"build: planning stopped, {e}")
                 detail = "budget exhausted before planning; the question alone is the plan"
@@ -680,27 +696,31 @@ class _Workflow:
                 s.number(p)
             new_total += len(res["new"])
         # sources the librarian archived itself: number them and file them under the closest question
-        for p in sorted(set(ws.list(SOURCES_DIR)) - set(s.sources)):
-            if not p.endswith(".md"):
-                continue
-            title, _, body = read_source(ws, p)
-            words = terms(title + " " + body[:2000])
-            best = max(s.key_questions, key=lambda q: (len(terms(q.text) & words), -q.id))
-            best.sources.append(p)
-            s.number(p)
-            new_total += 1
+        own = [p for p in sorted(set(ws.list(SOURCES_DIR)) - set(s.sources)) if p.endswith(".md")]
+        if own:
+            texts = []
+            for p in own:
+                title, _, body = read_source(ws, p)
+                texts.append(f"{title}\n{body[:1500]}")
+            sims = await asyncio.to_thread(self.meaning.matrix, texts, [q.text for q in s.key_questions])
+            for p, row in zip(own, sims, strict=True):
+                s.key_questions[int(row.argmax())].sources.append(p)
+                s.number(p)
+                new_total += 1
         notes = {kq.note for kq in s.key_questions}
         for p in ws.list("knowledge_base"):
             if not p.startswith(SOURCES_DIR + "/") and p not in notes and p.endswith(".md"):
                 if p not in s.librarian_notes:
                     s.librarian_notes.append(p)
-        # evidence extracts for every source not yet in its question's note
+        # evidence for every source not yet in its question's note: its sentences relevant to the question
         for kq in s.key_questions:
-            for p in kq.sources:
-                if p in kq.noted or not ws.exists(p):
-                    continue
-                title, _, body = read_source(ws, p)
-                ws.append(kq.note, f"- {evidence_extract(body, kq.text)} (source: {p}, {title})\n")
+            todo = [p for p in kq.sources if p not in kq.noted and ws.exists(p)]
+            if not todo:
+                continue
+            lines = await asyncio.to_thread(self.note_lines, kq.text, todo, s)
+            for p in todo:
+                if lines.get(p):
+                    ws.append(kq.note, lines[p])
                 kq.noted.append(p)
         status, detail = TodoStatus.DONE, f"{new_total} new sources"
         if outcome is not None:
@@ -753,17 +773,59 @@ class _Workflow:
         )
         return s
 
+    def note_lines(self, query: str, paths: list[str], s: ResearchState, per_source: int = 2) -> dict[str, str]:
+        """Evidence-note entries: each source's sentences most relevant to ``query`` (only those
+        relevant enough), copied from the source with its path."""
+        ws = self.ctx.workspace
+        out: dict[str, str] = {}
+        for p in paths:
+            title, _, body = read_source(ws, p)
+            cands = candidates(s.number(p), p, body)
+            picked = allocate_evidence([query], cands, self.meaning, per_source)[0]
+            if picked:
+                text = " ".join(x.candidate.text for x in sorted(picked, key=lambda x: cands.index(x.candidate)))
+                out[p] = f"- {text} (source: {p}, {title})\n"
+        return out
+
     # -- stage 2: the report writer ----------------------------------------------------------------
+    def evidence_pool(self, s: ResearchState) -> list[Candidate]:
+        """Every prose sentence of every archived source, the candidates for all sections."""
+        ws = self.ctx.workspace
+        pool: list[Candidate] = []
+        for n, path in enumerate(s.sources, 1):
+            if ws.exists(path):
+                pool += candidates(n, path, read_source(ws, path)[2])
+        return pool
+
+    def allocate(self, s: ResearchState, queries: list[str]) -> list[list[EvidenceLine]]:
+        """Each query's evidence (see ``allocate_evidence``): no sentence in two sections."""
+        picked = allocate_evidence(queries, self.evidence_pool(s), self.meaning, self.opts.evidence_lines)
+        return [
+            [EvidenceLine(n=p.candidate.n, path=p.candidate.path, text=p.candidate.text, score=p.score) for p in sec]
+            for sec in picked
+        ]
+
     async def outline(self, state: ResearchState) -> ResearchState:
         ctx, o, ws = self.ctx, self.opts, self.ctx.workspace
         s = state.model_copy(deep=True)
         await ctx.emit("stage.started", {"stage": "write", "budget": await self.budget("run/write")})
-        chosen = [kq for kq in s.key_questions if kq.sources][: o.max_sections]
-        plans: list[tuple[str, int | None, list[str]]] = [(kq.text, kq.id, kq.sources) for kq in chosen]
-        if not plans and s.sources:
-            plans = [("Findings", None, s.sources[:8])]
-        titles = [p[0] for p in plans]
+        asked = [kq for kq in s.key_questions if kq.sources] or s.key_questions[:1]
         detail = None
+        allocated = await asyncio.to_thread(self.allocate, s, [kq.text for kq in asked]) if s.sources else []
+        allocated += [[] for _ in range(len(asked) - len(allocated))]
+        plans = [(kq, ev) for kq, ev in zip(asked, allocated, strict=True) if ev][: o.max_sections]
+        if not plans and s.sources:  # nothing passed the relevance bar: the closest sentences, said so
+            pool = self.evidence_pool(s)
+            sims = await asyncio.to_thread(self.meaning.matrix, [c.text for c in pool], [self.question])
+            best = sorted(range(len(pool)), key=lambda i: (-float(sims[i, 0]), i))[: o.evidence_lines]
+            lines = [
+                EvidenceLine(n=pool[i].n, path=pool[i].path, text=pool[i].text, score=round(float(sims[i, 0]), 4))
+                for i in best
+            ]
+            if lines:
+                plans = [(asked[0], lines)]
+                detail = "no archived sentence is clearly relevant to a key question; the closest ones are used"
+        titles = [kq.text for kq, _ in plans]
         if plans and o.plan_with_model:
             listed = "\n".join(f"{i}. {t}" for i, t in enumerate(titles, 1))
             prompt = (
@@ -778,8 +840,12 @@ class _Workflow:
                     min(o.max_tokens, 24 * len(titles) + 24),
                     "outliner",
                 )
-                headings = parse_list(text, len(titles), min_words=1, max_chars=90)
-                titles = [re.sub(r"[\[\]]", "", h) for h in headings] + titles[len(headings) :]
+                headings = [re.sub(r"[\[\]]", "", h) for h in parse_list(text, len(titles), min_words=1, max_chars=90)]
+                if headings:  # a heading must name its section's key question, else the question is the heading
+                    sims = await asyncio.to_thread(self.meaning.matrix, headings, titles[: len(headings)])
+                    titles = [
+                        h if float(sims[i, i]) >= self.meaning.t.heading else titles[i] for i, h in enumerate(headings)
+                    ] + titles[len(headings) :]
             except BudgetExhausted as e:
                 detail = f"no budget for titles ({e}); the key questions are the headings"
             except EngineError as e:
@@ -790,10 +856,11 @@ class _Workflow:
                 n=n,
                 title=titles[n - 1],
                 path=f"sections/s{n}.md",
-                key_question=kid,
-                sources=[s.number(p) for p in paths[:6]],
+                key_question=kq.id,
+                sources=sorted({e.n for e in lines}),
+                evidence=lines,
             )
-            for n, (_, kid, paths) in enumerate(plans, 1)
+            for n, (kq, lines) in enumerate(plans, 1)
         ]
         titles_by_path = {p: read_source(ws, p)[0] for p in s.sources if ws.exists(p)}
         ws.write("report_outline.md", render_outline(s, titles_by_path))
@@ -810,17 +877,9 @@ class _Workflow:
         self.save(s)
         return s
 
-    def evidence(self, sec: SectionState, s: ResearchState, max_chars: int = 240) -> list[EvidenceItem]:
-        ws = self.ctx.workspace
-        kq = next((k for k in s.key_questions if k.id == sec.key_question), None)
-        query = kq.text if kq else self.question
-        out = []
-        for n in sec.sources:
-            path = s.sources[n - 1]
-            if ws.exists(path):
-                _, _, body = read_source(ws, path)
-                out.append(EvidenceItem(n=n, path=path, extract=evidence_extract(body, query, max_chars)))
-        return out
+    def evidence(self, sec: SectionState) -> list[EvidenceItem]:
+        """The section's evidence as the drafters see it, most relevant first."""
+        return [EvidenceItem(n=e.n, path=e.path, extract=e.text) for e in sec.evidence]
 
     def writer_task(self, sec: SectionState, s: ResearchState) -> str:
         lines = [
@@ -829,7 +888,7 @@ class _Workflow:
             "",
             "Evidence (cite it by number):",
         ]
-        lines += [f"[{e.n}] {e.extract}" for e in self.evidence(sec, s)[:4]]
+        lines += [f"[{e.n}] {e.extract}" for e in self.evidence(sec)[:5]]
         kq = next((k for k in s.key_questions if k.id == sec.key_question), None)
         more = ([kq.note] if kq else []) + s.librarian_notes[:3]
         if more:
@@ -892,7 +951,7 @@ class _Workflow:
             model=self.model,
             question=self.question,
             title=sec.title,
-            evidence=self.evidence(sec, s, 600),
+            evidence=self.evidence(sec),
             instructions=WRITER_SYSTEM,
             max_tokens=self.opts.max_tokens,
         )
@@ -906,31 +965,34 @@ class _Workflow:
         return {"status": RunStatus.SUCCEEDED.value, "stop_reason": "end_turn", "detail": None}
 
     async def check_section(self, sec: SectionState, s: ResearchState, written: _Written) -> SectionState:
-        """Take the drafter's text where it is usable, else the section's evidence; keep only
-        citations that resolve; make sure the section cites at least one source it has."""
+        """The section as the reader gets it: the drafter's sentences that the section's evidence
+        supports (each citing the source that supports it; citations of unknown numbers and
+        unsupported sentences dropped), then the evidence itself, one cited line per sentence."""
         ctx, o, ws = self.ctx, self.opts, self.ctx.workspace
         out = sec.model_copy(deep=True)
         prompt = self.writer_task(sec, s)
-        body = strip_scaffolding(_strip_heading(ws.read(sec.path)), prompt) if ws.exists(sec.path) else ""
-        origin = written.origin + "-file"
-        if len(body) < o.section_min_chars:
-            answer = strip_scaffolding(_strip_heading(written.output or ""), prompt)
-            if len(answer) >= o.section_min_chars:
-                body, origin = answer, written.origin + "-answer"
-            else:
-                body, origin = "", "evidence"
+        drafts = [
+            (strip_scaffolding(_strip_heading(ws.read(sec.path)), prompt) if ws.exists(sec.path) else "", "-file"),
+            (strip_scaffolding(_strip_heading(written.output or ""), prompt), "-answer"),
+        ]
+        picked = [Picked(Candidate(e.n, e.path, e.text), e.score) for e in sec.evidence]
         valid = set(range(1, len(s.sources) + 1))
-        body, kept, dropped = clean_citations(body, valid)
-        evidence = self.evidence(sec, s)
-        if not body.strip():
-            kq = next((k for k in s.key_questions if k.id == sec.key_question), None)
-            intro = f"What the archived sources say about: {kq.text if kq else self.question}"
-            body = intro + "\n\n" + "\n".join(f"- {e.extract} [{e.n}]" for e in evidence)
-            kept = [e.n for e in evidence]
-        elif not kept and evidence:
-            body += "\n\nEvidence: " + " ".join(f"{e.extract} [{e.n}]" for e in evidence[:2])
-            kept = [e.n for e in evidence[:2]]
-            origin += "+evidence"
+        prose, origin, cited = "", "evidence", []
+        dropped: list[int] = []
+        unsupported = 0
+        for text, label in drafts:
+            if len(text) < o.section_min_chars:
+                continue
+            text, _, bad = clean_citations(text, valid)
+            dropped += bad
+            grounded, cites, n_out = await asyncio.to_thread(ground, text, picked, self.meaning)
+            unsupported += n_out
+            if grounded:
+                prose, origin, cited = grounded, written.origin + label, cites
+                break
+        bullets = "\n".join(f"- {e.text} [{e.n}]" for e in sec.evidence)
+        body = f"{prose}\n\n{bullets}" if prose else bullets
+        kept = cited + [e.n for e in sec.evidence]
         ws.write(sec.path, f"# {sec.title}\n\n{body.strip()}\n")
         out.origin = origin
         out.chars = len(body.strip())
@@ -940,6 +1002,8 @@ class _Workflow:
             notes.append(f"drafter {written.stop_reason.value}: {written.detail}")
         if dropped:
             notes.append(f"dropped citations to unknown sources {sorted(set(dropped))}")
+        if unsupported:
+            notes.append(f"dropped {unsupported} drafted sentence(s) no evidence supports")
         out.detail = "; ".join(notes) or None
         out.status = TodoStatus.DONE if not origin.startswith("evidence") else TodoStatus.PARTIAL
         if written.status == RunStatus.BUDGET_EXHAUSTED and origin == "evidence":
