@@ -452,6 +452,30 @@ def cmd_ensemble_validate(args: argparse.Namespace) -> int:
     return EXIT_USAGE if bad else 0
 
 
+def cmd_corpus_add(args: argparse.Namespace) -> int:
+    """Index a folder as a named search corpus (``conclave.tools.search.add_corpus``)."""
+    from pathlib import Path
+
+    from conclave.config import load_settings
+    from conclave.tools.search import add_corpus
+
+    try:
+        info = add_corpus(args.name, Path(args.path), load_settings(args.config).tools.search)
+    except ValueError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        return EXIT_USAGE
+    if args.json:
+        _print_json(info.model_dump(mode="json"))
+    else:
+        dense = "with embeddings" if info.embedded else "BM25 only (install the cpu extra for embeddings)"
+        out.print(
+            f"corpus {info.name!r}: {info.passages} passages from {info.path}, {dense}, in {info.seconds:.1f} s; "
+            f"use it with --corpus {info.name}",
+            highlight=False,
+        )
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Benchmarks live in the repository's ``bench/`` package (not installed with the wheel)."""
     import subprocess
@@ -566,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
         k.set_defaults(fn=cmd_keys)
 
     b = sub.add_parser("bench", help="run a benchmark from a checkout (prints JSON, writes a PNG)")
-    b.add_argument("name", choices=["overhead", "scale", "ledger", "ensemble", "cpu_path"])
+    b.add_argument("name", choices=["overhead", "scale", "ledger", "ensemble", "cpu_path", "research"])
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(fn=cmd_bench)
 
@@ -575,6 +599,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("paths", nargs="+")
     e.add_argument("--json", action="store_true")
     e.set_defaults(fn=cmd_ensemble_validate)
+
+    corp = sub.add_parser("corpus", help="search corpora").add_subparsers(dest="corpus_cmd", required=True)
+    c = corp.add_parser("add", help="index a folder of .txt/.md/.rst/.html files as corpus NAME")
+    c.add_argument("name")
+    c.add_argument("path")
+    c.add_argument("--config", help="conclave.toml")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(fn=cmd_corpus_add)
     return p
 
 

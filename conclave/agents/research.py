@@ -64,7 +64,7 @@ from conclave.schema import Budget, RunStatus, StopReason, SubBudget, TaskSpec
 from conclave.tools._text import archive_source
 from conclave.tools.base import Tool, ToolContext, ToolError, execute
 from conclave.tools.registry import ToolRegistry, default_registry
-from conclave.tools.search import PYTHON_DOCS, SearchTool
+from conclave.tools.search import PYTHON_DOCS, SearchTool, known_corpora
 
 from .context import RunContext
 from .loop import AgentOptions, AgentSetup, run_agent_with
@@ -126,7 +126,8 @@ class ResearchOptions(BaseModel):
     corpus: str | None = Field(
         default=PYTHON_DOCS,
         max_length=100,
-        description="Local corpus searched (python-docs, or one configured in tools.search.corpora); "
+        description="Local corpus searched (python-docs, one in tools.search.corpora, or one added with "
+        "`conclave corpus add`); "
         "null for the deployment's hosted search provider.",
     )
     rounds: int = Field(default=2, ge=1, le=20, description="Context-builder rounds (fresh librarian each).")
@@ -231,8 +232,9 @@ def check(spec: TaskSpec) -> None:
     reg = default_registry()
     reg.check(spec.tools)
     search = reg.settings.search
-    if opts.corpus is not None and opts.corpus != PYTHON_DOCS and opts.corpus not in search.corpora:
-        known = ", ".join(sorted({PYTHON_DOCS, *search.corpora}))
+    folders = known_corpora(search)
+    if opts.corpus is not None and opts.corpus != PYTHON_DOCS and opts.corpus not in folders:
+        known = ", ".join(sorted({PYTHON_DOCS, *folders}))
         raise _spec_error("options.corpus", f"unknown corpus {opts.corpus!r}; available: {known}")
     if opts.corpus is None and search.provider == "local":
         raise _spec_error("options.corpus", "corpus null means the hosted search provider, and none is configured")
@@ -780,7 +782,7 @@ class _Workflow:
         out: dict[str, str] = {}
         for p in paths:
             title, _, body = read_source(ws, p)
-            cands = candidates(s.number(p), p, body)
+            cands = candidates(s.number(p), p, body, title)
             picked = allocate_evidence([query], cands, self.meaning, per_source)[0]
             if picked:
                 text = " ".join(x.candidate.text for x in sorted(picked, key=lambda x: cands.index(x.candidate)))
@@ -794,7 +796,8 @@ class _Workflow:
         pool: list[Candidate] = []
         for n, path in enumerate(s.sources, 1):
             if ws.exists(path):
-                pool += candidates(n, path, read_source(ws, path)[2])
+                title, _, body = read_source(ws, path)
+                pool += candidates(n, path, body, title)
         return pool
 
     def allocate(self, s: ResearchState, queries: list[str]) -> list[list[EvidenceLine]]:

@@ -124,22 +124,59 @@ def distinct_questions(question: str, known: Sequence[str], proposed: Sequence[s
 
 @dataclass(frozen=True)
 class Candidate:
-    """One sentence of an archived source: ``n`` is the source's citation number."""
+    """One sentence of an archived source: ``n`` is the source's citation number, ``context`` the
+    source's title and opening (what the sentence is about when it does not say so itself)."""
 
     n: int
     path: str
     text: str
+    context: str = ""
 
 
-def candidates(n: int, path: str, body: str) -> list[Candidate]:
-    """The prose sentences of a source, each one evidence candidate."""
-    out = []
+#: A sentence that starts like this leans on the one before it ("Otherwise, …", "This means …").
+_LEANS = re.compile(
+    r"^(Otherwise|This|These|That|Those|It|Its|They|Their|Such|However|Also|Then|If so|In (this|that|which) case)\b"
+)
+
+
+def candidates(n: int, path: str, body: str, title: str = "") -> list[Candidate]:
+    """The prose sentences of a source, each one evidence candidate; a sentence that leans on the
+    one before it is kept with it, so an extract does not lose what "this" or "otherwise" means."""
+    units: list[str] = []
     for s in prose_sentences(body):
         s = s.replace("[", "(").replace("]", ")")  # a bracket in a quote would read as a citation
+        if units and _LEANS.match(s) and len(units[-1]) + len(s) < _MAX_SENTENCE:
+            units[-1] = f"{units[-1]} {s}"
+        else:
+            units.append(s)
+    context = f"{title}\n{body[:1200]}".strip()
+    out = []
+    for s in units:
         if len(s) > _MAX_SENTENCE:
             s = s[: _MAX_SENTENCE - 1].rsplit(" ", 1)[0] + "…"
-        out.append(Candidate(n, path, s))
+        out.append(Candidate(n, path, s, context))
     return out
+
+
+#: A sentence's relevance: its own similarity to the question, and some of its source's.
+_OWN = 0.7
+
+
+def relevance(pool: Sequence[Candidate], queries: Sequence[str], meaning: Meaning) -> np.ndarray:
+    """``len(pool)`` × ``len(queries)`` relevance: a blend of each sentence's similarity to the
+    query and its source's (a sentence in the passage about the question outranks a like-worded
+    one elsewhere)."""
+    own = meaning.matrix([c.text for c in pool], list(queries))
+    contexts = list(dict.fromkeys(c.context for c in pool if c.context))
+    if not contexts:
+        return own
+    ctx = meaning.matrix(contexts, list(queries))
+    row = {c: i for i, c in enumerate(contexts)}
+    blended = own.copy()
+    for i, c in enumerate(pool):
+        if c.context:
+            blended[i] = _OWN * own[i] + (1 - _OWN) * ctx[row[c.context]]
+    return blended
 
 
 @dataclass(frozen=True)
@@ -170,7 +207,7 @@ def allocate_evidence(
         if key not in seen:
             seen.add(key)
             unique.append(c)
-    sims = meaning.matrix([c.text for c in unique], list(queries))
+    sims = relevance(unique, queries, meaning)
     order = sorted(range(len(unique)), key=lambda i: (-float(sims[i].max(initial=0.0)), i))
     chosen: list[list[Picked]] = [[] for _ in queries]
     kept_texts: list[str] = list(taken)

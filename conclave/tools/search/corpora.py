@@ -257,19 +257,20 @@ def python_docs_path(base: Path | None = None, html: Path | None = None) -> Path
     base = base or default_home() / "corpora"
     ver = f"{sys.version_info.major}.{sys.version_info.minor}"
     if html is None:
-        return base / f"python-docs-{ver}.json"
+        return base / f"python-docs-{ver}-v{_CORPUS_VERSION}.json"
     stamp = (html / "library" / "index.html").stat().st_mtime_ns
     tag = re.sub(r"[^a-z0-9]+", "-", str(html).lower()).strip("-")[-40:]
-    return base / f"python-docs-{ver}-html-{tag}-{stamp}.json"
+    return base / f"python-docs-{ver}-v{_CORPUS_VERSION}-html-{tag}-{stamp}.json"
 
 
 def _signature(obj: Any) -> str:
     import inspect
 
     try:
-        return str(inspect.signature(obj))
+        sig = str(inspect.signature(obj))
     except (TypeError, ValueError):
         return ""
+    return re.sub(r" at 0x[0-9a-f]+", "", sig)  # a default's repr with its address says nothing
 
 
 def _own_doc(cls: type, name: str, member: Any) -> str | None:
@@ -328,7 +329,10 @@ def _pydoc_passages() -> list[Passage]:
     warnings.simplefilter("ignore")
     passages: list[Passage] = []
     for name in sorted(topics):
-        passages += split_passages(f"Python language reference: {name}", f"{PYTHON_DOCS}/topic/{name}", topics[name])
+        text = topics[name]
+        head = re.match(r"\s*([^\n]{3,100})\n([*=~^-])\2{2,}\n", text)  # the topic's own heading
+        title = f"{head.group(1).strip()} (Python language reference)" if head else f"Python language reference: {name}"
+        passages += split_passages(title, f"{PYTHON_DOCS}/topic/{name}", text[head.end() :] if head else text)
     seen: set[int] = set()
     for name in sorted(sys.stdlib_module_names):
         if name.startswith("_") or name in _DENY:
