@@ -54,7 +54,7 @@ class Thresholds:
     heading: float  #: a section heading this close to its key question names it
 
 
-DENSE = Thresholds(same_question=0.82, relevant=0.30, supported=0.62, duplicate=0.90, heading=0.45)
+DENSE = Thresholds(same_question=0.75, relevant=0.30, supported=0.62, duplicate=0.90, heading=0.45)
 LEXICAL = Thresholds(same_question=0.75, relevant=0.18, supported=0.50, duplicate=0.80, heading=0.30)
 
 
@@ -158,6 +158,8 @@ def candidates(n: int, path: str, body: str, title: str = "") -> list[Candidate]
     return out
 
 
+#: Evidence for a question scores at least this share of the best candidate's score for it.
+RELATIVE = 0.6
 #: A sentence's relevance: its own similarity to the question, and some of its source's.
 _OWN = 0.7
 
@@ -208,6 +210,9 @@ def allocate_evidence(
             seen.add(key)
             unique.append(c)
     sims = relevance(unique, queries, meaning)
+    # relevant enough in absolute terms, and close to the best the sources have for that question:
+    # a question the sources barely answer gets few lines, not the leftovers of the others
+    floor = np.maximum(meaning.t.relevant, RELATIVE * sims.max(axis=0)) if len(unique) else np.zeros(len(queries))
     order = sorted(range(len(unique)), key=lambda i: (-float(sims[i].max(initial=0.0)), i))
     chosen: list[list[Picked]] = [[] for _ in queries]
     kept_texts: list[str] = list(taken)
@@ -217,6 +222,8 @@ def allocate_evidence(
         score = float(sims[i, best])
         if score < meaning.t.relevant:
             break  # ordered by best score: nothing after this is relevant either
+        if score < floor[best]:
+            continue
         if len(chosen[best]) >= per_section:
             continue
         text = unique[i].text

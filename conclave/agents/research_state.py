@@ -184,7 +184,8 @@ def parse_list(text: str, max_items: int, *, min_words: int = 2, max_chars: int 
         m = re.match(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+(.*\S)\s*$", raw)
         if not m:
             continue
-        item = re.sub(r"[*_`#]+", "", m.group(1)).strip().strip('"').strip()
+        # markdown emphasis and code marks go; an underscore inside a name (lru_cache) stays
+        item = re.sub(r"[*`#]+|(?<![A-Za-z0-9])_+|_+(?![A-Za-z0-9])", "", m.group(1)).strip().strip('"').strip()
         key = item.lower()
         if len(item.split()) < min_words or len(item) > max_chars or key in seen:
             continue
