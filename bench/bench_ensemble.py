@@ -36,7 +36,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from conclave.agents.context import RunContext
 from conclave.agents.ensemble import (
     EnsembleConfig,
     Executor,
@@ -47,15 +46,15 @@ from conclave.agents.ensemble import (
     validate_paths,
 )
 from conclave.agents.ensemble.search import Arch, SearchSpace, architecture_search
-from conclave.agents.ensemble.simjudge import EnsembleSim
-from conclave.budgets.ledger import Ledger
+from conclave.agents.runtime import RunEnv, open_run
 from conclave.budgets.pricing import Pricing
 from conclave.cluster.engines.sim import SimEngine
-from conclave.cluster.protocol import ChatMessage
 from conclave.cluster.router import LocalRouter
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
 from conclave.schema import TaskSpec
+from conclave.schema.chat import ChatMessage
+from conclave.testing.simjudge import EnsembleSim
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CORPUS = Path(os.environ.get("ARCHON_CONFIGS", "/work/shared/compat/archon-configs"))
@@ -81,28 +80,14 @@ def pick(max_calls: int, count: int) -> list[Path]:
     return [Path(c.path) for c in sorted(chosen, key=lambda c: (c.total_model_calls, c.path))]
 
 
-async def run_once(store: RunStore, cfg: EnsembleConfig, latency: float, sequential: bool) -> tuple[float, int]:
+async def run_once(store: RedisRunStore, cfg: EnsembleConfig, latency: float, sequential: bool) -> tuple[float, int]:
     engines = {m: EnsembleSim({"mode": "echo", "latency_s": latency}, name=m) for m in cfg.models()}
     router = LocalRouter(engines)
     spec = TaskSpec(kind="ensemble", input=QUESTION[0].text())
-    run, _, _ = await store.submit(spec)
+    run = (await store.submit(spec)).run
     entry = next(e for e in await store.read_new("bench", 100, 100) if e.rid == run.id)
     claim = await store.claim(run.id, owner="o", qid=entry.qid, worker="w", max_attempts=3)
-    ledger = Ledger(store.r, store.scripts, store.p, run.id, owner="o")
-    ctx = RunContext(
-        store=store,
-        run_id=run.id,
-        spec=spec,
-        owner="o",
-        attempt=claim.attempt,
-        steps={},
-        files={},
-        router=router,
-        pricing=Pricing(),
-        ledger=ledger,
-        default_model=None,
-        started_at=time.time(),
-    )
+    ctx = await open_run(store, run, owner="o", attempt=claim.attempt, env=RunEnv(router=router, pricing=Pricing()))
 
     async def step(key: str, fn: Any) -> LayerResult:
         return await ctx.step(key, fn, model=LayerResult)
@@ -114,7 +99,7 @@ async def run_once(store: RunStore, cfg: EnsembleConfig, latency: float, sequent
     return wall, sum(e.calls for e in engines.values())
 
 
-async def search_bench(store: RunStore, seeds: int) -> dict[str, Any]:
+async def search_bench(store: RedisRunStore, seeds: int) -> dict[str, Any]:
     """How often the search finds the known best architecture of a simulated task (see the module)."""
     gen = SimEngine(
         {"mode": "sample", "replies": [{"content": "so 42", "weight": 0.3}, {"content": "so 17", "weight": 0.7}]}
@@ -126,23 +111,10 @@ async def search_bench(store: RunStore, seeds: int) -> dict[str, Any]:
     best = Arch(generator="g", samples=8, verifier=True, judge="j")
     dev = [Problem(input=f"Item {i}: what is six times seven?", expected="42") for i in range(16)]
     spec = TaskSpec(kind="ensemble", input="architecture search bench")
-    run, _, _ = await store.submit(spec)
+    run = (await store.submit(spec)).run
     entry = next(e for e in await store.read_new("bench", 100, 100) if e.rid == run.id)
     claim = await store.claim(run.id, owner="o", qid=entry.qid, worker="w", max_attempts=3)
-    ctx = RunContext(
-        store=store,
-        run_id=run.id,
-        spec=spec,
-        owner="o",
-        attempt=claim.attempt,
-        steps={},
-        files={},
-        router=router,
-        pricing=Pricing(),
-        ledger=Ledger(store.r, store.scripts, store.p, run.id, owner="o"),
-        default_model=None,
-        started_at=time.time(),
-    )
+    ctx = await open_run(store, run, owner="o", attempt=claim.attempt, env=RunEnv(router=router, pricing=Pricing()))
     out: dict[str, Any] = {"dev_items": len(dev), "space_size": 32, "candidates_per_search": 20, "seeds": seeds}
     for method in ("bayes", "random"):
         found: list[int | None] = []
@@ -167,8 +139,8 @@ async def main(latency: float, count: int, max_calls: int, search_seeds: int = 0
     srv = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="bench-valkey-")))
     srv.start()
     redis = Redis.from_url(srv.url, decode_responses=True)
-    store = RunStore(redis, "bench")
-    await store.ensure_group()
+    store = RedisRunStore(redis, "bench")
+    await store.ready()
     rows = []
     try:
         # Warm up: Redis connections, Lua script loading, imports.

@@ -1,4 +1,4 @@
-"""Ledger throughput and overhead.
+"""RunLedger throughput and overhead.
 
 1. Reservations per second (reserve + commit through the step-commit script) from 1, 10 and 100
    concurrent agents on one run.
@@ -17,27 +17,29 @@ import time
 from redis.asyncio import Redis
 
 from bench._common import emit, plot, temp_valkey
-from conclave.budgets.ledger import Ledger
-from conclave.budgets.meter import Meter
+from conclave.agents.meter import Meter
+from conclave.budgets.caps import install_budget
 from conclave.budgets.pricing import Pricing
 from conclave.cluster.engines.sim import SimEngine
-from conclave.cluster.protocol import ChatRequest
 from conclave.cluster.router import LocalRouter
-from conclave.controller.store import PendingCommit, RunStore
+from conclave.controller.redis_store import RedisRunStore
+from conclave.core.ledger import RunLedger
+from conclave.core.pending import PendingCommit
 from conclave.schema import Budget, TaskSpec
+from conclave.schema.chat import ChatRequest
 
 BIG = 10**15
 
 
-async def _setup(url: str, prefix: str) -> tuple[RunStore, Ledger]:
+async def _setup(url: str, prefix: str) -> tuple[RedisRunStore, RunLedger]:
     r = Redis.from_url(url, decode_responses=True, max_connections=200)
-    store = RunStore(r, prefix, binary=Redis.from_url(url))
-    await store.ensure_group()
-    run, _, _ = await store.submit(TaskSpec(kind="chat", input="bench"))
+    store = RedisRunStore(r, prefix, binary=Redis.from_url(url))
+    await store.ready()
+    run = (await store.submit(TaskSpec(kind="chat", input="bench"))).run
     qid = (await store.read_new("bench", 10, 100))[0].qid
     await store.claim(run.id, owner="o", qid=qid, worker="bench", max_attempts=3)
-    ledger = Ledger(r, store.scripts, prefix, run.id, "o")
-    await ledger.set_caps(Budget(input_tokens=BIG, output_tokens=BIG, model_calls=BIG))
+    ledger = RunLedger(store, run.id, "o")
+    await install_budget(ledger, Budget(input_tokens=BIG, output_tokens=BIG, model_calls=BIG))
     return store, ledger
 
 
@@ -50,8 +52,8 @@ async def throughput(url: str, agents: int, seconds: float) -> float:
         nonlocal done
         while time.perf_counter() < end:
             res, _ = await ledger.reserve("run", {"input_tokens": 100, "output_tokens": 50, "model_calls": 1})
-            op = Ledger.commit_op(res, "run", {"input_tokens": 90, "output_tokens": 40, "model_calls": 1})
-            await store.commit(ledger.rid, ledger.owner, "", "", PendingCommit(ledger=[op]))
+            op = RunLedger.commit_op(res, "run", {"input_tokens": 90, "output_tokens": 40, "model_calls": 1})
+            await store.commit(ledger.rid, ledger.owner, PendingCommit(ledger=[op]))
             done += 1
 
     t0 = time.perf_counter()
@@ -60,11 +62,11 @@ async def throughput(url: str, agents: int, seconds: float) -> float:
 
 
 class _Sink:
-    def __init__(self, store: RunStore, ledger: Ledger) -> None:
+    def __init__(self, store: RedisRunStore, ledger: RunLedger) -> None:
         self.store, self.ledger = store, ledger
 
     async def ledger_op(self, op: dict) -> None:
-        await self.store.commit(self.ledger.rid, self.ledger.owner, "", "", PendingCommit(ledger=[op]))
+        await self.store.commit(self.ledger.rid, self.ledger.owner, PendingCommit(ledger=[op]))
 
 
 async def overhead(url: str, calls: int) -> dict[str, float]:
@@ -99,7 +101,7 @@ def main() -> None:
             ax.bar([str(k) for k in tput], list(tput.values()), color="#4c72b0"),
             ax.set_xlabel("concurrent agents"),
             ax.set_ylabel("reserve+commit per second"),
-            ax.set_title(f"Ledger throughput (metered sim call: {ov['ratio']:.2f}x a direct call)"),
+            ax.set_title(f"RunLedger throughput (metered sim call: {ov['ratio']:.2f}x a direct call)"),
         ),
     )
 

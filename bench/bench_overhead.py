@@ -38,7 +38,7 @@ def conclave_per_step(reps: int, steps: int, *, budget_awareness: bool) -> dict[
 
     from conclave.cluster.config import ModelSpec
     from conclave.config import Settings
-    from conclave.controller.store import RunStore
+    from conclave.controller.redis_store import RedisRunStore
     from conclave.controller.worker import Worker, local_router
     from conclave.schema import Budget, TaskSpec
     from conclave.tools import register_tool, tool
@@ -54,7 +54,7 @@ def conclave_per_step(reps: int, steps: int, *, budget_awareness: bool) -> dict[
 
     async def go(url: str) -> list[float]:
         r = Redis.from_url(url, decode_responses=True)
-        store = RunStore(r, prefix, binary=Redis.from_url(url))
+        store = RedisRunStore(r, prefix, binary=Redis.from_url(url))
         w = Worker(settings, local_router(settings), redis_url=url, name="bench")
         task = asyncio.ensure_future(w.run())
         per_step = []
@@ -70,7 +70,7 @@ def conclave_per_step(reps: int, steps: int, *, budget_awareness: bool) -> dict[
                 options=opts,
                 budget=budget,
             )
-            run, _, _ = await store.submit(spec)
+            run = (await store.submit(spec)).run
             while True:
                 got = await store.get(run.id)
                 assert got is not None

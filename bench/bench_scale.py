@@ -75,14 +75,14 @@ def _workers(url: str, prefix: str, n: int, concurrency: int, tmp: Path) -> list
 
 
 async def one_load(url: str, runs: int, workers: int) -> dict[str, Any]:
-    from conclave.controller.store import RunStore
+    from conclave.controller.redis_store import RedisRunStore
     from conclave.controller.worker import connect
     from conclave.schema import TaskSpec
 
     prefix = f"sc{runs}"
     r = connect(url)
-    store = RunStore(r, prefix, binary=connect(url, decode=False))
-    await store.ensure_group()
+    store = RedisRunStore(r, prefix, binary=connect(url, decode=False))
+    await store.ready()
     mem0 = int((await r.info("memory"))["used_memory"])
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     procs = _workers(url, prefix, workers, max(1, -(-runs // workers)), tmp)
@@ -100,7 +100,7 @@ async def one_load(url: str, runs: int, workers: int) -> dict[str, Any]:
     ids: list[str] = []
     for k in range(0, runs, 100):  # many clients submit at once, as they would against the API
         batch = await asyncio.gather(*(store.submit(spec) for _ in range(min(100, runs - k))))
-        ids += [b[0].id for b in batch]
+        ids += [b.run.id for b in batch]
     submitted = time.perf_counter() - t0
     peak_rss = [b[1] for b in base]
     done = 0

@@ -385,46 +385,31 @@ def cmd_models_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keystore(args: argparse.Namespace) -> Any:
-    from conclave.api.auth import KeyStore
-    from conclave.config import load_settings
-    from conclave.controller.worker import connect
-
-    settings = load_settings(args.config, redis_url=args.redis_url)
-    url = settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
-    return KeyStore(connect(url), settings.key_prefix)
-
-
 def cmd_keys(args: argparse.Namespace) -> int:
-    import asyncio
-
-    async def go() -> int:
-        ks = _keystore(args)
-        try:
-            if args.keys_cmd == "create":
-                new = await ks.create(args.tenant, args.name or "")
-                if args.json:
-                    _print_json(new)
-                else:
-                    out.print(f"key {new.info.id} for tenant {new.info.tenant}:\n{new.key}")
-                    out.print("[dim](shown once; only its hash is stored)[/]")
-            elif args.keys_cmd == "ls":
-                keys = await ks.list(args.tenant)
-                if args.json:
-                    _print_json([k.model_dump() for k in keys])
-                else:
-                    for k in keys:
-                        out.print(f"{k.id}  tenant={k.tenant}  name={k.name}  {'revoked' if k.revoked else 'active'}")
+    with _client(args) as c:
+        if args.keys_cmd == "create":
+            new = c.admin.create_key(args.tenant, name=args.name or "", admin=args.admin)
+            if args.json:
+                _print_json(new)
             else:
-                if not await ks.revoke(args.key_id):
-                    err.print(f"no key {args.key_id!r}")
-                    return EXIT_NOT_FOUND
-                out.print(f"revoked {args.key_id}")
-            return 0
-        finally:
-            await ks.r.aclose()
-
-    return asyncio.run(go())
+                out.print(f"key {new.info.id} for tenant {new.info.tenant}:\n{new.key}")
+                out.print("[dim](shown once; only its hash is stored)[/]")
+        elif args.keys_cmd == "ls":
+            keys = c.admin.list_keys(args.tenant)
+            if args.json:
+                _print_json([k.model_dump() for k in keys])
+            else:
+                for k in keys:
+                    role = " admin" if k.admin else ""
+                    state = "revoked" if k.revoked else "active"
+                    out.print(f"{k.id}  tenant={k.tenant}  name={k.name}  {state}{role}")
+        else:
+            key = c.admin.revoke_key(args.key_id)
+            if args.json:
+                _print_json(key)
+            else:
+                out.print(f"revoked {key.id}")
+    return 0
 
 
 def cmd_ensemble_validate(args: argparse.Namespace) -> int:
@@ -572,17 +557,16 @@ def build_parser() -> argparse.ArgumentParser:
     _client_opts(m)
     m.set_defaults(fn=cmd_models_ls)
 
-    keys = sub.add_parser("keys", help="API keys (admin; talks to Redis directly)").add_subparsers(
-        dest="keys_cmd", required=True
-    )
+    keys = sub.add_parser(
+        "keys", help="API keys (admin routes: an admin key, or CONCLAVE_ADMIN_KEY, when auth is on)"
+    ).add_subparsers(dest="keys_cmd", required=True)
     for name in ("create", "ls", "revoke"):
         k = keys.add_parser(name)
-        k.add_argument("--config")
-        k.add_argument("--redis-url")
-        k.add_argument("--json", action="store_true")
+        _client_opts(k)
         if name == "create":
             k.add_argument("--tenant", required=True)
             k.add_argument("--name")
+            k.add_argument("--admin", action="store_true", help="the key may manage keys and tenants")
         elif name == "ls":
             k.add_argument("--tenant")
         else:

@@ -12,20 +12,19 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from conclave.budgets.pricing import Pricing
 from conclave.cluster.config import ModelSpec
+from conclave.core.paths import default_home
+from conclave.schema.errors import format_validation_error
 from conclave.tools.settings import ToolSettings
 
-__all__ = ["ConfigError", "Settings", "load_settings", "default_home", "format_validation_error"]
+__all__ = ["ConfigError", "Settings", "default_home", "load_settings"]
 
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names where and what."""
-
-
-def default_home() -> Path:
-    return Path(os.environ.get("CONCLAVE_HOME", Path.home() / ".conclave")).expanduser()
 
 
 class Settings(BaseModel):
@@ -46,6 +45,9 @@ class Settings(BaseModel):
     lease_seconds: float = Field(default=15.0, gt=0, description="A worker's hold on a run.")
     max_attempts: int = Field(default=3, ge=1, description="Crashes before a run is dead-lettered.")
     auth: bool = Field(default=False, description="Require API keys.")
+    admin_key: SecretStr | None = Field(
+        default=None, description="Bootstrap admin secret (CONCLAVE_ADMIN_KEY): may create the first keys."
+    )
     default_model: str | None = Field(default=None, description="Model used when a task names none.")
     models: list[ModelSpec] = Field(default_factory=list, description="Served models; empty = the CPU default.")
     tools: ToolSettings = Field(
@@ -87,6 +89,10 @@ class Settings(BaseModel):
     def model_names(self) -> list[str]:
         return [m.name for m in self.models]
 
+    def pricing(self) -> Pricing:
+        """Token prices of the served models and call prices of the tools."""
+        return Pricing({m.name: m.price for m in self.models}, self.tools.prices)
+
     def resolved_default_model(self) -> str | None:
         if self.default_model:
             return self.default_model
@@ -105,22 +111,11 @@ _ENV = {
     "CONCLAVE_LEASE_SECONDS": "lease_seconds",
     "CONCLAVE_MAX_ATTEMPTS": "max_attempts",
     "CONCLAVE_AUTH": "auth",
+    "CONCLAVE_ADMIN_KEY": "admin_key",
     "CONCLAVE_DEFAULT_MODEL": "default_model",
     "CONCLAVE_RAY_ADDRESS": "ray_address",
     "CONCLAVE_KINDS": "kinds",
 }
-
-
-def format_validation_error(err: ValidationError, source: str | None = None) -> str:
-    """One line per problem: ``where: field.path: message (got value)``."""
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
-        got = e.get("input")
-        got_s = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-        prefix = f"{source}: " if source else ""
-        lines.append(f"{prefix}{loc}: {e['msg']}{got_s}")
-    return "\n".join(lines)
 
 
 def _config_path(explicit: str | os.PathLike[str] | None) -> Path | None:

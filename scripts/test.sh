@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install Conclave with its test extras into .venv and run the whole test suite:
-#   1. every test (unit, integration, gpu — the gpu ones skip without a GPU), slow soak/chaos tests included;
-#   2. the Redis-touching tests again against Debian's redis-server (installed with apt-get when possible).
+#   1. the import-layer contracts (lint-imports);
+#   2. every test (unit, conformance, integration, gpu — the gpu ones skip without a GPU), slow soak/chaos tests included;
+#   3. the Redis-touching tests again against Debian's redis-server (installed with apt-get when possible).
 # pip's wheel cache keeps the llama-cpp-python build, so only a machine's first install compiles it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,9 @@ if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[cpu,dev]'
 if ! command -v helm >/dev/null 2>&1 && [ -x scripts/install-helm.sh ]; then scripts/install-helm.sh || echo "helm not installed; the chart tests will say so"; fi
+
+echo "== the layers (import-linter: no upward imports, no cycles) =="
+.venv/bin/lint-imports
 
 echo "== the whole suite (bundled Valkey) =="
 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15

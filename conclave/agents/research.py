@@ -54,19 +54,18 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from conclave.budgets.ledger import BudgetExhausted, limit_label
-from conclave.budgets.meter import Meter
+from conclave.budgets.caps import install_budget
 from conclave.budgets.pricing import PICO
-from conclave.cluster.engine import EngineError, ModelNotFound
-from conclave.cluster.protocol import ChatMessage, ChatRequest
-from conclave.controller.kinds import Outcome, RunKind
+from conclave.core.context import Metered, RunContext
+from conclave.core.kinds import Outcome, RunKind
+from conclave.core.ledger import BudgetExhausted, limit_label
 from conclave.schema import Budget, RunStatus, StopReason, SubBudget, TaskSpec
+from conclave.schema.chat import ChatMessage, ChatRequest, EngineError, ModelNotFound
 from conclave.tools._text import archive_source
 from conclave.tools.base import Tool, ToolContext, ToolError, execute
 from conclave.tools.registry import ToolRegistry, default_registry
 from conclave.tools.search import PYTHON_DOCS, SearchTool, known_corpora
 
-from .context import RunContext
 from .loop import AgentOptions, AgentSetup, run_agent_with
 from .research_evidence import Candidate, Meaning, Picked, allocate_evidence, candidates, distinct_questions, ground
 from .research_state import (
@@ -88,7 +87,6 @@ from .research_state import (
     source_ids,
     strip_scaffolding,
 )
-from .workspace import load_workspace
 
 __all__ = [
     "DraftRequest",
@@ -204,7 +202,7 @@ class EnsembleDrafter(Protocol):
     ``BudgetExhausted`` or ``EngineError``; the section is then written from its evidence.
     """
 
-    def __call__(self, ctx: RunContext, request: DraftRequest, *, meter: Meter) -> Awaitable[str]: ...
+    def __call__(self, ctx: RunContext, request: DraftRequest, *, meter: Metered) -> Awaitable[str]: ...
 
 
 def ensemble_drafter() -> EnsembleDrafter | None:
@@ -306,7 +304,7 @@ class _Workflow:
         self.meaning = Meaning()
 
     # -- helpers ---------------------------------------------------------------------------------
-    def meter(self, scope: str, stage: str, agent: str) -> Meter:
+    def meter(self, scope: str, stage: str, agent: str) -> Metered:
         return self.ctx.scoped(scope, stage=stage, agent=agent)
 
     def agent_options(self, max_steps: int) -> AgentOptions:
@@ -341,7 +339,7 @@ class _Workflow:
         previous = ws.read("index.md") if ws.exists("index.md") else ""
         ws.write("index.md", render_index(s, previous))
 
-    async def call_model(self, meter: Meter, prompt: str, max_tokens: int, who: str) -> str:
+    async def call_model(self, meter: Metered, prompt: str, max_tokens: int, who: str) -> str:
         """One planning call (planner, outliner). ``ModelNotFound`` is fatal; the caller handles a
         refused budget or a failed call by falling back."""
         request = ChatRequest(
@@ -382,7 +380,7 @@ class _Workflow:
                 problem = f"run {o.continue_from} is still {prev.status.value}; continue it once it has finished"
             if problem:
                 return Outcome(status=RunStatus.FAILED, stop_reason=StopReason.ERROR, detail=problem)
-        await ctx.ledger.set_caps(stage_budget(ctx.spec.budget, o.build_share))
+        await install_budget(ctx.ledger, stage_budget(ctx.spec.budget, o.build_share))
         try:
             state = await ctx.step("research/start", self.start, model=ResearchState)
             state = await ctx.step("research/build/plan", functools.partial(self.plan, state), model=ResearchState)
@@ -398,7 +396,7 @@ class _Workflow:
             state = await ctx.step(
                 "research/write/outline", functools.partial(self.outline, state), model=ResearchState
             )
-            await ctx.ledger.set_caps(stage_budget(ctx.spec.budget, o.build_share, len(state.sections)))
+            await install_budget(ctx.ledger, stage_budget(ctx.spec.budget, o.build_share, len(state.sections)))
             results = await asyncio.gather(
                 *(self.section(sec, state) for sec in state.sections), return_exceptions=True
             )
@@ -427,7 +425,7 @@ class _Workflow:
         s = ResearchState(question=self.question)
         copied = 0
         if o.continue_from:
-            files = await load_workspace(ctx.store.rb, ctx.store.p, o.continue_from)
+            files = await ctx.store.load_workspace(o.continue_from)
             for path, data in sorted(files.items()):
                 if path.startswith("sections/"):
                     continue  # the report is rewritten; stale drafts would pass for new ones
@@ -947,7 +945,7 @@ class _Workflow:
             )
             return checked
 
-    async def draft(self, sec: SectionState, s: ResearchState, meter: Meter) -> dict[str, Any]:
+    async def draft(self, sec: SectionState, s: ResearchState, meter: Metered) -> dict[str, Any]:
         assert self.drafter is not None and self.ensemble is not None
         request = DraftRequest(
             ensemble=self.ensemble,

@@ -20,11 +20,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from conclave.core.workspace import Workspace
 from conclave.tools._text import slug
 from conclave.tools.search.text import prose_sentences, terms
 
 from .research_evidence import near_copy
-from .workspace import Workspace
 
 __all__ = [
     "SOURCES_DIR",

@@ -1,27 +1,42 @@
-"""The HTTP API: runs, their events (SSE), cost, and — mounted by the ingress — the OpenAI-compatible
-chat endpoint. The app holds no state of its own: everything is in Redis, so any replica answers
-any request.
+"""The HTTP API: runs, their events (SSE), cost, workspaces, the admin routes, and — mounted by the
+ingress — the OpenAI-compatible chat endpoint.
+
+HTTP wiring only: every route translates a request into one ``RunService`` call and its answer (or
+``ServiceError``) into a response. The app holds no state of its own: everything is in the run store, so
+any replica answers any request.
 """
 
 import logging
-import mimetypes
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel
+from fastapi.responses import JSONResponse
+from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
-from conclave import telemetry
-from conclave.agents.workspace import PathError, Workspace, confine, load_workspace, workspace_tarball
-from conclave.api.auth import KeyStore
-from conclave.api.errors import ApiError, ErrorResponse, install_error_handlers
 from conclave.config import Settings
-from conclave.controller.kinds import register_kinds, validate_spec
-from conclave.controller.store import RunStore, spec_hash
-from conclave.schema import Cost, Event, Run, RunPage, RunStatus, TaskSpec
-from conclave.tools import configure as configure_tools
+from conclave.controller.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
+from conclave.controller.service import RunService
+from conclave.controller.setup import configure_runtime
+from conclave.core import telemetry
+from conclave.core.store import RunStore
+from conclave.schema import (
+    ApiKey,
+    CancelResponse,
+    Cost,
+    Event,
+    NewKey,
+    NewKeyRequest,
+    Run,
+    RunPage,
+    RunStatus,
+    TaskSpec,
+    WorkspaceListing,
+)
+
+from .auth import Caller, admin_dependency, caller_dependency
+from .errors import ApiError, ErrorResponse, install_error_handlers
 
 __all__ = ["Services", "create_app"]
 
@@ -31,173 +46,110 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse},
+    403: {"model": ErrorResponse},
     404: {"model": ErrorResponse},
     409: {"model": ErrorResponse},
     422: {"model": ErrorResponse},
     503: {"model": ErrorResponse},
 }
 
+_STATUS: dict[type[ServiceError], int] = {NotFound: 404, Conflict: 409, InvalidInput: 422, Forbidden: 403}
+
 
 class Services:
-    """Connections the API needs, opened lazily in the serving process (Serve replicas pickle the
-    app builder, not live sockets)."""
+    """The service the routes call, opened lazily in the serving process (Serve replicas pickle the app
+    builder, not live sockets). A test or an embedding can hand in a ready store instead of a URL."""
 
-    def __init__(self, settings: Settings, redis_url: str) -> None:
+    def __init__(self, settings: Settings, redis_url: str | None = None, *, store: RunStore | None = None) -> None:
         self.settings = settings
         self.redis_url = redis_url
-        self._store: RunStore | None = None
-        register_kinds(settings.kinds)
-        configure_tools(settings.tools)  # submit-time checks need to know the MCP servers
+        self._store = store
+        self._service: RunService | None = None
+        configure_runtime(settings)  # submit-time checks need the kinds and the MCP servers
 
     @property
-    def store(self) -> RunStore:
-        if self._store is None:
-            from conclave.controller.worker import connect
+    def service(self) -> RunService:
+        if self._service is None:
+            if self._store is None:
+                from conclave.controller.redis_store import RedisRunStore
+                from conclave.controller.worker import connect
 
-            self._store = RunStore(
-                connect(self.redis_url), self.settings.key_prefix, binary=connect(self.redis_url, decode=False)
-            )
-        return self._store
-
-    @property
-    def keys(self) -> KeyStore:
-        return KeyStore(self.store.r, self.settings.key_prefix)
+                if not self.redis_url:
+                    raise RuntimeError("the API needs a run store or a Redis URL")
+                url = self.redis_url
+                self._store = RedisRunStore(connect(url), self.settings.key_prefix, binary=connect(url, decode=False))
+            self._service = RunService(self._store, self.settings)
+        return self._service
 
     async def close(self) -> None:
-        if self._store is not None:
-            await self._store.r.aclose()
-            await self._store.rb.aclose()
+        if self._store is not None and self.redis_url:
+            await self._store.close()
             self._store = None
-
-
-class WorkspaceFile(BaseModel):
-    path: str
-    size: int
-    lines: int
-
-
-class WorkspaceListing(BaseModel):
-    run_id: str
-    files: list[WorkspaceFile]
-    total_bytes: int
-
-
-class CancelResult(BaseModel):
-    run: Run
-    result: str
-
-
-def _bearer(authorization: str | None, x_api_key: str | None) -> str | None:
-    if x_api_key:
-        return x_api_key.strip()
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
-    return None
-
-
-def tenant_dependency(services: Services) -> Callable[..., Any]:
-    async def tenant(
-        authorization: Annotated[str | None, Header()] = None,
-        x_api_key: Annotated[str | None, Header()] = None,
-    ) -> str:
-        if not services.settings.auth:
-            return "default"
-        secret = _bearer(authorization, x_api_key)
-        if not secret:
-            raise ApiError(401, "unauthorized", "an API key is required: send 'Authorization: Bearer <key>'")
-        info = await services.keys.lookup(secret)
-        if info is None:
-            raise ApiError(401, "unauthorized", "the API key is not valid (unknown or revoked)")
-        return info.tenant
-
-    return tenant
+            self._service = None
 
 
 def runs_router(services: Services) -> APIRouter:
     r = APIRouter(prefix="/v1", tags=["runs"], responses=ERRORS)
-    Tenant = Annotated[str, Depends(tenant_dependency(services))]
-
-    async def _get(run_id: str, tenant: str) -> Run:
-        run = await services.store.get(run_id, tenant=tenant)
-        if run is None:
-            raise ApiError(404, "run_not_found", f"no run {run_id!r}")
-        return run
+    CallerDep = Annotated[Caller, Depends(caller_dependency(lambda: services.service))]
 
     @r.post("/runs", response_model=Run, status_code=201, summary="Submit a task")
     async def submit(
         spec: TaskSpec,
         response: Response,
-        tenant: Tenant,
+        caller: CallerDep,
         idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
     ) -> Run:
         """Queue a run. With an ``Idempotency-Key`` header (or ``idempotency_key`` in the body) a
         repeated submission returns the first run (200) instead of creating another."""
-        if idempotency_key:
-            spec = spec.model_copy(update={"idempotency_key": idempotency_key})
-        validate_spec(spec, services.settings.model_names())
-        run, created, h = await services.store.submit(spec, tenant=tenant, trace=telemetry.carrier())
+        run, created = await services.service.submit(
+            spec, tenant=caller.tenant, idempotency_key=idempotency_key, trace=telemetry.carrier()
+        )
         if not created:
-            if h != spec_hash(spec):
-                raise ApiError(
-                    409,
-                    "idempotency_conflict",
-                    f"idempotency key {spec.idempotency_key!r} was used for a different task (run {run.id})",
-                )
             response.status_code = 200
-        else:
-            await services.store.durable()
         return run
 
     @r.get("/runs", response_model=RunPage, summary="List runs, newest first")
     async def list_runs(
-        tenant: Tenant,
+        caller: CallerDep,
         status: RunStatus | None = None,
+        kind: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Query(pattern=r"^\d+:[A-Za-z0-9_]+$")] = None,
     ) -> RunPage:
-        return await services.store.list_runs(tenant=tenant, status=status, limit=limit, cursor=cursor)
+        return await services.service.list_runs(
+            tenant=caller.tenant, status=status, kind=kind, limit=limit, cursor=cursor
+        )
 
     @r.get("/runs/{run_id}", response_model=Run, summary="Get a run")
-    async def get_run(run_id: str, tenant: Tenant) -> Run:
-        return await _get(run_id, tenant)
+    async def get_run(run_id: str, caller: CallerDep) -> Run:
+        return await services.service.get(run_id, tenant=caller.tenant)
 
     @r.get("/runs/{run_id}/cost", response_model=Cost, summary="A run's cost breakdown")
-    async def get_cost(run_id: str, tenant: Tenant) -> Cost:
-        run = await _get(run_id, tenant)
-        if run.cost is not None:
-            return run.cost
-        from conclave.budgets.ledger import Ledger
+    async def get_cost(run_id: str, caller: CallerDep) -> Cost:
+        return await services.service.cost(run_id, tenant=caller.tenant)
 
-        store = services.store
-        return await Ledger(store.r, store.scripts, store.p, run_id).cost()
-
-    @r.post("/runs/{run_id}/cancel", response_model=CancelResult, status_code=202, summary="Cancel a run")
-    async def cancel(run_id: str, tenant: Tenant) -> CancelResult:
+    @r.post("/runs/{run_id}/cancel", response_model=CancelResponse, status_code=202, summary="Cancel a run")
+    async def cancel(run_id: str, caller: CallerDep) -> CancelResponse:
         """A queued run is cancelled at once; a running one is told within a second and ends with
         its partial result. Cancelling a finished run changes nothing."""
-        result = await services.store.cancel(run_id, tenant=tenant)
-        if result == "missing":
-            raise ApiError(404, "run_not_found", f"no run {run_id!r}")
-        return CancelResult(run=await _get(run_id, tenant), result=result)
+        return await services.service.cancel(run_id, tenant=caller.tenant)
 
     @r.get(
         "/runs/{run_id}/events",
         summary="Stream a run's events (Server-Sent Events)",
-        response_class=StreamingResponse,
+        response_class=EventSourceResponse,
         responses={200: {"content": {"text/event-stream": {}}}},
     )
     async def events(
         run_id: str,
-        request: Request,
-        tenant: Tenant,
+        caller: CallerDep,
         last_event_id: Annotated[str | None, Header()] = None,
         after: Annotated[int | None, Query(ge=0, description="Resume after this event id.")] = None,
         follow: bool = True,
-    ) -> StreamingResponse:
+    ) -> EventSourceResponse:
         """Each event is ``id: <n>``, ``event: <type>``, ``data: <Event JSON>``. Reconnect with
         ``Last-Event-ID`` (or ``?after=``) to resume exactly after that event. The stream ends after
         ``run.finished`` (or at once with ``follow=false``)."""
-        await _get(run_id, tenant)
         start = after
         if start is None and last_event_id:
             try:
@@ -206,23 +158,15 @@ def runs_router(services: Services) -> APIRouter:
                 raise ApiError(
                     422, "invalid_request", f"Last-Event-ID: expected an event id, got {last_event_id!r}"
                 ) from None
-        return StreamingResponse(
-            _sse(services.store, run_id, start or 0, follow, request),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        stream = await services.service.events(run_id, tenant=caller.tenant, after=start or 0, follow=follow)
+        return EventSourceResponse(
+            _sse(stream), ping=15, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
 
     @r.get("/runs/{run_id}/workspace", response_model=WorkspaceListing, summary="List a run's workspace")
-    async def workspace_list(run_id: str, tenant: Tenant) -> WorkspaceListing:
+    async def workspace_list(run_id: str, caller: CallerDep) -> WorkspaceListing:
         """Every file of the run's committed workspace, with sizes and line counts."""
-        await _get(run_id, tenant)
-        files = await load_workspace(services.store.rb, services.store.p, run_id)
-        entries = Workspace(files).entries("", recursive=True) if files else []
-        return WorkspaceListing(
-            run_id=run_id,
-            files=[WorkspaceFile(path=e.path, size=e.size, lines=e.lines) for e in entries if not e.is_dir],
-            total_bytes=sum(len(v) for v in files.values()),
-        )
+        return await services.service.workspace(run_id, tenant=caller.tenant)
 
     @r.get(
         "/runs/{run_id}/workspace.tar.gz",
@@ -230,11 +174,10 @@ def runs_router(services: Services) -> APIRouter:
         response_class=Response,
         responses={200: {"content": {"application/gzip": {}}}},
     )
-    async def workspace_tar(run_id: str, tenant: Tenant) -> Response:
-        await _get(run_id, tenant)
-        files = await load_workspace(services.store.rb, services.store.p, run_id)
+    async def workspace_tar(run_id: str, caller: CallerDep) -> Response:
+        data = await services.service.workspace_tarball(run_id, tenant=caller.tenant)
         return Response(
-            workspace_tarball(files),
+            data,
             media_type="application/gzip",
             headers={"Content-Disposition": f'attachment; filename="{run_id}-workspace.tar.gz"'},
         )
@@ -245,57 +188,48 @@ def runs_router(services: Services) -> APIRouter:
         response_class=Response,
         responses={200: {"content": {"application/octet-stream": {}}}},
     )
-    async def workspace_file(run_id: str, path: str, tenant: Tenant) -> Response:
-        await _get(run_id, tenant)
-        try:
-            p = confine(path)
-        except PathError as e:
-            raise ApiError(
-                422, "invalid_path", str(e), [{"field": "path", "message": str(e), "value": path[:120]}]
-            ) from None
-        data = await services.store.rb.hget(f"{services.store.run_key(run_id)}:ws", p)
-        if data is None:
-            raise ApiError(404, "file_not_found", f"no file {p!r} in the workspace of run {run_id}")
-        media = mimetypes.guess_type(p)[0] or ("text/markdown" if p.endswith(".md") else "application/octet-stream")
-        if media.startswith("text/"):
-            media += "; charset=utf-8"
-        return Response(bytes(data), media_type=media)
+    async def workspace_file(run_id: str, path: str, caller: CallerDep) -> Response:
+        data, media = await services.service.workspace_file(run_id, path, tenant=caller.tenant)
+        return Response(data, media_type=media)
 
     return r
 
 
-def format_sse(e: Event) -> str:
-    return f"id: {e.id}\nevent: {e.type}\ndata: {e.model_dump_json()}\n\n"
+def admin_router(services: Services) -> APIRouter:
+    r = APIRouter(prefix="/v1/admin", tags=["admin"], responses=ERRORS)
+    AdminDep = Annotated[Caller, Depends(admin_dependency(lambda: services.service))]
+
+    @r.post("/keys", response_model=NewKey, status_code=201, summary="Create an API key")
+    async def create_key(body: NewKeyRequest, _: AdminDep) -> NewKey:
+        """The secret is in the answer once; only its hash is stored."""
+        return await services.service.create_key(body.tenant, name=body.name, admin=body.admin)
+
+    @r.get("/keys", response_model=list[ApiKey], summary="List API keys")
+    async def list_keys(
+        _: AdminDep, tenant: Annotated[str | None, Query(min_length=1, max_length=64)] = None
+    ) -> list[ApiKey]:
+        return await services.service.list_keys(tenant)
+
+    @r.post("/keys/{key_id}/revoke", response_model=ApiKey, summary="Revoke an API key")
+    async def revoke_key(key_id: str, _: AdminDep) -> ApiKey:
+        return await services.service.revoke_key(key_id)
+
+    return r
 
 
-async def _sse(store: RunStore, rid: str, after: int, follow: bool, request: Request) -> AsyncIterator[str]:
-    last = after
-    idle = 0.0
-    while True:
-        batch = await store.events(rid, after=last, count=500, block_ms=1000 if follow else None)
-        for e in batch:
-            last = e.id
-            yield format_sse(e)
-            if e.type == "run.finished":
-                return
-        if not follow and len(batch) < 500:
-            return
-        if batch:
-            idle = 0.0
-            continue
-        if await request.is_disconnected():
-            return
-        idle += 1.0
-        if idle >= 15:
-            idle = 0.0
-            yield ": keep-alive\n\n"
-        run = await store.get(rid)
-        if run is not None and run.status.terminal and run.last_event_id <= last:
-            return
+async def _sse(stream: AsyncIterator[Event]) -> AsyncIterator[ServerSentEvent]:
+    async for e in stream:
+        yield ServerSentEvent(data=e.model_dump_json(), event=e.type, id=str(e.id))
 
 
-def create_app(settings: Settings, redis_url: str, *, extra_routers: list[APIRouter] | None = None) -> FastAPI:
-    services = Services(settings, redis_url)
+def create_app(
+    settings: Settings,
+    redis_url: str | None = None,
+    *,
+    store: RunStore | None = None,
+    extra_routers: list[APIRouter] | None = None,
+) -> FastAPI:
+    services = Services(settings, redis_url, store=store)
     telemetry.setup_telemetry("conclave-api")
 
     @asynccontextmanager
@@ -311,6 +245,16 @@ def create_app(settings: Settings, redis_url: str, *, extra_routers: list[APIRou
     )
     app.state.services = services
     install_error_handlers(app)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        details = None
+        if isinstance(exc, InvalidInput):
+            details = [{"field": exc.field, "message": exc.message, "value": exc.value}]
+        status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
+        return JSONResponse(
+            status_code=status, content={"error": {"code": exc.code, "message": exc.message, "details": details}}
+        )
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -330,12 +274,13 @@ def create_app(settings: Settings, redis_url: str, *, extra_routers: list[APIRou
         return await call_next(request)
 
     app.include_router(runs_router(services))
+    app.include_router(admin_router(services))
     for router in extra_routers or []:
         app.include_router(router)
 
     @app.get("/healthz", tags=["service"], summary="Liveness and queue depth")
     async def healthz() -> dict[str, Any]:
-        depth = await services.store.queue_depth()
-        return {"status": "ok", "queue": depth}
+        depth = await services.service.queue_depth()
+        return {"status": "ok", "queue": {"waiting": depth.waiting, "in_flight": depth.in_flight}}
 
     return app

@@ -1,75 +1,73 @@
-"""API keys: bearer tokens, stored only as SHA-256 hashes, each belonging to one tenant.
+"""Who is calling: API keys (Bearer or ``x-api-key``), each belonging to one tenant.
 
-A tenant sees only its own runs; another tenant's run is a 404 (its existence is not revealed).
-With auth off (local ``conclave up`` by default) every request is tenant ``default``.
+With auth on, every route but the public allow-list needs a key; a tenant sees only its own runs (another
+tenant's run is a 404: its existence is not revealed). Admin routes need an admin key — a key created with
+``admin=True``, or the deployment's bootstrap ``admin_key`` (a secret from the environment / the chart's
+Secret), which is how the first keys are made. With auth off (local ``conclave up`` by default) every
+request is tenant ``default`` and may administer.
 """
 
-from __future__ import annotations
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-import hashlib
-import json
-import secrets
-import time
-from typing import Any
+from fastapi import Depends, Header
 
-from pydantic import BaseModel, Field
-from redis.asyncio import Redis
+from conclave.controller.service import RunService
 
-__all__ = ["ApiKey", "KeyStore", "hash_key"]
+from .errors import ApiError
 
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+__all__ = ["Caller", "admin_dependency", "bearer_secret", "caller_dependency"]
 
 
-class ApiKey(BaseModel):
-    id: str
+@dataclass(frozen=True)
+class Caller:
     tenant: str
-    name: str = ""
-    created_at: float
-    revoked: bool = False
+    key_id: str | None = None
+    admin: bool = False
 
 
-class NewKey(BaseModel):
-    key: str = Field(description="The secret; shown once, stored only as a hash.")
-    info: ApiKey
+def bearer_secret(authorization: str | None, x_api_key: str | None) -> str | None:
+    if x_api_key:
+        return x_api_key.strip()
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
 
 
-class KeyStore:
-    def __init__(self, redis: Redis, prefix: str) -> None:
-        self.r = redis
-        self.key = f"{prefix}:apikeys"  # hash of key → record
-        self.ids = f"{prefix}:apikey_ids"  # id → hash of key
+def caller_dependency(service: Callable[[], RunService]) -> Callable[..., Any]:
+    """A FastAPI dependency resolving the caller (401 without a valid key when auth is on)."""
 
-    async def create(self, tenant: str, name: str = "") -> NewKey:
-        secret = "cvk_" + secrets.token_urlsafe(32)
-        info = ApiKey(id="key_" + secrets.token_hex(6), tenant=tenant, name=name, created_at=time.time())
-        h = hash_key(secret)
-        async with self.r.pipeline(transaction=True) as p:
-            p.hset(self.key, h, info.model_dump_json())
-            p.hset(self.ids, info.id, h)
-            await p.execute()
-        return NewKey(key=secret, info=info)
+    async def caller(
+        authorization: Annotated[str | None, Header()] = None,
+        x_api_key: Annotated[str | None, Header()] = None,
+    ) -> Caller:
+        svc = service()
+        settings = svc.settings
+        if not settings.auth:
+            return Caller(tenant="default", admin=True)
+        secret = bearer_secret(authorization, x_api_key)
+        if not secret:
+            raise ApiError(401, "unauthorized", "an API key is required: send 'Authorization: Bearer <key>'")
+        boot = settings.admin_key.get_secret_value() if settings.admin_key else None
+        if boot and hmac.compare_digest(secret.encode(), boot.encode()):
+            return Caller(tenant="default", key_id="admin_key", admin=True)
+        info = await svc.authenticate(secret)
+        if info is None:
+            raise ApiError(401, "unauthorized", "the API key is not valid (unknown or revoked)")
+        return Caller(tenant=info.tenant, key_id=info.id, admin=info.admin)
 
-    async def lookup(self, secret: str) -> ApiKey | None:
-        raw = await self.r.hget(self.key, hash_key(secret))
-        if not raw:
-            return None
-        info = ApiKey.model_validate_json(raw)
-        return None if info.revoked else info
+    return caller
 
-    async def list(self, tenant: str | None = None) -> list[ApiKey]:
-        rows = [ApiKey.model_validate_json(v) for v in (await self.r.hgetall(self.key)).values()]
-        return sorted((k for k in rows if tenant is None or k.tenant == tenant), key=lambda k: k.created_at)
 
-    async def revoke(self, key_id: str) -> bool:
-        h = await self.r.hget(self.ids, key_id)
-        if not h:
-            return False
-        raw = await self.r.hget(self.key, h)
-        if not raw:
-            return False
-        data: dict[str, Any] = json.loads(raw)
-        data["revoked"] = True
-        await self.r.hset(self.key, h, json.dumps(data))
-        return True
+def admin_dependency(service: Callable[[], RunService]) -> Callable[..., Any]:
+    """Like ``caller_dependency``, and 403 unless the caller may administer."""
+    resolve = caller_dependency(service)
+
+    async def admin(caller: Annotated[Caller, Depends(resolve)]) -> Caller:
+        if not caller.admin:
+            raise ApiError(403, "forbidden", "this route needs an admin key")
+        return caller
+
+    return admin

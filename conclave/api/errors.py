@@ -7,7 +7,7 @@ a message, never a traceback.
 from __future__ import annotations
 
 import logging
-import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,7 +18,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from conclave.controller.kinds import SpecError
+from conclave.core.kinds import SpecError
+from conclave.schema.errors import FieldProblem, field_problems, format_problems, short_value
 
 __all__ = ["ApiError", "ErrorBody", "ErrorResponse", "install_error_handlers", "describe_errors"]
 
@@ -48,32 +49,11 @@ def _json(status: int, code: str, message: str, details: list[dict[str, Any]] | 
     return JSONResponse(status_code=status, content={"error": {"code": code, "message": message, "details": details}})
 
 
-def _short(value: Any) -> Any:
-    """A JSON-safe, bounded echo of the offending value (bodies may hold bytes or be huge)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, (bool, int, float)) or value is None:
-        return value
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-def describe_errors(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
-    """Pydantic/FastAPI errors → one readable sentence and per-field details."""
-    details = []
-    for e in errors:
-        loc = [str(x) for x in e.get("loc", ()) if x not in ("body",)]
-        field = ".".join(loc) or "body"
-        item: dict[str, Any] = {"field": field, "message": e.get("msg", "invalid")}
-        if e.get("type") == "extra_forbidden":
-            item["message"] = f"unknown field {loc[-1]!r}" if loc else "unknown field"
-        if "input" in e and e.get("type") != "missing":
-            item["value"] = _short(e["input"])
-        details.append(item)
-    message = "; ".join(
-        f"{d['field']}: {d['message']}" + (f" (got {d['value']!r})" if "value" in d else "") for d in details[:5]
-    )
-    return message or "invalid request", details
+def describe_errors(errors: ValidationError | Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """Validation errors → one readable sentence and per-field details (``field``, ``message``, ``value``)."""
+    problems = field_problems(errors)
+    details = [p.model_dump(exclude_none=True) for p in problems]
+    return format_problems(problems[:5]).replace("\n", "; ") or "invalid request", details
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -88,15 +68,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ValidationError)
     async def _pyd(_: Request, exc: ValidationError) -> JSONResponse:
-        message, details = describe_errors(list(exc.errors()))
+        message, details = describe_errors(exc)
         return _json(422, "invalid_request", message, details)
 
     @app.exception_handler(SpecError)
     async def _spec(_: Request, exc: SpecError) -> JSONResponse:
-        d: dict[str, Any] = {"field": exc.field, "message": exc.message}
-        if exc.value is not None:
-            d["value"] = _short(exc.value)
-        return _json(422, "invalid_task", str(exc), [d])
+        d = FieldProblem(field=exc.field, message=exc.message, value=short_value(exc.value))
+        return _json(422, "invalid_task", str(exc), [d.model_dump(exclude_none=True)])
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

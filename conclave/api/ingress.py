@@ -57,22 +57,21 @@ class _NoRunSink:
     """Chat completions through the OpenAI endpoint belong to no run, so there is no run ledger to
     charge; the usage is returned to the caller in the response instead."""
 
-    async def ledger_op(self, op: dict[str, Any]) -> None:
+    async def ledger_op(self, op: Any) -> None:
         return None
 
 
 def make_ensemble_chat(settings: Settings, get_router: Callable[[], Any]) -> Callable[[str, Any], Awaitable[Any]]:
     """``model="ensemble/<name>"`` on the OpenAI endpoint: run the named ensemble over the served models."""
     from conclave.agents.ensemble import ensemble_chat
-    from conclave.budgets.ledger import Ledger
-    from conclave.budgets.meter import Meter
-    from conclave.budgets.pricing import Pricing
+    from conclave.agents.meter import Meter
+    from conclave.core.ledger import RunLedger
 
-    pricing = Pricing.from_specs(settings.models, settings.tools.prices)
+    pricing = settings.pricing()
 
     async def chat(name: str, request: Any) -> Any:
         meter = Meter(
-            ledger=Ledger(None, None, settings.key_prefix, "openai"),  # type: ignore[arg-type]  # no caps: never touches Redis
+            ledger=RunLedger(None, "openai"),  # type: ignore[arg-type]  # no caps: never touches the store
             pricing=pricing,
             router=get_router(),
             sink=_NoRunSink(),

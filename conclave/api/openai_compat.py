@@ -24,9 +24,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
-from conclave.cluster.engine import EngineError, ModelNotFound, chunks_of
-from conclave.cluster.protocol import ChatChunk, ChatRequest, ChatResponse, CompletionUsage
-from conclave.cluster.router import ModelRouter
+from conclave.core.router import ModelRouter
+from conclave.schema.chat import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    CompletionUsage,
+    EngineError,
+    ModelNotFound,
+    chunks_of,
+)
 
 __all__ = ["ENSEMBLE_PREFIX", "build_openai_router", "openai_error"]
 

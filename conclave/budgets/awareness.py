@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from conclave.budgets.ledger import ROOT, LedgerSnapshot, enclosing, limit_label
 from conclave.budgets.pricing import PICO
+from conclave.core.ledger import ROOT, enclosing, limit_label
+from conclave.core.store import LedgerSnapshot
 
 __all__ = ["BudgetLine", "BudgetView", "INSTRUCTIONS", "Level", "budget_view", "level_for"]
 

@@ -8,9 +8,9 @@ sums in Redis are exact; per-call costs round up, so a cap is never undercounted
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
-from conclave.cluster.config import ModelSpec, Price
+from conclave.schema.budget import Price
 
 __all__ = ["PICO", "Pricing", "to_pico", "from_pico"]
 
@@ -31,10 +31,6 @@ class Pricing:
     def __init__(self, models: Mapping[str, Price] | None = None, tools: Mapping[str, float] | None = None) -> None:
         self.models = dict(models or {})
         self.tools = dict(tools or {})
-
-    @classmethod
-    def from_specs(cls, specs: Iterable[ModelSpec], tools: Mapping[str, float] | None = None) -> Pricing:
-        return cls({s.name: s.price for s in specs}, tools)
 
     def price(self, model: str) -> Price:
         return self.models.get(model) or Price()

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from conclave.schema.budget import Price
+
 __all__ = ["Autoscaling", "EngineName", "ModelSpec", "Price", "ENGINE_NAMES"]
 
 EngineName = Literal["llamacpp", "openai_http", "vllm", "sim"]
@@ -19,18 +21,6 @@ ENGINE_NAMES: tuple[str, ...] = ("llamacpp", "openai_http", "vllm", "sim")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class Price(_Model):
-    """USD per million tokens. ``cached_input`` defaults to ``input`` when not given."""
-
-    input: float = Field(default=0.0, ge=0, allow_inf_nan=False)
-    output: float = Field(default=0.0, ge=0, allow_inf_nan=False)
-    cached_input: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-
-    @property
-    def cached(self) -> float:
-        return self.input if self.cached_input is None else self.cached_input
 
 
 class Autoscaling(_Model):

@@ -31,7 +31,7 @@ from ray.serve.handle import DeploymentHandle
 
 from conclave.cluster.config import ModelSpec
 from conclave.cluster.engines import build_engine
-from conclave.cluster.protocol import ChatChunk, ChatRequest, ChatResponse
+from conclave.schema.chat import ChatChunk, ChatRequest, ChatResponse
 
 __all__ = [
     "APP_NAME",
@@ -214,7 +214,7 @@ def build_app(args: Mapping[str, Any]) -> Application:
     try:
         parsed = AppArgs.model_validate(dict(args))
     except ValidationError as e:
-        from conclave.config import format_validation_error
+        from conclave.schema.errors import format_validation_error
 
         raise ValueError("build_app args:\n" + format_validation_error(e)) from None
     bound = {f"m{i}": model_deployment(s).bind(s.model_dump(mode="json")) for i, s in enumerate(parsed.models)}

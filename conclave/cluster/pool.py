@@ -27,8 +27,7 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from conclave.cluster.config import ModelSpec
 from conclave.cluster.deployment import APP_NAME, INDEX_NAME, RoutedRequest, deployment_name
-from conclave.cluster.engine import EngineError, ModelNotFound, NoHealthyReplica
-from conclave.cluster.protocol import ChatChunk, ChatRequest, ChatResponse
+from conclave.schema.chat import ChatChunk, ChatRequest, ChatResponse, EngineError, ModelNotFound, NoHealthyReplica
 
 __all__ = ["ServeRouter", "replica_failure"]
 

@@ -8,26 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from typing import Protocol, runtime_checkable
 
-from conclave.cluster.engine import Engine, EngineError, ModelNotFound
-from conclave.cluster.protocol import ChatChunk, ChatRequest, ChatResponse
+from conclave.cluster.engine import Engine
+from conclave.schema.chat import ChatChunk, ChatRequest, ChatResponse, EngineError, ModelNotFound
 
-__all__ = ["LocalRouter", "ModelRouter"]
-
-
-@runtime_checkable
-class ModelRouter(Protocol):
-    """Reach a model by name. ``chat`` raises ``ModelNotFound`` for an unknown name and
-    ``EngineError`` for a failed call (retries, where they make sense, happen inside)."""
-
-    async def chat(self, model: str, request: ChatRequest) -> ChatResponse: ...
-
-    def stream(self, model: str, request: ChatRequest) -> AsyncIterator[ChatChunk]: ...
-
-    def models(self) -> list[str]: ...
-
-    def context_window(self, model: str) -> int | None: ...
+__all__ = ["LocalRouter", "is_retryable"]
 
 
 class LocalRouter:

@@ -10,22 +10,22 @@ lease runs out, and a worker reclaims it and resumes from the last committed ste
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from conclave import telemetry
-from conclave.agents.context import RunContext
-from conclave.budgets.ledger import BudgetExhausted, Ledger, limit_label
-from conclave.budgets.pricing import Pricing
-from conclave.cluster.router import ModelRouter
-from conclave.controller.kinds import Outcome, SpecError, get_kind
-from conclave.controller.store import LeaseLost, RunStore
+from conclave.agents.runtime import RunEnv, open_run
+from conclave.budgets.cost import cost_from_snapshot
+from conclave.core import telemetry
+from conclave.core.context import RunContext
+from conclave.core.kinds import Outcome, SpecError, get_kind
+from conclave.core.ledger import BudgetExhausted
+from conclave.core.store import ClaimOutcome, FinishFields, LeaseLost, RunStore
 from conclave.schema import RunStatus, StopReason
 
 __all__ = ["ActiveRun", "Runner"]
@@ -54,22 +54,11 @@ class _WallClock(Exception):
 class Runner:
     """Runs claimed queue entries. Shared by every run a worker executes."""
 
-    def __init__(
-        self,
-        store: RunStore,
-        router: ModelRouter,
-        pricing: Pricing,
-        *,
-        worker: str,
-        max_attempts: int,
-        default_model: str | None,
-    ) -> None:
+    def __init__(self, store: RunStore, env: RunEnv, *, worker: str, max_attempts: int) -> None:
         self.store = store
-        self.router = router
-        self.pricing = pricing
+        self.env = env
         self.worker = worker
         self.max_attempts = max_attempts
-        self.default_model = default_model
 
     async def execute(self, active: ActiveRun) -> str:
         """Claim and run one entry; returns what happened (for logs and tests)."""
@@ -77,38 +66,23 @@ class Runner:
         claim = await self.store.claim(
             rid, owner=owner, qid=active.qid, worker=self.worker, max_attempts=self.max_attempts
         )
-        if claim.outcome != "ok":
-            log.info("run %s not executed: %s %s", rid, claim.outcome, claim.status or "")
-            return claim.outcome
-        run = await self.store.get(rid)
+        if claim.outcome is not ClaimOutcome.OK:
+            log.info("run %s not executed: %s %s", rid, claim.outcome.value, claim.status or "")
+            return claim.outcome.value
+        try:
+            run = await self.store.get(rid)
+        except ValidationError as e:
+            reason = f"the stored run record no longer parses: {e.errors()[0]['msg']}"
+            log.error("run %s: %s; dead-lettered", rid, reason)
+            await self.store.poison(rid, owner=owner, qid=active.qid, reason=reason)
+            return "poison"
         if run is None:  # pragma: no cover - the claim just saw it
             return "missing"
-        steps = await self.store.load_steps(rid)
-        files = await self.store.rb.hgetall(f"{self.store.run_key(rid)}:ws")
-        ledger = Ledger(self.store.r, self.store.scripts, self.store.p, rid, owner)
-        started = run.started_at.timestamp() if run.started_at else time.time()
-        ctx = RunContext(
-            store=self.store,
-            run_id=rid,
-            spec=run.spec,
-            owner=owner,
-            attempt=claim.attempt,
-            steps=steps,
-            files={(k.decode() if isinstance(k, bytes) else k): bytes(v) for k, v in files.items()},
-            router=self.router,
-            pricing=self.pricing,
-            ledger=ledger,
-            default_model=self.default_model,
-            started_at=started,
-        )
-        ctx.last_event_id = run.last_event_id
+        ctx = await open_run(self.store, run, owner=owner, attempt=claim.attempt, env=self.env)
         active.ctx = ctx
-        if run.cancel_requested:
-            ctx.cancel_requested.set()
         parent = await self.store.trace_context(rid)
         try:
             with telemetry.run_span(rid, run.spec.kind, parent, claim.attempt) as span:
-                await ledger.set_caps(run.spec.budget)
                 outcome = await self._body(active, ctx)
                 span.set_attribute("conclave.run.status", outcome.status.value)
         except LeaseLost:
@@ -152,7 +126,7 @@ class Runner:
                 return self._budget_outcome(ctx, "wall_seconds")
             return body.result()
         except BudgetExhausted as e:
-            return self._budget_outcome(ctx, limit_label(e.limit), scope=e.scope)
+            return self._budget_outcome(ctx, e.label, scope=e.scope)
         except (LeaseLost, *_REDIS_DOWN):
             raise
         except asyncio.CancelledError:
@@ -184,32 +158,24 @@ class Runner:
     async def _finish(self, ctx: RunContext, outcome: Outcome) -> str:
         await ctx.flush()
         wall = time.time() - ctx.started_at
-        cost = await ctx.ledger.cost(wall_seconds=wall)
+        cost = cost_from_snapshot(await ctx.ledger.snapshot(), wall_cap_s=ctx.ledger.wall_cap_s, wall_seconds=wall)
         exhausted = None
         if outcome.status == RunStatus.BUDGET_EXHAUSTED:
             exhausted = (outcome.result or {}).get("exhausted_limit") or cost.exhausted_limit
             cost = cost.model_copy(update={"exhausted_limit": exhausted})
-        fields: dict[str, Any] = {
-            "output": outcome.output,
-            "result": None if outcome.result is None else _json(outcome.result),
-            "stop_reason": outcome.stop_reason.value,
-            "stop_detail": outcome.detail,
-            "error": outcome.detail if outcome.status == RunStatus.FAILED else None,
-            "cost": cost.model_dump_json(),
-            "cost_usd": cost.total.usd,
-            "exhausted_limit": exhausted,
-            "usage": cost.total.usage.model_dump_json(),
-        }
-        event = {"status": outcome.status.value, "stop_reason": outcome.stop_reason.value}
-        if outcome.detail:
-            event["detail"] = outcome.detail
-        ok = await self.store.finish(ctx.run_id, ctx.owner, outcome.status, fields, event)
+        fields = FinishFields(
+            stop_reason=outcome.stop_reason,
+            output=outcome.output,
+            result=outcome.result,
+            stop_detail=outcome.detail,
+            error=outcome.detail if outcome.status == RunStatus.FAILED else None,
+            cost=cost,
+            usage=cost.total.usage,
+            exhausted_limit=exhausted,
+        )
+        ok = await self.store.finish(ctx.run_id, ctx.owner, outcome.status, fields)
         telemetry.run_finished(outcome.status.value, ctx.spec.kind)
         if not ok:
             log.warning("run %s: finished by another owner meanwhile; result dropped", ctx.run_id)
             return "lease_lost"
         return outcome.status.value
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, default=str)

@@ -15,24 +15,16 @@ from redis.commands.core import AsyncScript
 
 __all__ = ["Scripts", "script_source"]
 
-_CONTROLLER = ("submit", "claim", "commit", "finish", "cancel", "renew")
-
 
 @cache
-def _read(package: str, name: str) -> str:
-    return resources.files(package).joinpath("lua", f"{name}.lua").read_text()
+def _read(name: str) -> str:
+    return resources.files("conclave.controller").joinpath("lua", f"{name}.lua").read_text()
 
 
 @cache
 def script_source(name: str) -> str:
     """The full text of a script: shared helpers first, then the body."""
-    common = _read("conclave.controller", "common")
-    ledger = _read("conclave.budgets", "ledger")
-    if name in _CONTROLLER:
-        body = _read("conclave.controller", name)
-    else:
-        body = _read("conclave.budgets", name)
-    return f"{common}\n{ledger}\n{body}"
+    return f"{_read('common')}\n{_read('ledger')}\n{_read(name)}"
 
 
 class Scripts:
@@ -47,3 +39,4 @@ class Scripts:
         self.renew: AsyncScript = redis.register_script(script_source("renew"))
         self.reserve: AsyncScript = redis.register_script(script_source("reserve"))
         self.set_caps: AsyncScript = redis.register_script(script_source("set_caps"))
+        self.poison: AsyncScript = redis.register_script(script_source("poison"))

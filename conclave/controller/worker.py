@@ -27,14 +27,14 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from conclave import telemetry
-from conclave.budgets.pricing import Pricing
-from conclave.cluster.router import ModelRouter
+from conclave.agents.runtime import RunEnv
 from conclave.config import Settings
-from conclave.controller.kinds import register_kinds
+from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.runner import ActiveRun, Runner
-from conclave.controller.store import QueueEntry, RunStore
-from conclave.tools import configure as configure_tools
+from conclave.controller.setup import configure_runtime
+from conclave.core import telemetry
+from conclave.core.router import ModelRouter
+from conclave.core.store import QueueEntry, RunStore
 
 __all__ = ["Worker", "connect", "main"]
 
@@ -66,13 +66,17 @@ class Worker:
         settings: Settings,
         router: ModelRouter,
         *,
-        redis_url: str,
+        redis_url: str | None = None,
+        store: RunStore | None = None,
         name: str | None = None,
         concurrency: int | None = None,
     ) -> None:
+        if (redis_url is None) == (store is None):
+            raise ValueError("a worker needs exactly one of redis_url and store")
         self.settings = settings
         self.router = router
         self.redis_url = redis_url
+        self._given_store = store
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         self.concurrency = concurrency or settings.worker_concurrency
         self.lease_ms = int(settings.lease_seconds * 1000)
@@ -80,25 +84,24 @@ class Worker:
         self._slots = asyncio.Semaphore(self.concurrency)
         self._stop = asyncio.Event()
         self.completed: dict[str, int] = {}
-        register_kinds(settings.kinds)
-        configure_tools(settings.tools)
+        configure_runtime(settings)
         telemetry.setup_telemetry("conclave-worker")
 
     async def run(self) -> None:
         """Serve until ``stop()``; in-flight runs are abandoned to be reclaimed elsewhere."""
-        self.r = connect(self.redis_url)
-        self.rb = connect(self.redis_url, decode=False)
-        self.store = RunStore(self.r, self.settings.key_prefix, binary=self.rb)
-        self.runner = Runner(
-            self.store,
-            self.router,
-            Pricing.from_specs(self.settings.models, self.settings.tools.prices),
-            worker=self.name,
-            max_attempts=self.settings.max_attempts,
-            default_model=self.settings.resolved_default_model(),
+        if self._given_store is not None:
+            self.store: RunStore = self._given_store
+        else:
+            assert self.redis_url is not None
+            self.store = RedisRunStore(
+                connect(self.redis_url), self.settings.key_prefix, binary=connect(self.redis_url, decode=False)
+            )
+        env = RunEnv(
+            router=self.router, pricing=self.settings.pricing(), default_model=self.settings.resolved_default_model()
         )
-        await self._retrying(self.store.ensure_group)
-        log.info("worker %s serving queue %s (concurrency %d)", self.name, self.store.queue_key, self.concurrency)
+        self.runner = Runner(self.store, env, worker=self.name, max_attempts=self.settings.max_attempts)
+        await self._retrying(self.store.ready)
+        log.info("worker %s serving (concurrency %d)", self.name, self.concurrency)
         loops = [
             asyncio.ensure_future(self._read_loop()),
             asyncio.ensure_future(self._reclaim_loop()),
@@ -114,8 +117,8 @@ class Worker:
             for t in runs:
                 t.cancel()
             await asyncio.gather(*loops, *runs, return_exceptions=True)
-            await self.r.aclose()
-            await self.rb.aclose()
+            if self._given_store is None:
+                await self.store.close()
 
     def stop(self) -> None:
         self._stop.set()
@@ -136,10 +139,12 @@ class Worker:
         return self.concurrency - len(self.active)
 
     def _start(self, entry: QueueEntry) -> None:
-        if entry.rid in self.active or not entry.rid:
+        # An entry without a run id is claimed too: the claim dead-letters it once (it never stalls us).
+        slot = entry.rid or f"?{entry.qid}"
+        if slot in self.active:
             return
         a = ActiveRun(rid=entry.rid, owner=f"{self.name}:{secrets.token_hex(4)}", qid=entry.qid)
-        self.active[entry.rid] = a
+        self.active[slot] = a
         a.task = asyncio.ensure_future(self._execute(a))
 
     async def _execute(self, a: ActiveRun) -> None:
@@ -154,7 +159,7 @@ class Worker:
         except Exception:
             log.exception("run %s: unexpected worker error; left for reclaim", a.rid)
         finally:
-            self.active.pop(a.rid, None)
+            self.active.pop(a.rid or f"?{a.qid}", None)
 
     async def _read_loop(self) -> None:
         while not self._stop.is_set():
@@ -180,7 +185,7 @@ class Worker:
                     for entry in await self.store.reclaim(self.name, self.lease_ms, min(free, 32)):
                         self._start(entry)
                 depth = await self.store.queue_depth()
-                telemetry.set_queue_depth(depth["waiting"], depth["in_flight"])
+                telemetry.set_queue_depth(depth.waiting, depth.in_flight)
             except _DOWN as e:
                 log.warning("worker %s: reclaim failed (%s)", self.name, e)
             await asyncio.sleep(interval)
@@ -205,24 +210,15 @@ class Worker:
 
     async def _cancel_loop(self) -> None:
         while not self._stop.is_set():
-            pubsub = self.r.pubsub()
             try:
-                await pubsub.subscribe(self.store.cancel_channel)
-                while not self._stop.is_set():
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if msg and msg.get("type") == "message":
-                        a = self.active.get(str(msg["data"]))
-                        if a is not None and a.ctx is not None:
-                            a.cancel_reason = "user"
-                            a.ctx.cancel_requested.set()
+                async for rid in self.store.cancels():
+                    a = self.active.get(rid)
+                    if a is not None and a.ctx is not None:
+                        a.cancel_reason = "user"
+                        a.ctx.cancel_requested.set()
             except _DOWN as e:
                 log.warning("worker %s: cancel channel lost (%s)", self.name, e)
                 await asyncio.sleep(0.5)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except Exception:
-                    pass
 
 
 def local_router(settings: Settings) -> ModelRouter:

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from conclave.schema import Cost, Event, Run, RunPage, RunStatus, TaskSpec
+from conclave.schema import ApiKey, Cost, Event, NewKey, Run, RunPage, RunStatus, TaskSpec
 
 from .errors import BudgetExceeded, ConclaveError, ServiceUnavailable, error_for
 
@@ -178,6 +178,24 @@ class _Workspace:
         return _extract(r.content, Path(dest))
 
 
+class _Admin:
+    """Admin routes: API keys (needs an admin key when auth is on)."""
+
+    def __init__(self, http: httpx.Client) -> None:
+        self._h = http
+
+    def create_key(self, tenant: str, *, name: str = "", admin: bool = False) -> NewKey:
+        body = {"tenant": tenant, "name": name, "admin": admin}
+        return NewKey.model_validate(_check(self._h.post("/v1/admin/keys", json=body)))
+
+    def list_keys(self, tenant: str | None = None) -> builtins.list[ApiKey]:
+        params = {"tenant": tenant} if tenant else {}
+        return [ApiKey.model_validate(k) for k in _check(self._h.get("/v1/admin/keys", params=params))]
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        return ApiKey.model_validate(_check(self._h.post(f"/v1/admin/keys/{key_id}/revoke")))
+
+
 class Client:
     """``Client("http://127.0.0.1:8000", api_key=...)``; the key defaults to ``$CONCLAVE_API_KEY``."""
 
@@ -187,6 +205,7 @@ class Client:
         self._http = httpx.Client(base_url=base_url, headers=_headers(api_key), timeout=timeout)
         self.runs = _Runs(self._http)
         self.workspace = _Workspace(self._http)
+        self.admin = _Admin(self._http)
 
     def models(self) -> list[str]:
         return [m["id"] for m in _check(self._http.get("/v1/models"))["data"]]
@@ -307,6 +326,22 @@ class _AsyncWorkspace:
         return await asyncio.to_thread(_extract, r.content, Path(dest))
 
 
+class _AsyncAdmin:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._h = http
+
+    async def create_key(self, tenant: str, *, name: str = "", admin: bool = False) -> NewKey:
+        body = {"tenant": tenant, "name": name, "admin": admin}
+        return NewKey.model_validate(_check(await self._h.post("/v1/admin/keys", json=body)))
+
+    async def list_keys(self, tenant: str | None = None) -> builtins.list[ApiKey]:
+        params = {"tenant": tenant} if tenant else {}
+        return [ApiKey.model_validate(k) for k in _check(await self._h.get("/v1/admin/keys", params=params))]
+
+    async def revoke_key(self, key_id: str) -> ApiKey:
+        return ApiKey.model_validate(_check(await self._h.post(f"/v1/admin/keys/{key_id}/revoke")))
+
+
 class AsyncClient:
     def __init__(
         self, base_url: str = "http://127.0.0.1:8000", *, api_key: str | None = None, timeout: float = 60.0
@@ -314,6 +349,7 @@ class AsyncClient:
         self._http = httpx.AsyncClient(base_url=base_url, headers=_headers(api_key), timeout=timeout)
         self.runs = _AsyncRuns(self._http)
         self.workspace = _AsyncWorkspace(self._http)
+        self.admin = _AsyncAdmin(self._http)
 
     async def models(self) -> list[str]:
         return [m["id"] for m in _check(await self._http.get("/v1/models"))["data"]]

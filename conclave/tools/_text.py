@@ -6,7 +6,7 @@ import hashlib
 import re
 from html.parser import HTMLParser
 
-from conclave.agents.workspace import Workspace
+from conclave.core.workspace import Workspace
 
 __all__ = ["archive_source", "html_to_text", "slug"]
 

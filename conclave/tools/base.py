@@ -37,12 +37,12 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from conclave.cluster.protocol import FunctionDef, ToolDef
+from conclave.schema.chat import FunctionDef, ToolDef
 
 from .settings import ToolSettings
 
 if TYPE_CHECKING:
-    from conclave.agents.workspace import Workspace
+    from conclave.core.workspace import Workspace
 
 __all__ = [
     "FunctionTool",
@@ -246,8 +246,8 @@ async def execute(
     ``runner`` wraps the actual run (the loop passes the meter, so the call is reserved and charged
     only when the arguments were valid). ``BudgetExhausted`` and cancellation propagate.
     """
-    from conclave.agents.workspace import PathError, WorkspaceLimitError
-    from conclave.budgets.ledger import BudgetExhausted
+    from conclave.core.ledger import BudgetExhausted
+    from conclave.core.workspace import PathError, WorkspaceLimitError
 
     try:
         args = t.parse(arguments)

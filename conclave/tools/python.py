@@ -37,7 +37,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conclave.agents.workspace import PathError, WorkspaceLimitError, confine
+from conclave.core.workspace import PathError, WorkspaceLimitError, confine
 
 from .base import Tool, ToolContext, ToolError, ToolResult
 from .settings import PythonSettings, ToolSettings

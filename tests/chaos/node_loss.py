@@ -19,7 +19,7 @@ from ray import serve
 from ray.cluster_utils import Cluster
 from redis.asyncio import Redis
 
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
 from conclave.schema import TaskSpec
 from tests.integration._helpers import sim_settings, wait_terminal
 
@@ -32,9 +32,9 @@ async def scenario(url: str, prefix: str, cluster: Cluster, nodes: list) -> dict
     app = WorkerDeployment.options(num_replicas=3, max_replicas_per_node=1).bind(args)
     serve.run(app, name="workers", route_prefix=None)
     r = Redis.from_url(url, decode_responses=True)
-    store = RunStore(r, prefix, binary=Redis.from_url(url))
+    store = RedisRunStore(r, prefix, binary=Redis.from_url(url))
     ids = [
-        (await store.submit(TaskSpec(kind="steps", input="x", options={"n": 10, "sleep": 0.4})))[0].id
+        (await store.submit(TaskSpec(kind="steps", input="x", options={"n": 10, "sleep": 0.4}))).run.id
         for _ in range(30)
     ]
     await asyncio.sleep(2.0)

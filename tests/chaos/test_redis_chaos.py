@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.worker import connect
 from conclave.schema import RunStatus, TaskSpec
 from tests.integration._helpers import running_worker, sim_settings, wait_terminal
@@ -21,14 +21,16 @@ async def test_runs_continue_after_redis_is_killed_and_restarted_under_load(tmp_
     srv = EmbeddedRedis(tmp_path / "data", binary=os.environ.get("CONCLAVE_TEST_REDIS_SERVER") or None)
     srv.start()
     r = connect(srv.url)
-    store = RunStore(r, prefix, binary=connect(srv.url, decode=False))
-    await store.ensure_group()
+    store = RedisRunStore(r, prefix, binary=connect(srv.url, decode=False))
+    await store.ready()
     try:
         acknowledged = []
         for _ in range(20):
-            run, _, _ = await store.submit(
-                TaskSpec(kind="steps", input="x", model="sim", options={"n": 8, "sleep": 0.25, "model_calls": True})
-            )
+            run = (
+                await store.submit(
+                    TaskSpec(kind="steps", input="x", model="sim", options={"n": 8, "sleep": 0.25, "model_calls": True})
+                )
+            ).run
             await store.durable()
             acknowledged.append(run.id)
         settings = sim_settings(prefix, max_attempts=10)

@@ -17,7 +17,7 @@ from conclave.cluster.config import ModelSpec
 from conclave.cluster.deployment import deploy_models
 from conclave.cluster.pool import ServeRouter
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.worker import Worker
 from conclave.schema import Budget, RunStatus, TaskSpec
 from tests.integration._helpers import sim_settings, wait_terminal
@@ -38,8 +38,8 @@ async def test_replica_killed_under_load_calls_retried_and_holds_released(
     deploy_models([spec], app_name=app)
     router = ServeRouter([spec], app_name=app, max_attempts=4)
     settings = sim_settings(prefix, models=[spec], worker_concurrency=RUNS)
-    store = RunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
-    await store.ensure_group()
+    store = RedisRunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
+    await store.ready()
     budget = Budget(model_calls=STEPS, output_tokens=100_000)
     ids = [
         (
@@ -48,7 +48,7 @@ async def test_replica_killed_under_load_calls_retried_and_holds_released(
                     kind="steps", input="x", model="simr", budget=budget, options={"n": STEPS, "model_calls": True}
                 )
             )
-        )[0].id
+        ).run.id
         for _ in range(RUNS)
     ]
     worker = Worker(settings, router, redis_url=redis_server.url, name="w-serve")

@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
 from conclave.schema import RunStatus, TaskSpec
 from tests.integration._helpers import wait_terminal
 from tests.integration.test_controller_crash import _worker_proc
@@ -30,13 +30,15 @@ async def test_thirty_runs_survive_ten_random_worker_kills(
     redis_server: EmbeddedRedis, redis: Redis, prefix: str, tmp_path: Path
 ) -> None:
     rng = random.Random(7)
-    store = RunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
-    await store.ensure_group()
+    store = RedisRunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
+    await store.ready()
     ids = []
     for _ in range(RUNS):
-        run, _, _ = await store.submit(
-            TaskSpec(kind="steps", input="x", model="sim", options={"n": STEPS, "sleep": 0.6, "model_calls": True})
-        )
+        run = (
+            await store.submit(
+                TaskSpec(kind="steps", input="x", model="sim", options={"n": STEPS, "sleep": 0.6, "model_calls": True})
+            )
+        ).run
         ids.append(run.id)
     procs = [_worker_proc(redis_server.url, prefix, f"w{i}", tmp_path, **ENV) for i in range(WORKERS)]
     kills = 0

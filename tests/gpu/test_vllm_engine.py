@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from conclave.cluster.engines.vllm import VllmEngine, vllm_available
-from conclave.cluster.protocol import ChatRequest
+from conclave.schema.chat import ChatRequest
 
 MODEL = os.environ.get("CONCLAVE_VLLM_TEST_MODEL")
 

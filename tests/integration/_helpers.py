@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from conclave.cluster.config import ModelSpec
 from conclave.config import Settings
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.worker import Worker, local_router
 from conclave.schema import Run
 from tests._http import serve_http
@@ -42,7 +42,7 @@ async def running_worker(settings: Settings, url: str, name: str = "w-local") ->
         await asyncio.wait_for(task, 10)
 
 
-async def wait_terminal(store: RunStore, rid: str, timeout: float = 30.0) -> Run:
+async def wait_terminal(store: RedisRunStore, rid: str, timeout: float = 30.0) -> Run:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while loop.time() < end:
@@ -53,12 +53,12 @@ async def wait_terminal(store: RunStore, rid: str, timeout: float = 30.0) -> Run
     raise AssertionError(f"run {rid} not finished after {timeout} s: {await store.get(rid)}")
 
 
-async def claimed_run(store: RunStore, spec: object, owner: str = "owner-1") -> tuple[str, str]:
+async def claimed_run(store: RedisRunStore, spec: object, owner: str = "owner-1") -> tuple[str, str]:
     """Submit a run and claim it as ``owner`` (as a worker would), without running it."""
     from conclave.schema import TaskSpec
 
-    await store.ensure_group()
-    run, _, _ = await store.submit(spec if isinstance(spec, TaskSpec) else TaskSpec.model_validate(spec))
+    await store.ready()
+    run = (await store.submit(spec if isinstance(spec, TaskSpec) else TaskSpec.model_validate(spec))).run
     entries = await store.read_new("tester", 100, 100)
     qid = next(e.qid for e in entries if e.rid == run.id)
     res = await store.claim(run.id, owner=owner, qid=qid, worker="tester", max_attempts=3)

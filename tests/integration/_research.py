@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from conclave.agents.research_state import check_report
-from conclave.agents.workspace import Workspace
+from conclave.core.workspace import Workspace
 
 
 def assert_report_resolves(ws: Workspace) -> list[int]:

@@ -9,17 +9,15 @@ the old owner left behind.
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from conclave.agents.context import RunContext
-from conclave.agents.workspace import load_workspace
-from conclave.budgets.ledger import Ledger
+from conclave.agents.runtime import RunEnv, open_run
 from conclave.budgets.pricing import Pricing
-from conclave.cluster.router import ModelRouter
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
+from conclave.core.context import RunContext
+from conclave.core.router import ModelRouter
 from conclave.schema import TaskSpec
 
 
@@ -28,15 +26,15 @@ class Runs:
     redis: Redis
     binary: Redis
     prefix: str
-    store: RunStore = field(init=False)
+    store: RedisRunStore = field(init=False)
     _qids: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.store = RunStore(self.redis, self.prefix, binary=self.binary)
+        self.store = RedisRunStore(self.redis, self.prefix, binary=self.binary)
 
     async def submit(self, spec: TaskSpec) -> str:
-        await self.store.ensure_group()
-        run, _, _ = await self.store.submit(spec)
+        await self.store.ready()
+        run = (await self.store.submit(spec)).run
         entries = await self.store.read_new("test-consumer", 10, 100)
         for e in entries:
             self._qids[e.rid] = e.qid
@@ -58,24 +56,8 @@ class Runs:
         assert claim.outcome == "ok", claim
         run = await self.store.get(rid)
         assert run is not None
-        ledger = Ledger(self.redis, self.store.scripts, self.prefix, rid, owner)
-        await ledger.set_caps(run.spec.budget)
-        ctx = RunContext(
-            store=self.store,
-            run_id=rid,
-            spec=run.spec,
-            owner=owner,
-            attempt=claim.attempt,
-            steps=await self.store.load_steps(rid),
-            files=await load_workspace(self.binary, self.prefix, rid),
-            router=router,
-            pricing=pricing or Pricing(),
-            ledger=ledger,
-            default_model=default_model,
-            started_at=run.started_at.timestamp() if run.started_at else time.time(),
-        )
-        ctx.last_event_id = run.last_event_id
-        return ctx
+        env = RunEnv(router=router, pricing=pricing or Pricing(), default_model=default_model)
+        return await open_run(self.store, run, owner=owner, attempt=claim.attempt, env=env)
 
     async def start(self, spec: TaskSpec, router: ModelRouter, **kw: object) -> tuple[str, RunContext]:
         rid = await self.submit(spec)

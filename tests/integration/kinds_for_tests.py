@@ -12,9 +12,9 @@ import signal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conclave.agents.context import RunContext
-from conclave.cluster.protocol import ChatMessage, ChatRequest
-from conclave.controller.kinds import Outcome, RunKind
+from conclave.core.context import RunContext
+from conclave.core.kinds import Outcome, RunKind
+from conclave.schema.chat import ChatMessage, ChatRequest
 
 
 class StepsOptions(BaseModel):
@@ -32,7 +32,7 @@ async def run_steps(ctx: RunContext) -> Outcome:
     for i in range(opts.n):
 
         async def body(i: int = i) -> int:
-            await ctx.store.r.incr(f"{ctx.store.p}:test:count:{ctx.run_id}:{i}")
+            await ctx.store.redis.incr(f"{ctx.store.prefix}:test:count:{ctx.run_id}:{i}")
             await ctx.emit("log", {"step": i})
             ctx.workspace.write(f"steps/{i}.txt", f"step {i}")
             if opts.model_calls:
@@ -50,7 +50,7 @@ async def run_steps(ctx: RunContext) -> Outcome:
 
 
 async def run_crash(ctx: RunContext) -> Outcome:
-    await ctx.store.r.incr(f"{ctx.store.p}:test:crashes:{ctx.run_id}")
+    await ctx.store.redis.incr(f"{ctx.store.prefix}:test:crashes:{ctx.run_id}")
     os.kill(os.getpid(), signal.SIGKILL)
     await asyncio.sleep(10)
     return Outcome(output="unreachable")

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from conclave.agents.loop import run_agent
-from conclave.agents.workspace import load_workspace
+from conclave.budgets.cost import ledger_cost
 from conclave.cluster.router import LocalRouter
 from conclave.schema import RunStatus, StopReason, TaskSpec
 
@@ -64,9 +64,9 @@ async def test_cpu_model_agent_run_with_file_tools(runs: Runs, smollm2: object) 
     assert all(json.loads(steps[f"turn/{d['turn']}/tool/{d['index']}"])["id"] == d["id"] for d in calls)
     assert [t for t, _ in ev].count("model.call") == turns
     # what the run holds is what Redis holds
-    assert await load_workspace(runs.binary, runs.prefix, rid) == ctx.workspace.files()
+    assert await runs.store.load_workspace(rid) == ctx.workspace.files()
     assert ctx.workspace.read("readme.md").startswith("This workspace")
-    cost = await ctx.ledger.cost()
+    cost = await ledger_cost(ctx.ledger)
     usage = cost.total.usage
     assert usage.model_calls == turns and usage.input_tokens > 0 and usage.output_tokens > 0
     print(

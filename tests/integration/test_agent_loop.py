@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from conclave.agents.loop import run_agent
-from conclave.agents.workspace import load_workspace
+from conclave.budgets.cost import ledger_cost
 from conclave.cluster.engines.sim import SimEngine
 from conclave.cluster.router import LocalRouter
 from conclave.schema import Budget, RunStatus, StopReason, TaskSpec
@@ -68,7 +68,7 @@ async def test_every_file_tool_runs_and_the_run_ends_with_the_answer(runs: Runs)
     assert out.result is not None and out.result["steps"] == 4 and out.result["tool_calls"] == 8
     assert out.result["tools"] == {"write": 2, "ls": 1, "read": 1, "append": 1, "grep": 1, "edit": 2}
 
-    files = await load_workspace(runs.binary, runs.prefix, rid)
+    files = await runs.store.load_workspace(rid)
     assert files == {"notes.md": b"alpha\nBETA\ngamma\n", "d/a.txt": b"y\n"}
     ev = await runs.events(rid)
     results = tool_results(ev)
@@ -82,7 +82,7 @@ async def test_every_file_tool_runs_and_the_run_ends_with_the_answer(runs: Runs)
     assert len({c["idempotency_key"] for c in calls}) == 8
     steps = await runs.store.load_steps(rid)
     assert {"turn/0/model", "turn/0/tool/0", "turn/0/tool/1", "turn/2/tool/1", "turn/3/model", "stopped"} <= set(steps)
-    cost = await ctx.ledger.cost()
+    cost = await ledger_cost(ctx.ledger)
     assert cost.total.usage.model_calls == 4 and cost.total.usage.tool_calls["write"] == 2
     assert cost.total.usage.input_tokens > 0
 
@@ -130,7 +130,7 @@ async def test_malformed_arguments_and_unknown_tools_become_tool_errors(runs: Ru
     assert "unknown tool 'frobnicate'" in r[3]["content"] and "read" in r[3]["content"]
     assert "leaves the workspace" in r[4]["content"]
     # invalid calls reach no tool, so none is charged
-    cost = await ctx.ledger.cost()
+    cost = await ledger_cost(ctx.ledger)
     assert cost.total.usage.tool_calls.get("read", 0) == 1  # only the path-escape call ran
 
 
@@ -193,7 +193,7 @@ async def test_budget_exhausted_returns_the_best_partial_answer(runs: Runs) -> N
     assert (out.status, out.stop_reason) == (RunStatus.BUDGET_EXHAUSTED, StopReason.BUDGET_EXHAUSTED)
     assert out.output == "partial findings" and "output_tokens" in (out.detail or "")
     assert out.result is not None and out.result["exhausted_limit"] == "output_tokens"
-    cost = await ctx.ledger.cost()
+    cost = await ledger_cost(ctx.ledger)
     assert cost.total.usage.output_tokens <= 2
     stopped = [d for t, d in await runs.events(rid) if t == "agent.stopped"]
     assert stopped[0]["stop_reason"] == "budget_exhausted"
@@ -248,7 +248,7 @@ async def test_cancelled_between_turns(runs: Runs) -> None:
     @tool
     async def stop_me(ctx: ToolContext) -> str:
         """Ask for the run to be cancelled (as a user would, from outside)."""
-        await runs.store.cancel(holder["rid"])
+        await runs.store.cancel(holder["rid"], tenant="default")
         return "asked"
 
     reg = ToolRegistry()
@@ -312,7 +312,7 @@ async def test_python_failures_are_tool_errors_and_the_run_goes_on(runs: Runs) -
     assert r[0]["is_error"] and "CPU-time limit" in r[0]["content"]
     assert r[1]["is_error"] and "Network is unreachable" in r[1]["content"]
     assert not r[2]["is_error"]
-    assert (await load_workspace(runs.binary, runs.prefix, rid))["out.txt"] == b"42"
+    assert (await runs.store.load_workspace(rid))["out.txt"] == b"42"
 
 
 async def test_answer_ensemble_gives_the_final_answer_over_the_conversation(runs: Runs) -> None:
@@ -342,6 +342,6 @@ async def test_answer_ensemble_gives_the_final_answer_over_the_conversation(runs
     assert out.output == "ensemble answer: notes.md holds alpha"
     steps = await runs.store.load_steps(rid)
     assert "answer/ensemble" in steps
-    cost = await ctx.ledger.cost()
+    cost = await ledger_cost(ctx.ledger)
     assert cost.total.usage.model_calls == 3  # two agent turns and the ensemble's one generator call
     assert cost.by_agent["generator#0"].usage.model_calls == 1

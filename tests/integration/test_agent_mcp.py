@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conclave.agents.loop import run_agent
+from conclave.budgets.cost import ledger_cost
 from conclave.cluster.engines.sim import SimEngine
 from conclave.cluster.router import LocalRouter
 from conclave.schema import RunStatus, StopReason, TaskSpec
@@ -78,7 +79,7 @@ async def test_the_agent_calls_tools_of_a_stdio_mcp_server(runs: Runs, calc_serv
     assert "a: 'x' is not of type 'integer'" in bad["content"] and "'b' is a required property" in bad["content"]
     assert results[(1, 0)]["content"] == "stored"
     assert log.read_text() == "hello\n"
-    cost = await ctx.ledger.cost()
+    cost = await ledger_cost(ctx.ledger)
     assert cost.total.usage.tool_calls == {"calc__add": 1, "calc__remember": 1}
 
 

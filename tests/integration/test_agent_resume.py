@@ -10,10 +10,9 @@ from collections import Counter
 import pytest
 
 from conclave.agents.loop import run_agent
-from conclave.agents.workspace import load_workspace
 from conclave.cluster.engines.sim import SimEngine
 from conclave.cluster.router import LocalRouter
-from conclave.controller.store import LeaseLost
+from conclave.core.store import LeaseLost
 from conclave.schema import RunStatus, StopReason, TaskSpec
 from conclave.tools import ToolContext, ToolRegistry, tool
 
@@ -76,7 +75,7 @@ async def test_a_resumed_run_repeats_no_committed_tool_call(runs: Runs) -> None:
     assert set(effects.values()) == {1}, f"a tool call ran twice: {effects}"
     assert engine.calls == 4  # turns 0-2 replayed from their steps, only the last turn called the model
     assert second.steps_replayed == 3 + 4  # three model turns and four committed tool calls
-    files = await load_workspace(runs.binary, runs.prefix, rid)
+    files = await runs.store.load_workspace(rid)
     assert files == {"notes.md": b"kept"}
     ev = await runs.events(rid)
     done = Counter(d["arguments"] for t, d in ev if t == "tool.call" and d["name"] == "effect")

@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.worker import connect
 from conclave.schema import RunStatus, TaskSpec
 
@@ -48,17 +48,17 @@ def _worker_proc(url: str, prefix: str, name: str, tmp: Path, **extra_env: str) 
 
 
 @pytest.fixture
-async def store(redis_server: EmbeddedRedis, redis: Redis, prefix: str) -> RunStore:
-    s = RunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
-    await s.ensure_group()
+async def store(redis_server: EmbeddedRedis, redis: Redis, prefix: str) -> RedisRunStore:
+    s = RedisRunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
+    await s.ready()
     return s
 
 
 async def test_killed_worker_run_resumes_elsewhere_each_committed_step_once(
-    store: RunStore, redis_server: EmbeddedRedis, redis: Redis, prefix: str, tmp_path: Path
+    store: RedisRunStore, redis_server: EmbeddedRedis, redis: Redis, prefix: str, tmp_path: Path
 ) -> None:
     n = 12
-    run, _, _ = await store.submit(TaskSpec(kind="steps", input="x", options={"n": n, "sleep": 0.15}))
+    run = (await store.submit(TaskSpec(kind="steps", input="x", options={"n": n, "sleep": 0.15}))).run
     proc = _worker_proc(redis_server.url, prefix, "victim", tmp_path)
     try:
         # Wait until the victim has committed a few steps, then kill it mid-run.
@@ -94,9 +94,9 @@ async def test_killed_worker_run_resumes_elsewhere_each_committed_step_once(
 
 
 async def test_poison_run_is_dead_lettered_after_max_attempts(
-    store: RunStore, redis_server: EmbeddedRedis, redis: Redis, prefix: str, tmp_path: Path
+    store: RedisRunStore, redis_server: EmbeddedRedis, redis: Redis, prefix: str, tmp_path: Path
 ) -> None:
-    run, _, _ = await store.submit(TaskSpec(kind="crash", input="x"))
+    run = (await store.submit(TaskSpec(kind="crash", input="x"))).run
     for i in range(6):
         got = await store.get(run.id)
         assert got is not None
@@ -113,7 +113,7 @@ async def test_poison_run_is_dead_lettered_after_max_attempts(
     assert done.error and "died" in done.error
     assert int(await redis.get(f"{prefix}:test:crashes:{run.id}") or 0) == 3
     dead = await store.dead_letters()
-    assert [d["rid"] for d in dead] == [run.id]
+    assert [d.rid for d in dead] == [run.id]
 
 
 async def test_redis_restart_with_queued_runs_loses_nothing(tmp_path: Path, prefix: str) -> None:
@@ -121,18 +121,18 @@ async def test_redis_restart_with_queued_runs_loses_nothing(tmp_path: Path, pref
     srv.start()
     try:
         r = Redis.from_url(srv.url, decode_responses=True)
-        store = RunStore(r, prefix, binary=Redis.from_url(srv.url))
-        await store.ensure_group()
+        store = RedisRunStore(r, prefix, binary=Redis.from_url(srv.url))
+        await store.ready()
         ids = []
         for i in range(5):
-            run, _, _ = await store.submit(TaskSpec(kind="chat", input=f"message {i}"))
+            run = (await store.submit(TaskSpec(kind="chat", input=f"message {i}"))).run
             await store.durable()
             ids.append(run.id)
         srv.kill()  # an abrupt stop: only what was fsynced to the append-only file survives
         srv.start()
         await r.aclose()
         r = connect(srv.url)  # a client that retries, as the API's is
-        store = RunStore(r, prefix, binary=connect(srv.url, decode=False))
+        store = RedisRunStore(r, prefix, binary=connect(srv.url, decode=False))
         assert [await store.get(i) is not None for i in ids] == [True] * 5
         async with running_worker(sim_settings(prefix), srv.url):
             # Restart again while the worker is serving: it must ride it out.

@@ -6,7 +6,7 @@ import pytest
 from redis.asyncio import Redis
 
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
 from conclave.schema import Budget, RunStatus, TaskSpec
 
 from ._helpers import running_worker, sim_settings, wait_terminal
@@ -15,17 +15,18 @@ pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
-async def store(redis_server: EmbeddedRedis, redis: Redis, prefix: str) -> RunStore:
+async def store(redis_server: EmbeddedRedis, redis: Redis, prefix: str) -> RedisRunStore:
     rb = Redis.from_url(redis_server.url)
-    s = RunStore(redis, prefix, binary=rb)
-    await s.ensure_group()
+    s = RedisRunStore(redis, prefix, binary=rb)
+    await s.ready()
     return s
 
 
 async def test_chat_run_goes_queued_running_succeeded_with_gapless_events(
-    store: RunStore, redis_server: EmbeddedRedis, prefix: str
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str
 ) -> None:
-    run, created, _ = await store.submit(TaskSpec(kind="chat", input="hello there world"))
+    _sub = await store.submit(TaskSpec(kind="chat", input="hello there world"))
+    run, created = _sub.run, _sub.created
     assert created and run.status == RunStatus.QUEUED
     async with running_worker(sim_settings(prefix), redis_server.url):
         done = await wait_terminal(store, run.id)
@@ -41,9 +42,9 @@ async def test_chat_run_goes_queued_running_succeeded_with_gapless_events(
 
 
 async def test_multi_step_run_commits_each_step_once_with_workspace(
-    store: RunStore, redis_server: EmbeddedRedis, prefix: str, redis: Redis
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str, redis: Redis
 ) -> None:
-    run, _, _ = await store.submit(TaskSpec(kind="steps", input="x", options={"n": 4}))
+    run = (await store.submit(TaskSpec(kind="steps", input="x", options={"n": 4}))).run
     async with running_worker(sim_settings(prefix), redis_server.url):
         done = await wait_terminal(store, run.id)
     assert done.status == RunStatus.SUCCEEDED and done.output == "sum=14"
@@ -53,33 +54,35 @@ async def test_multi_step_run_commits_each_step_once_with_workspace(
     assert ws == {f"steps/{i}.txt": f"step {i}" for i in range(4)}
 
 
-async def test_idempotent_submit_returns_the_same_run(store: RunStore) -> None:
+async def test_idempotent_submit_returns_the_same_run(store: RedisRunStore) -> None:
     spec = TaskSpec(kind="chat", input="once", idempotency_key="k-1")
-    a, created_a, _ = await store.submit(spec)
-    b, created_b, _ = await store.submit(spec)
+    _sub = await store.submit(spec)
+    a, created_a = _sub.run, _sub.created
+    _sub = await store.submit(spec)
+    b, created_b = _sub.run, _sub.created
     assert created_a and not created_b and a.id == b.id
-    assert (await store.queue_depth())["waiting"] == 1
+    assert (await store.queue_depth()).waiting == 1
 
 
-async def test_cancel_of_a_queued_run_is_immediate(store: RunStore) -> None:
-    run, _, _ = await store.submit(TaskSpec(kind="chat", input="never runs"))
-    assert await store.cancel(run.id) == "cancelled"
+async def test_cancel_of_a_queued_run_is_immediate(store: RedisRunStore) -> None:
+    run = (await store.submit(TaskSpec(kind="chat", input="never runs"))).run
+    assert (await store.cancel(run.id, tenant="default")).label == "cancelled"
     got = await store.get(run.id)
     assert got is not None and got.status == RunStatus.CANCELLED
-    assert await store.cancel("run_missing") == "missing"
+    assert (await store.cancel("run_missing", tenant="default")).label == "missing"
 
 
 async def test_cancel_reaches_a_running_worker_within_a_second(
-    store: RunStore, redis_server: EmbeddedRedis, prefix: str
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str
 ) -> None:
-    run, _, _ = await store.submit(
-        TaskSpec(kind="steps", input="x", options={"n": 3, "block_step": 1, "block_seconds": 60})
-    )
+    run = (
+        await store.submit(TaskSpec(kind="steps", input="x", options={"n": 3, "block_step": 1, "block_seconds": 60}))
+    ).run
     async with running_worker(sim_settings(prefix), redis_server.url):
         events = await store.events(run.id, after=0, block_ms=5000)
         while not any(e.type == "log" and e.data.get("step") == 0 for e in events):
             events += await store.events(run.id, after=events[-1].id, block_ms=5000)
-        assert await store.cancel(run.id) == "cancelling"
+        assert (await store.cancel(run.id, tenant="default")).label == "cancelling"
         done = await wait_terminal(store, run.id, timeout=5)
     assert done.status == RunStatus.CANCELLED and done.stop_reason == "cancelled"
     assert done.output == "1 steps"  # the partial result is kept
@@ -89,12 +92,12 @@ async def test_cancel_reaches_a_running_worker_within_a_second(
 
 
 async def test_lease_is_renewed_under_a_step_longer_than_the_lease(
-    store: RunStore, redis_server: EmbeddedRedis, prefix: str
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str
 ) -> None:
     """A 3 s step with a 1 s lease: a second worker must not take the run over."""
-    run, _, _ = await store.submit(
-        TaskSpec(kind="steps", input="x", options={"n": 2, "block_step": 0, "block_seconds": 3})
-    )
+    run = (
+        await store.submit(TaskSpec(kind="steps", input="x", options={"n": 2, "block_step": 0, "block_seconds": 3}))
+    ).run
     settings = sim_settings(prefix)
     async with running_worker(settings, redis_server.url, "w-a"), running_worker(settings, redis_server.url, "w-b"):
         done = await wait_terminal(store, run.id, timeout=20)
@@ -104,9 +107,9 @@ async def test_lease_is_renewed_under_a_step_longer_than_the_lease(
 
 
 async def test_failing_body_is_recorded_as_failed_without_retry(
-    store: RunStore, redis_server: EmbeddedRedis, prefix: str
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str
 ) -> None:
-    run, _, _ = await store.submit(TaskSpec(kind="fail", input="x"))
+    run = (await store.submit(TaskSpec(kind="fail", input="x"))).run
     async with running_worker(sim_settings(prefix), redis_server.url):
         done = await wait_terminal(store, run.id)
     assert done.status == RunStatus.FAILED and done.stop_reason == "error"
@@ -114,10 +117,10 @@ async def test_failing_body_is_recorded_as_failed_without_retry(
 
 
 async def test_tiny_output_budget_stops_chat_run_with_the_limit_named(
-    store: RunStore, redis_server: EmbeddedRedis, prefix: str
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str
 ) -> None:
     spec = TaskSpec(kind="chat", input="a b c d e f g h i j k l", budget=Budget(output_tokens=3))
-    run, _, _ = await store.submit(spec)
+    run = (await store.submit(spec)).run
     async with running_worker(sim_settings(prefix), redis_server.url):
         done = await wait_terminal(store, run.id)
     assert done.cost is not None
@@ -130,9 +133,9 @@ async def test_tiny_output_budget_stops_chat_run_with_the_limit_named(
 
 
 async def test_events_resume_after_a_last_id_without_gaps_or_duplicates(
-    store: RunStore, redis_server: EmbeddedRedis, prefix: str
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str
 ) -> None:
-    run, _, _ = await store.submit(TaskSpec(kind="steps", input="x", options={"n": 6}))
+    run = (await store.submit(TaskSpec(kind="steps", input="x", options={"n": 6}))).run
     async with running_worker(sim_settings(prefix), redis_server.url):
         await wait_terminal(store, run.id)
     first = await store.events(run.id, count=3)
@@ -142,7 +145,7 @@ async def test_events_resume_after_a_last_id_without_gaps_or_duplicates(
 
 
 async def test_hundreds_of_concurrent_runs_do_not_exhaust_the_connection_pool(
-    store: RunStore, redis_server: EmbeddedRedis, prefix: str, caplog: pytest.LogCaptureFixture
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """redis-py's default pool raised "Too many connections" past 100 concurrent commands; those
     runs were left for a lease-long reclaim, logged as Redis being unreachable."""
@@ -151,19 +154,19 @@ async def test_hundreds_of_concurrent_runs_do_not_exhaust_the_connection_pool(
 
     caplog.set_level(logging.WARNING, logger="conclave")
     ids = [
-        r[0].id
+        r.run.id
         for r in await asyncio.gather(
             *(store.submit(TaskSpec(kind="steps", input="x", options={"n": 3, "sleep": 0.2})) for _ in range(60))
         )
     ]
     ids += [
-        r[0].id
+        r.run.id
         for r in await asyncio.gather(
             *(store.submit(TaskSpec(kind="steps", input="x", options={"n": 3, "sleep": 0.2})) for _ in range(60))
         )
     ]
     ids += [
-        r[0].id
+        r.run.id
         for r in await asyncio.gather(
             *(store.submit(TaskSpec(kind="steps", input="x", options={"n": 3, "sleep": 0.2})) for _ in range(60))
         )

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 
 from conclave.agents.ensemble import answer_with_ensemble, flatten_for_ensemble
-from conclave.agents.ensemble.simjudge import EnsembleSim
-from conclave.budgets.ledger import BudgetExhausted
-from conclave.cluster.protocol import ChatMessage, ChatRequest, ChatResponse, FunctionCall, ToolCall
+from conclave.budgets.cost import ledger_cost
 from conclave.cluster.router import LocalRouter
+from conclave.core.ledger import BudgetExhausted
 from conclave.schema import Budget, TaskSpec
+from conclave.schema.chat import ChatMessage, ChatRequest, ChatResponse, FunctionCall, ToolCall
+from conclave.testing.simjudge import EnsembleSim
 
 from ._runs import Runs
 
@@ -63,7 +64,7 @@ async def test_answer_with_ensemble_runs_the_ensemble_through_the_meter(runs: Ru
     assert len(samples) == 4 and "It is 42" in samples
     assert answer == "It is 42"  # the ranker put a right one first
     assert "[result of calc]: 42" in router.seen[0].messages[3].text()
-    cost = await ctx.ledger.cost()
+    cost = await ledger_cost(ctx.ledger)
     assert cost.total.usage.model_calls == 2 and "layer1/ranker" in cost.by_stage
     # An inline config works too; the model map sends its model to a served one.
     inline = {"name": "one", "layers": [[{"type": "generator", "model": "m", "samples": 1}]]}

@@ -18,11 +18,12 @@ from conclave.agents.ensemble import (
     repeated_sampling,
 )
 from conclave.agents.ensemble.kind import KIND as ENSEMBLE_KIND
+from conclave.budgets.cost import ledger_cost
 from conclave.budgets.pricing import Pricing
-from conclave.cluster.config import Price
 from conclave.cluster.engines.sim import SimEngine
 from conclave.cluster.router import LocalRouter
 from conclave.schema import Budget, RunStatus, TaskSpec
+from conclave.schema.budget import Price
 
 from ._runs import Runs
 
@@ -73,7 +74,7 @@ async def test_coverage_matches_one_minus_one_minus_p_to_the_k(runs: Runs) -> No
     lo, hi = report.coverage_ci95
     assert lo <= report.coverage <= hi
     # Cost is the ledger's: one request with n=8 per problem, priced.
-    cost = await ctx.ledger.cost()
+    cost = await ledger_cost(ctx.ledger)
     assert report.spend.model_calls == cost.total.usage.model_calls == m
     assert report.spend.output_tokens == cost.total.usage.output_tokens == m * n * 2
     assert report.usd == pytest.approx(cost.total.usd) and report.usd > 0
@@ -121,7 +122,7 @@ async def test_budget_stop_reports_what_finished(runs: Runs) -> None:
     report = await repeated_sampling(problems(12), ctx.meter, model="g", n=3, concurrency=1)
     assert report.stop == "budget_exhausted" and "model_calls" in (report.detail or "")
     assert report.evaluated == 5 and report.problems == 12
-    assert (await ctx.ledger.cost()).total.usage.model_calls == 5
+    assert (await ledger_cost(ctx.ledger)).total.usage.model_calls == 5
 
 
 async def test_checker_errors_are_precise(runs: Runs) -> None:

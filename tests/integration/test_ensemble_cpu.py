@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from redis.asyncio import Redis
 
-from conclave.agents.context import RunContext
 from conclave.agents.ensemble import ensemble_chat, load_named
-from conclave.budgets.ledger import Ledger
+from conclave.agents.runtime import RunEnv, open_run
+from conclave.budgets.cost import cost_from_snapshot
 from conclave.budgets.pricing import Pricing
-from conclave.cluster.protocol import ChatMessage, ChatRequest
 from conclave.cluster.router import LocalRouter
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
 from conclave.schema import Budget, TaskSpec
+from conclave.schema.chat import ChatMessage, ChatRequest
 
 pytestmark = pytest.mark.redis
 
@@ -33,28 +31,14 @@ def cpu_router() -> LocalRouter:
 
 
 async def test_moa_lite_local_on_the_cpu_model(redis: Redis, prefix: str, cpu_router: LocalRouter) -> None:
-    store = RunStore(redis, prefix)
-    await store.ensure_group()
+    store = RedisRunStore(redis, prefix)
+    await store.ready()
     spec = TaskSpec(kind="ensemble", input="Name a primary colour.", model="ensemble/moa-lite-local")
-    run, _, _ = await store.submit(spec)
+    run = (await store.submit(spec)).run
     entry = (await store.read_new("c", 1, 100))[0]
     claim = await store.claim(run.id, owner="o", qid=entry.qid, worker="w", max_attempts=3)
-    ledger = Ledger(redis, store.scripts, prefix, run.id, owner="o")
-    await ledger.set_caps(Budget(output_tokens=20_000))
-    ctx = RunContext(
-        store=store,
-        run_id=run.id,
-        spec=spec,
-        owner="o",
-        attempt=claim.attempt,
-        steps={},
-        files={},
-        router=cpu_router,
-        pricing=Pricing(),
-        ledger=ledger,
-        default_model=None,
-        started_at=time.time(),
-    )
+    run = run.model_copy(update={"spec": spec.model_copy(update={"budget": Budget(output_tokens=20_000)})})
+    ctx = await open_run(store, run, owner="o", attempt=claim.attempt, env=RunEnv(router=cpu_router, pricing=Pricing()))
     config = load_named("moa-lite-local")
     request = ChatRequest(
         model="ensemble/moa-lite-local",
@@ -65,7 +49,7 @@ async def test_moa_lite_local_on_the_cpu_model(redis: Redis, prefix: str, cpu_ro
     response = await ensemble_chat(config, request, ctx.meter, max_parse_retries=1)
     assert response.model == "ensemble/moa-lite-local"
     assert isinstance(response.message.content, str) and response.message.content.strip()
-    cost = await ledger.cost()
+    cost = cost_from_snapshot(await ctx.ledger.snapshot())
     # 1 request of 3 samples, the critic (1-2 requests with a retry), the fuser.
     assert 3 <= cost.total.usage.model_calls <= 4
     assert response.usage.completion_tokens == cost.total.usage.output_tokens > 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from conclave.agents.context import RunContext
 from conclave.agents.ensemble import (
     EnsembleConfig,
     EnsembleError,
@@ -26,15 +24,19 @@ from conclave.agents.ensemble import (
     parse_config,
 )
 from conclave.agents.ensemble.kind import KIND
-from conclave.agents.ensemble.simjudge import EnsembleSim
-from conclave.budgets.ledger import BudgetExhausted, Ledger
+from conclave.agents.runtime import RunEnv
+from conclave.agents.runtime import open_run as open_run_ctx
+from conclave.budgets.cost import ledger_cost
 from conclave.budgets.pricing import Pricing
 from conclave.cluster.engine import Engine
 from conclave.cluster.engines.sim import SimEngine
-from conclave.cluster.protocol import ChatMessage, ChatRequest, ChatResponse
 from conclave.cluster.router import LocalRouter
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
+from conclave.core.context import RunContext
+from conclave.core.ledger import BudgetExhausted
 from conclave.schema import Budget, RunStatus, StopReason, TaskSpec
+from conclave.schema.chat import ChatMessage, ChatRequest, ChatResponse
+from conclave.testing.simjudge import EnsembleSim
 
 pytestmark = pytest.mark.redis
 
@@ -70,10 +72,10 @@ async def open_run(
     spec: TaskSpec | None = None,
 ) -> RunContext:
     """Submit and claim a real run, and give its context (meter, ledger, steps, events)."""
-    store = RunStore(redis, prefix)
-    await store.ensure_group()
+    store = RedisRunStore(redis, prefix)
+    await store.ready()
     spec = spec or TaskSpec(kind="ensemble", input=Q[0].text(), budget=budget)
-    run, _, _ = await store.submit(spec)
+    run = (await store.submit(spec)).run
     entries = await store.read_new("c", 10, 100)
     entry = next(e for e in entries if e.rid == run.id)
     claim = await store.claim(run.id, owner="owner-1", qid=entry.qid, worker="w", max_attempts=3)
@@ -82,23 +84,13 @@ async def open_run(
 
 
 async def context_of(
-    store: RunStore, rid: str, spec: TaskSpec, router: LocalRouter, attempt: int, budget: Budget | None
+    store: RedisRunStore, rid: str, spec: TaskSpec, router: LocalRouter, attempt: int, budget: Budget | None
 ) -> RunContext:
-    ledger = Ledger(store.r, store.scripts, store.p, rid, owner="owner-1")
-    await ledger.set_caps(budget or spec.budget)
-    return RunContext(
-        store=store,
-        run_id=rid,
-        spec=spec,
-        owner="owner-1",
-        attempt=attempt,
-        steps=await store.load_steps(rid),
-        files={},
-        router=router,
-        pricing=Pricing(),
-        ledger=ledger,
-        default_model=None,
-        started_at=time.time(),
+    run = await store.get(rid)
+    assert run is not None
+    run = run.model_copy(update={"spec": spec.model_copy(update={"budget": budget or spec.budget})})
+    return await open_run_ctx(
+        store, run, owner="owner-1", attempt=attempt, env=RunEnv(router=router, pricing=Pricing())
     )
 
 
@@ -149,7 +141,7 @@ async def test_pipeline_of_every_component(redis: Redis, prefix: str) -> None:
     assert res.layers_completed == 7 and res.stop == "completed"
     events = [e for e in await ctx.store.events(ctx.run_id) if e.type == "ensemble.layer"]
     assert [e.data["layer"] for e in events] == list(range(7))
-    cost = await ctx.ledger.cost()
+    cost = await ledger_cost(ctx.ledger)
     assert cost.total.usage.output_tokens == res.usage.completion_tokens
     assert cost.total.usage.model_calls == res.usage.requests
     assert "layer3/verifier" in cost.by_stage and "verifier#0" in cost.by_agent
@@ -166,7 +158,7 @@ async def test_malformed_judge_output_is_retried_within_budget(redis: Redis, pre
     assert ranker.calls == 2  # one malformed reply, one retry
     assert res.layers[1].components[0].detail["ranking"] == [1, 0]
     assert res.candidates[0].origin == "L0.c0.s1"
-    assert (await ctx.ledger.cost()).total.usage.model_calls == 3
+    assert (await ledger_cost(ctx.ledger)).total.usage.model_calls == 3
 
 
 @pytest.mark.parametrize(
@@ -335,7 +327,7 @@ async def test_samples_shrink_to_fit_the_budget(redis: Redis, prefix: str) -> No
     first = res.layers[0].components[0]
     assert first.samples_planned == 20 and 1 <= first.samples <= 9  # 9 x 100 + the fuser would not fit 1000
     assert res.stop == "completed"
-    cost = await ctx.ledger.cost()
+    cost = await ledger_cost(ctx.ledger)
     assert cost.total.usage.output_tokens <= 1000
     events = [e for e in await ctx.store.events(ctx.run_id) if e.type == "ensemble.layer"]
     assert events[0].data["components"][0]["samples_planned"] == 20
@@ -437,7 +429,7 @@ async def test_ensemble_chat_sums_usage_over_inner_calls(redis: Redis, prefix: s
     ctx = await open_run(redis, prefix, router, budget=Budget(output_tokens=100_000))
     request = ChatRequest(model="ensemble/best-of-n-local", messages=Q, max_tokens=50, seed=2)
     response = await ensemble_chat("ensemble/best-of-n-local", request, ctx.meter)
-    cost = await ctx.ledger.cost()
+    cost = await ledger_cost(ctx.ledger)
     assert response.model == "ensemble/best-of-n-local" and response.message.content == "so 42"
     assert response.usage.completion_tokens == cost.total.usage.output_tokens > 0
     assert response.usage.prompt_tokens == cost.total.usage.input_tokens

@@ -22,14 +22,15 @@ from conclave.agents.ensemble.search import (
     architecture_search,
     pareto_front,
 )
-from conclave.agents.ensemble.simjudge import EnsembleSim
+from conclave.budgets.cost import ledger_cost
 from conclave.budgets.pricing import Pricing
-from conclave.cluster.config import Price
 from conclave.cluster.engine import Engine
 from conclave.cluster.engines.sim import SimEngine
-from conclave.cluster.protocol import ChatRequest, ChatResponse
 from conclave.cluster.router import LocalRouter
 from conclave.schema import Budget, RunStatus, TaskSpec
+from conclave.schema.budget import Price
+from conclave.schema.chat import ChatRequest, ChatResponse
+from conclave.testing.simjudge import EnsembleSim
 
 from ._runs import Runs
 
@@ -127,7 +128,7 @@ async def test_search_finds_the_known_best_architecture_with_every_call_metered(
     for c in cands:
         assert snap.used.get((f"run/search/c{c['index']}", "model_calls"), 0) == c["spend"]["model_calls"] > 0
         assert snap.used.get((f"run/search/c{c['index']}", "usd"), 0) == c["spend"]["usd_pico"] > 0
-    cost = await ctx.ledger.cost()
+    cost = await ledger_cost(ctx.ledger)
     assert cost.total.usage.model_calls == report["spend"]["model_calls"]
     assert report["cost_metric"] == "usd"
     events = [d for t, d in await runs.events(rid) if t == "log" and d.get("kind") == "ensemble.search.candidate"]
@@ -180,7 +181,7 @@ async def test_budget_stop_returns_the_best_so_far_and_the_front(runs: Runs) -> 
     top = max(c["quality"] for c in done)
     assert report["best"]["quality"] == top and report["best"]["label"] in {f["label"] for f in report["front"]}
     assert out.output and report["best"]["label"] in out.output
-    assert (await ctx.ledger.cost()).total.usage.model_calls <= 400
+    assert (await ledger_cost(ctx.ledger)).total.usage.model_calls <= 400
     assert report["cost_metric"] == "tokens"  # nothing priced here
 
 

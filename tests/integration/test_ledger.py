@@ -9,27 +9,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from conclave.budgets.ledger import Ledger
-from conclave.budgets.meter import Meter
+from conclave.agents.meter import Meter
+from conclave.budgets.caps import install_budget
 from conclave.budgets.pricing import Pricing
 from conclave.cluster.engines.sim import SimEngine
-from conclave.cluster.protocol import ChatRequest
 from conclave.cluster.router import LocalRouter
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import PendingCommit, RunStore
+from conclave.controller.redis_store import RedisRunStore
+from conclave.core.ledger import RunLedger
+from conclave.core.pending import PendingCommit
 from conclave.schema import Budget, SubBudget, TaskSpec
+from conclave.schema.chat import ChatRequest
 
 from ._helpers import claimed_run
 
 CAPS = {"input_tokens": 5_000, "output_tokens": 3_000, "model_calls": 60}
 
 
-async def _ledger(redis_server: EmbeddedRedis, prefix: str, budget: Budget) -> tuple[RunStore, Ledger, Redis]:
+async def _ledger(redis_server: EmbeddedRedis, prefix: str, budget: Budget) -> tuple[RedisRunStore, RunLedger, Redis]:
     r = Redis.from_url(redis_server.url, decode_responses=True)
-    store = RunStore(r, prefix, binary=Redis.from_url(redis_server.url))
+    store = RedisRunStore(r, prefix, binary=Redis.from_url(redis_server.url))
     rid, owner = await claimed_run(store, TaskSpec(kind="chat", input="x", budget=budget))
-    ledger = Ledger(r, store.scripts, prefix, rid, owner)
-    await ledger.set_caps(budget)
+    ledger = RunLedger(store, rid, owner)
+    await install_budget(ledger, budget)
     return store, ledger, r
 
 
@@ -75,7 +77,7 @@ def test_100_concurrent_agents_never_overshoot_and_totals_are_exact(
                 _check_caps(await ledger.snapshot())
                 used = {} if release else {k: max(0, int(v * frac)) for k, v in ask.items()}
                 await store.commit(
-                    ledger.rid, ledger.owner, "", "", PendingCommit(ledger=[Ledger.commit_op(res, scope, used)])
+                    ledger.rid, ledger.owner, PendingCommit(ledger=[RunLedger.commit_op(res, scope, used)])
                 )
                 for k, v in used.items():
                     committed[k] += v
@@ -100,11 +102,11 @@ async def test_reservation_of_a_crashed_worker_is_released_when_its_lease_ends(
     res, refusal = await ledger.reserve("run", {"output_tokens": 80}, ttl_s=0.5)
     assert res and refusal is None
     # The worker dies here: no commit, no release. A new worker claims the run ...
-    entries = await r.xautoclaim(store.queue_key, "workers", "rescuer", 0, "0-0")
+    entries = await r.xautoclaim(store.keys.queue, "workers", "rescuer", 0, "0-0")
     qid = entries[1][0][0]
     assert (await store.claim(ledger.rid, owner="owner-2", qid=qid, worker="rescuer", max_attempts=3)).outcome == "ok"
-    ledger2 = Ledger(r, store.scripts, prefix, ledger.rid, "owner-2")
-    await ledger2.set_caps(budget)
+    ledger2 = RunLedger(store, ledger.rid, "owner-2")
+    await install_budget(ledger2, budget)
     snap = await ledger2.snapshot()
     assert snap.reserved.get(("run", "output_tokens"), 0) == 0, "the dead worker's hold was released on claim"
     res2, refusal2 = await ledger2.reserve("run", {"output_tokens": 100})
@@ -130,7 +132,7 @@ async def test_meter_shrinks_max_tokens_to_what_fits_and_commits_actual_usage(
         ops: list = []
 
         async def ledger_op(self, op: dict) -> None:
-            await store.commit(ledger.rid, ledger.owner, "", "", PendingCommit(ledger=[op]))
+            await store.commit(ledger.rid, ledger.owner, PendingCommit(ledger=[op]))
 
     router = LocalRouter({"sim": SimEngine({"mode": "echo"}, name="sim")})
     meter = Meter(ledger=ledger, pricing=Pricing(), router=router, sink=Sink())

@@ -17,9 +17,9 @@ import pytest
 from redis.asyncio import Redis
 
 from conclave.agents.research_state import ResearchState
-from conclave.agents.workspace import Workspace, load_workspace
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
+from conclave.core.workspace import Workspace
 from conclave.schema import Budget, RunStatus, TaskSpec
 from conclave.tools import SearchSettings, ToolSettings, configure
 
@@ -41,10 +41,10 @@ def cpu_model() -> object:
 
 
 @pytest.fixture
-async def store(redis_server: EmbeddedRedis, redis: Redis, prefix: str) -> AsyncIterator[RunStore]:
+async def store(redis_server: EmbeddedRedis, redis: Redis, prefix: str) -> AsyncIterator[RedisRunStore]:
     rb = Redis.from_url(redis_server.url)
-    s = RunStore(redis, prefix, binary=rb)
-    await s.ensure_group()
+    s = RedisRunStore(redis, prefix, binary=rb)
+    await s.ready()
     yield s
     await rb.aclose()
 
@@ -56,7 +56,7 @@ def restore_tool_settings() -> Iterator[None]:
 
 
 async def test_cpu_model_research_run_writes_a_cited_report(
-    store: RunStore, redis_server: EmbeddedRedis, prefix: str, cpu_model: object, tmp_path: Path
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str, cpu_model: object, tmp_path: Path
 ) -> None:
     settings = sim_settings(
         prefix,
@@ -85,14 +85,14 @@ async def test_cpu_model_research_run_writes_a_cited_report(
             "seed": 1,
         },
     )
-    run, _, _ = await store.submit(spec)
+    run = (await store.submit(spec)).run
     t0 = time.perf_counter()
     async with running_worker(settings, redis_server.url):
         done = await wait_terminal(store, run.id, timeout=240)
     elapsed = time.perf_counter() - t0
     assert done.status is RunStatus.SUCCEEDED, (done.stop_reason, done.stop_detail)
 
-    ws = Workspace(await load_workspace(store.rb, store.p, run.id))
+    ws = Workspace(await store.load_workspace(run.id))
     for path in ("index.md", "report_outline.md", "report.md"):
         assert ws.exists(path) and ws.read(path).strip(), path
     assert ws.is_dir("knowledge_base")

@@ -23,14 +23,15 @@ from redis.asyncio import Redis
 
 from conclave.agents.research import run_research
 from conclave.agents.research_state import ResearchState
-from conclave.agents.workspace import Workspace, load_workspace
 from conclave.cluster.config import ModelSpec
 from conclave.cluster.engines.sim import SimEngine
-from conclave.cluster.protocol import ChatRequest, ChatResponse
 from conclave.cluster.router import LocalRouter
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import LeaseLost, RunStore
+from conclave.controller.redis_store import RedisRunStore
+from conclave.core.store import LeaseLost
+from conclave.core.workspace import Workspace
 from conclave.schema import Budget, Run, RunStatus, TaskSpec
+from conclave.schema.chat import ChatRequest, ChatResponse
 from conclave.tools import SearchSettings, ToolRegistry, ToolSettings, configure
 from conclave.tools.search import Hit, SearchTool
 
@@ -148,10 +149,10 @@ def corpus(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(redis_server: EmbeddedRedis, redis: Redis, prefix: str) -> AsyncIterator[RunStore]:
+async def store(redis_server: EmbeddedRedis, redis: Redis, prefix: str) -> AsyncIterator[RedisRunStore]:
     rb = Redis.from_url(redis_server.url)
-    s = RunStore(redis, prefix, binary=rb)
-    await s.ensure_group()
+    s = RedisRunStore(redis, prefix, binary=rb)
+    await s.ready()
     yield s
     await rb.aclose()
 
@@ -179,12 +180,12 @@ def settings_for(prefix: str, corpus: Path, replies: list[dict[str, Any]], laten
     )
 
 
-async def workspace_of(store: RunStore, rid: str) -> Workspace:
-    return Workspace(await load_workspace(store.rb, store.p, rid))
+async def workspace_of(store: RedisRunStore, rid: str) -> Workspace:
+    return Workspace(await store.load_workspace(rid))
 
 
-async def run_on_worker(store: RunStore, url: str, settings: Any, spec: TaskSpec) -> tuple[Run, Any]:
-    run, _, _ = await store.submit(spec)
+async def run_on_worker(store: RedisRunStore, url: str, settings: Any, spec: TaskSpec) -> tuple[Run, Any]:
+    run = (await store.submit(spec)).run
     async with running_worker(settings, url) as w:
         done = await wait_terminal(store, run.id, timeout=60)
     return done, w
@@ -194,10 +195,10 @@ async def run_on_worker(store: RunStore, url: str, settings: Any, spec: TaskSpec
 
 
 async def test_full_path_writes_a_cited_report_with_sections_in_parallel(
-    store: RunStore, redis_server: EmbeddedRedis, prefix: str, corpus: Path
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str, corpus: Path
 ) -> None:
     settings = settings_for(prefix, corpus, rules(), latency=0.05)
-    run, _, _ = await store.submit(research_spec())
+    run = (await store.submit(research_spec())).run
     in_flight = 0
     writers_at_once = 0
     async with running_worker(settings, redis_server.url) as w:
@@ -265,7 +266,7 @@ async def test_full_path_writes_a_cited_report_with_sections_in_parallel(
     assert done.output == report and done.result is not None and done.result["check"]["unresolved"] == []
 
     # dig deeper: a new run continues on this workspace, searches one page deeper, re-gathers nothing
-    deeper, _, _ = await store.submit(research_spec(rounds=1, continue_from=run.id))
+    deeper = (await store.submit(research_spec(rounds=1, continue_from=run.id))).run
     async with running_worker(settings, redis_server.url):
         done2 = await wait_terminal(store, deeper.id, timeout=60)
     assert done2.status is RunStatus.SUCCEEDED, done2.stop_detail
@@ -284,7 +285,7 @@ async def test_full_path_writes_a_cited_report_with_sections_in_parallel(
 
 
 async def test_budget_exhausted_in_stage_one_still_writes_the_report(
-    store: RunStore, redis_server: EmbeddedRedis, prefix: str, corpus: Path
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str, corpus: Path
 ) -> None:
     # 8 model calls: build gets 4 (planner + 3 librarian turns in round 1), write gets 3. The USD cap
     # on a free model makes every hold a "0" USD hold, which releasing must survive.
@@ -310,7 +311,7 @@ async def test_budget_exhausted_in_stage_one_still_writes_the_report(
 
 
 async def test_nothing_writable_ends_budget_exhausted(
-    store: RunStore, redis_server: EmbeddedRedis, prefix: str, corpus: Path
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str, corpus: Path
 ) -> None:
     settings = settings_for(prefix, corpus, rules())
     spec = research_spec(budget=Budget(tool_calls={"search": 0}), rounds=1)
@@ -428,7 +429,7 @@ async def test_crash_in_stage_one_resumes_without_repeating_calls_or_sources(run
     new = [p for data in seeded for p in data["new"]]
     assert len(new) == len(set(new))
     assert [t for t, _ in ev].count("run.resumed") == 1
-    assert_report_resolves(Workspace(await load_workspace(runs.binary, runs.prefix, rid)))
+    assert_report_resolves(Workspace(await runs.store.load_workspace(rid)))
 
 
 async def test_crash_in_stage_two_resumes_the_unfinished_section_only(runs: Runs, corpus: Path) -> None:
@@ -439,7 +440,7 @@ async def test_crash_in_stage_two_resumes_the_unfinished_section_only(runs: Runs
     after = engine.roles[len(roles_before) :]
     assert after and set(after) == {"writer of section 2"}, after  # sections 1 and 3 had committed
     assert second.committed("research/write/s1/check") and second.committed("research/write/s3/check")
-    ws = Workspace(await load_workspace(runs.binary, runs.prefix, rid))
+    ws = Workspace(await runs.store.load_workspace(rid))
     assert "switch only at await points" in ws.read("report.md")
     assert "waits for I/O with a selector" in ws.read("sections/s2.md")  # the resumed writer's draft
     assert_report_resolves(ws)
@@ -452,7 +453,7 @@ async def test_crash_in_stage_two_resumes_the_unfinished_section_only(runs: Runs
 
 def test_submission_checks_name_the_field() -> None:
     from conclave.agents.research import ensemble_drafter, stage_budget
-    from conclave.controller.kinds import SpecError, validate_spec
+    from conclave.core.kinds import SpecError, validate_spec
     from conclave.schema import SubBudget
 
     def err(**kw: Any) -> SpecError:
@@ -477,7 +478,7 @@ def test_submission_checks_name_the_field() -> None:
 
 
 async def test_sections_can_be_drafted_by_an_ensemble(
-    store: RunStore, redis_server: EmbeddedRedis, prefix: str, corpus: Path
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str, corpus: Path
 ) -> None:
     """``section_ensemble``: each section is a generator → fuser ensemble over the run's model,
     metered in the section's scope, instead of a writer agent."""
@@ -497,7 +498,7 @@ async def test_sections_can_be_drafted_by_an_ensemble(
         ],
     }
     settings = settings_for(prefix, corpus, replies)
-    run, _, _ = await store.submit(research_spec(rounds=1, section_ensemble=ensemble))
+    run = (await store.submit(research_spec(rounds=1, section_ensemble=ensemble))).run
     async with running_worker(settings, redis_server.url):
         done = await wait_terminal(store, run.id, timeout=60)
     assert done.status is RunStatus.SUCCEEDED, done.stop_detail

@@ -15,9 +15,8 @@ from redis.asyncio import Redis
 
 from conclave import AsyncClient, Client
 from conclave.api.app import create_app
-from conclave.api.auth import KeyStore
 from conclave.controller.redis_server import EmbeddedRedis, free_port
-from conclave.sdk import BudgetExceeded, NotFound, Unauthorized, ValidationError
+from conclave.sdk import BudgetExceeded, ConclaveError, NotFound, Unauthorized, ValidationError
 
 from ._helpers import running_worker, serve_http, sim_settings
 
@@ -118,19 +117,22 @@ async def test_event_iterator_reconnects_by_itself(redis_server: EmbeddedRedis, 
 
 
 async def test_api_keys_tenants_and_revocation(redis_server: EmbeddedRedis, redis: Redis, prefix: str) -> None:
-    settings = sim_settings(prefix, auth=True)
-    keys = KeyStore(redis, prefix)
-    a = await keys.create("tenant-a", "a")
-    b = await keys.create("tenant-b", "b")
+    settings = sim_settings(prefix, auth=True, admin_key="boot-secret")
     with serve_http(create_app(settings, redis_server.url)) as base:
 
-        def use() -> None:
+        def use() -> tuple[str, str]:
+            with Client(base, api_key="boot-secret") as boot:
+                a = boot.admin.create_key("tenant-a", name="a")
+                b = boot.admin.create_key("tenant-b", name="b")
             for key in (None, "cvk_wrong"):
                 with Client(base, api_key=key) as anon:
                     with pytest.raises(Unauthorized) as ei:
                         anon.runs.list()
                     assert ei.value.status == 401 and ei.value.code == "unauthorized"
             with Client(base, api_key=a.key) as ca, Client(base, api_key=b.key) as cb:
+                with pytest.raises(ConclaveError) as forbidden:
+                    ca.admin.create_key("tenant-a")
+                assert forbidden.value.status == 403, "a tenant's key may not administer"
                 run = ca.runs.submit({"kind": "chat", "input": "mine"})
                 assert ca.runs.get(run.id).tenant == "tenant-a"
                 for call in (
@@ -143,20 +145,19 @@ async def test_api_keys_tenants_and_revocation(redis_server: EmbeddedRedis, redi
                         call()
                 assert run.id not in [r.id for r in cb.runs.list().runs]
                 assert run.id in [r.id for r in ca.runs.list().runs]
-
-        await asyncio.to_thread(use)
-        assert await keys.revoke(b.info.id)
-
-        def revoked() -> None:
+            with Client(base, api_key="boot-secret") as boot:
+                assert boot.admin.revoke_key(b.info.id).revoked
+                assert [k.id for k in boot.admin.list_keys("tenant-b")] == [b.info.id]
             with Client(base, api_key=b.key) as cb, pytest.raises(Unauthorized):
                 cb.runs.list()
+            return a.key, b.key
 
-        await asyncio.to_thread(revoked)
+        a_key, b_key = await asyncio.to_thread(use)
     # Keys are stored only as hashes: the secret appears nowhere in Redis.
     dump = json.dumps(await redis.hgetall(f"{prefix}:apikeys")) + json.dumps(
         await redis.hgetall(f"{prefix}:apikey_ids")
     )
-    assert a.key not in dump and b.key not in dump
+    assert a_key not in dump and b_key not in dump
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -15,10 +15,9 @@ from ray import serve
 from conclave.cluster.config import ModelSpec
 from conclave.cluster.defaults import DEFAULT_MODEL_NAME, default_model_spec
 from conclave.cluster.deployment import deploy_models
-from conclave.cluster.engine import ModelNotFound
 from conclave.cluster.pool import ServeRouter
-from conclave.cluster.protocol import ChatRequest
 from conclave.controller.redis_server import free_port
+from conclave.schema.chat import ChatRequest, ModelNotFound
 
 from ..unit._cluster_http import openai_app, serve_http
 

@@ -6,7 +6,7 @@ import pytest
 from redis.asyncio import Redis
 
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
 from conclave.schema import RunStatus, TaskSpec
 
 from ._helpers import sim_settings, wait_terminal
@@ -27,8 +27,8 @@ async def test_serve_worker_replicas_execute_runs(redis_server: EmbeddedRedis, r
     }
     handle = serve.run(build_app(args), name=f"workers-{prefix}", route_prefix=None)
     try:
-        store = RunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
-        ids = [(await store.submit(TaskSpec(kind="steps", input="x", options={"n": 3})))[0].id for _ in range(6)]
+        store = RedisRunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
+        ids = [(await store.submit(TaskSpec(kind="steps", input="x", options={"n": 3}))).run.id for _ in range(6)]
         runs = [await wait_terminal(store, rid, timeout=60) for rid in ids]
         assert [r.status for r in runs] == [RunStatus.SUCCEEDED] * 6
         status = await handle.status.remote()

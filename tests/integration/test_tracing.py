@@ -9,9 +9,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 
-from conclave import telemetry
 from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.store import RunStore
+from conclave.controller.redis_store import RedisRunStore
+from conclave.core import telemetry
 from conclave.schema import TaskSpec
 
 from ._helpers import running_worker, sim_settings, wait_terminal
@@ -30,11 +30,11 @@ def spans() -> InMemorySpanExporter:
 async def test_run_and_model_call_spans_share_the_submitters_trace(
     spans: InMemorySpanExporter, redis_server: EmbeddedRedis, redis: Redis, prefix: str
 ) -> None:
-    store = RunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
-    await store.ensure_group()
+    store = RedisRunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
+    await store.ready()
     tracer = trace.get_tracer("test")
     with tracer.start_as_current_span("POST /v1/runs") as root:
-        run, _, _ = await store.submit(TaskSpec(kind="chat", input="trace me please"), trace=telemetry.carrier())
+        run = (await store.submit(TaskSpec(kind="chat", input="trace me please"), trace=telemetry.carrier())).run
     async with running_worker(sim_settings(prefix), redis_server.url):
         await wait_terminal(store, run.id)
     finished = {s.name: s for s in spans.get_finished_spans() if s.context.trace_id == root.get_span_context().trace_id}
@@ -56,24 +56,28 @@ async def test_agent_run_with_a_tool_call_and_an_ensemble_is_one_trace(
     trace of the request that submitted it."""
     from conclave.cluster.config import ModelSpec
 
-    store = RunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
-    await store.ensure_group()
+    store = RedisRunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
+    await store.ready()
     model = ModelSpec(
         name="sim", engine="sim", options={"mode": "tool_loop", "steps": 2, "tool_name": "ls", "tool_arguments": {}}
     )
     tracer = trace.get_tracer("test")
     with tracer.start_as_current_span("POST /v1/runs agent") as root:
-        run, _, _ = await store.submit(
-            TaskSpec(kind="agent", input="look", model="sim", tools=["ls"]), trace=telemetry.carrier()
-        )
+        run = (
+            await store.submit(
+                TaskSpec(kind="agent", input="look", model="sim", tools=["ls"]), trace=telemetry.carrier()
+            )
+        ).run
     ensemble = {
         "name": "pair",
         "layers": [[{"type": "generator", "model": "sim", "model_type": "conclave", "samples": 2}]],
     }
     with tracer.start_as_current_span("POST /v1/runs ensemble") as root2:
-        run2, _, _ = await store.submit(
-            TaskSpec(kind="ensemble", input="hi", model="sim", ensemble=ensemble), trace=telemetry.carrier()
-        )
+        run2 = (
+            await store.submit(
+                TaskSpec(kind="ensemble", input="hi", model="sim", ensemble=ensemble), trace=telemetry.carrier()
+            )
+        ).run
     async with running_worker(sim_settings(prefix, models=[model]), redis_server.url):
         done = await wait_terminal(store, run.id)
         done2 = await wait_terminal(store, run2.id)
@@ -105,9 +109,9 @@ async def test_metrics_count_tokens_runs_and_queue_depth(
 
     reader = InMemoryMetricReader()
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-    store = RunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
-    await store.ensure_group()
-    run, _, _ = await store.submit(TaskSpec(kind="chat", input="count my tokens"))
+    store = RedisRunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
+    await store.ready()
+    run = (await store.submit(TaskSpec(kind="chat", input="count my tokens"))).run
     async with running_worker(sim_settings(prefix), redis_server.url):
         await wait_terminal(store, run.id)
     data = reader.get_metrics_data()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from conclave.api.openai_compat import EnsembleChat, build_openai_router
-from conclave.cluster.router import ModelRouter
+from conclave.core.router import ModelRouter
 from tests._http import serve_http
 
 

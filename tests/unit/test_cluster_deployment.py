@@ -9,10 +9,9 @@ import pytest
 
 from conclave.cluster.config import ModelSpec
 from conclave.cluster.deployment import RoutedRequest, _serve_options, build_app, deployment_name
-from conclave.cluster.engine import EngineError, ModelNotFound, NoHealthyReplica
 from conclave.cluster.pool import ServeRouter, replica_failure
-from conclave.cluster.protocol import ChatRequest
-from conclave.cluster.router import ModelRouter
+from conclave.core.router import ModelRouter
+from conclave.schema.chat import ChatRequest, EngineError, ModelNotFound, NoHealthyReplica
 
 SIM = {"name": "s", "engine": "sim"}
 
@@ -63,7 +62,7 @@ def test_build_app_checks_its_arguments() -> None:
         build_app({"models": [SIM, SIM]})
     with pytest.raises(ValueError, match=r"models\.0\.replicas"):
         build_app({"models": [{**SIM, "replicas": 0}]})
-    with pytest.raises(ValueError, match="model: Extra inputs are not permitted"):
+    with pytest.raises(ValueError, match="model: unknown field .model."):
         build_app({"models": [SIM], "model": "x"})
     app = build_app({"models": [SIM, {"name": "t", "engine": "sim"}]})
     assert app is not None

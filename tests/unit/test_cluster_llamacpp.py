@@ -12,7 +12,7 @@ import pytest
 from conclave.cluster.defaults import default_model_spec
 from conclave.cluster.engines import build_engine
 from conclave.cluster.engines.llamacpp import LlamaCppEngine, bound_strings
-from conclave.cluster.protocol import ChatRequest
+from conclave.schema.chat import ChatRequest
 
 TOOLS = [
     {
@@ -135,7 +135,7 @@ async def test_cancelling_a_call_waits_for_the_generation_to_stop(engine: LlamaC
 
 
 async def test_prompt_longer_than_the_context_is_a_400(engine: LlamaCppEngine) -> None:
-    from conclave.cluster.engine import EngineError
+    from conclave.schema.chat import EngineError
 
     with pytest.raises(EngineError) as e:
         await engine.chat(_req("word " * 5000))

@@ -11,8 +11,8 @@ import openai
 import pytest
 
 from conclave.cluster.engines.sim import SimEngine
-from conclave.cluster.protocol import AssistantMessage, ChatChoice, ChatRequest, ChatResponse, CompletionUsage
 from conclave.cluster.router import LocalRouter
+from conclave.schema.chat import AssistantMessage, ChatChoice, ChatRequest, ChatResponse, CompletionUsage
 
 from ._cluster_http import openai_app, serve_http
 

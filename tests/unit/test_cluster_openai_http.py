@@ -12,12 +12,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from conclave.cluster.config import ModelSpec
-from conclave.cluster.engine import EngineError
 from conclave.cluster.engines import build_engine
 from conclave.cluster.engines.openai_http import OpenAIHttpEngine, OpenAIHttpOptions
 from conclave.cluster.engines.sim import SimEngine
-from conclave.cluster.protocol import ChatRequest
 from conclave.cluster.router import LocalRouter
+from conclave.schema.chat import ChatRequest, EngineError
 
 from ._cluster_http import openai_app, serve_http
 

@@ -7,9 +7,9 @@ from pydantic import ValidationError
 
 from conclave.cluster.config import ModelSpec
 from conclave.cluster.deployment import _serve_options
-from conclave.cluster.engine import EngineError
 from conclave.cluster.engines import build_engine
 from conclave.cluster.engines.vllm import VllmOptions, serve_options, vllm_available
+from conclave.schema.chat import EngineError
 
 
 def test_engine_args_defaults_turn_prefix_caching_on() -> None:

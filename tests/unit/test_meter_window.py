@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from conclave.budgets.ledger import Ledger
-from conclave.budgets.meter import Meter
+from conclave.agents.meter import Meter
 from conclave.budgets.pricing import Pricing
 from conclave.cluster.engines.sim import SimEngine
-from conclave.cluster.protocol import ChatRequest
 from conclave.cluster.router import LocalRouter
+from conclave.core.ledger import RunLedger
+from conclave.core.memory import InMemoryRunStore
+from conclave.core.pending import LedgerOp
+from conclave.schema.chat import ChatRequest
 
 
 class _Sink:
     def __init__(self) -> None:
-        self.ops: list[dict[str, Any]] = []
+        self.ops: list[LedgerOp] = []
 
-    async def ledger_op(self, op: dict[str, Any]) -> None:
+    async def ledger_op(self, op: LedgerOp) -> None:
         self.ops.append(op)
 
 
 async def test_max_tokens_keeps_room_on_a_small_window_with_a_real_sized_prompt() -> None:
     router = LocalRouter({"m": SimEngine({"mode": "echo"}, name="m")}, {"m": 2048})
-    meter = Meter(ledger=Ledger(None, None, "p", "r"), pricing=Pricing(), router=router, sink=_Sink())  # type: ignore[arg-type]
+    meter = Meter(ledger=RunLedger(InMemoryRunStore(), "r"), pricing=Pricing(), router=router, sink=_Sink())
     prompt = "word " * 500  # ~2.5 kB: more bytes than the window has tokens
     req = ChatRequest(messages=[{"role": "user", "content": prompt}], max_tokens=256)
     assert meter._max_tokens("m", req) == 256

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from conclave.budgets.ledger import compute_caps
+from conclave.budgets.caps import compute_caps
 from conclave.budgets.pricing import Pricing, to_pico
-from conclave.cluster.config import ModelSpec, Price
+from conclave.cluster.config import ModelSpec
 from conclave.config import ConfigError, load_settings
-from conclave.controller.kinds import SpecError, validate_spec
+from conclave.core.kinds import SpecError, validate_spec
 from conclave.schema import Budget, Cost, TaskSpec
+from conclave.schema.budget import Price
 
 
 def _msg(e: pytest.ExceptionInfo[ValidationError]) -> str:

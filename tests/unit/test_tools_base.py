@@ -8,8 +8,8 @@ from typing import Annotated
 import pytest
 from pydantic import Field
 
-from conclave.agents.workspace import Workspace
-from conclave.controller.kinds import SpecError, validate_spec
+from conclave.core.kinds import SpecError, validate_spec
+from conclave.core.workspace import Workspace
 from conclave.schema import TaskSpec
 from conclave.tools import ToolContext, ToolRegistry, check_tools, idempotency_key, tool
 from conclave.tools.base import execute

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conclave.agents.workspace import Workspace
+from conclave.core.workspace import Workspace
 from conclave.tools import FetchSettings, ToolContext, ToolSettings
 from conclave.tools.base import execute
 from conclave.tools.fetch import FetchTool, host_matches

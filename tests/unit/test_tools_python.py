@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conclave.agents.workspace import Workspace
+from conclave.core.workspace import Workspace
 from conclave.tools import ToolContext, ToolSettings
 from conclave.tools.base import ToolResult, execute
 from conclave.tools.python import PythonTool, probe_isolation

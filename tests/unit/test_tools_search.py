@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conclave.agents.workspace import Workspace
+from conclave.core.workspace import Workspace
 from conclave.tools import SearchSettings, ToolContext, ToolSettings
 from conclave.tools.base import execute
 from conclave.tools.search import (

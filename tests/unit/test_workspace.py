@@ -6,18 +6,14 @@ import io
 import tarfile
 
 import pytest
-from redis.asyncio import Redis
 
-from conclave.agents.workspace import (
+from conclave.core.workspace import (
     PathError,
     Workspace,
     WorkspaceLimitError,
     confine,
-    load_workspace,
-    workspace_key,
     workspace_tarball,
 )
-from conclave.controller.redis_server import EmbeddedRedis
 
 
 @pytest.mark.parametrize(
@@ -109,15 +105,3 @@ def test_changes_are_reported_for_the_step_commit() -> None:
     ws.append("a", "2")
     ws.delete("a")
     assert [(o.op, o.path, o.content) for o in ops] == [("w", "a", b"1"), ("w", "a", b"12"), ("d", "a", b"")]
-
-
-@pytest.mark.redis
-async def test_load_workspace_reads_raw_bytes(redis_server: EmbeddedRedis, prefix: str) -> None:
-    for decode in (False, True):
-        r = Redis.from_url(redis_server.url, decode_responses=decode)
-        await r.hset(workspace_key(prefix, "run_x"), mapping={"a.md": b"text", "b.bin": b"\x01\x02"})
-        files = await load_workspace(r, prefix, "run_x")
-        assert files["a.md"] == b"text"
-        if not decode:
-            assert files["b.bin"] == b"\x01\x02"
-        await r.aclose()

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from conclave.budgets.meter import Meter
-from conclave.cluster.protocol import ChatMessage, ChatRequest
+from conclave.core.context import Metered
+from conclave.schema.chat import ChatMessage, ChatRequest
 
 from .config import EnsembleConfig
 from .serving import ensemble_chat
@@ -53,7 +53,7 @@ def flatten_for_ensemble(messages: Sequence[ChatMessage], final_prompt: str = FI
 async def answer_with_ensemble(
     name_or_config: str | dict[str, Any] | EnsembleConfig,
     messages: Sequence[ChatMessage],
-    meter: Meter,
+    meter: Metered,
     *,
     extra_dirs: Iterable[str | Path | None] = (),
     default_model: str | None = None,

@@ -30,8 +30,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conclave.budgets.meter import Meter
-from conclave.cluster.protocol import ChatChoice, ChatMessage, ChatRequest, ChatResponse
+from conclave.core.context import Metered
+from conclave.schema.chat import ChatChoice, ChatMessage, ChatRequest, ChatResponse
 
 from . import parsing, prompts
 from .config import MAX_N, ComponentSpec
@@ -105,7 +105,7 @@ def stable_seed(*parts: object) -> int:
 class Call:
     """Metered calls on behalf of one component (or one batch of same-prompt generators)."""
 
-    meter: Meter
+    meter: Metered
     model: str
     spec: ComponentSpec
     tally: Tally

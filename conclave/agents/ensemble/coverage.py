@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conclave.budgets.ledger import BudgetExhausted
-from conclave.budgets.meter import Meter
+from conclave.core.context import Emitter, Metered
+from conclave.core.ledger import BudgetExhausted
 
 from .components import stable_seed
 from .config import ComponentSpec, EnsembleConfig, LayerSpec
@@ -50,7 +50,6 @@ __all__ = [
 
 #: A durable step runner: ``step(key, fn)`` runs ``fn`` once per run and returns its JSON value.
 StepFn = Callable[[str, Callable[[], Awaitable[dict[str, Any]]]], Awaitable[Any]]
-Emitter = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class _Rec(BaseModel):
@@ -180,7 +179,7 @@ def report_of(
 
 async def repeated_sampling(
     problems: Sequence[Problem | Mapping[str, Any]],
-    meter: Meter,
+    meter: Metered,
     *,
     model: str,
     n: int,

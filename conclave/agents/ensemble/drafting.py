@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from conclave.budgets.meter import Meter
-from conclave.cluster.protocol import ChatMessage, ChatRequest
+from conclave.core.context import Metered
+from conclave.schema.chat import ChatMessage, ChatRequest
 
 from .serving import ensemble_chat
 
 if TYPE_CHECKING:
-    from conclave.agents.context import RunContext
     from conclave.agents.research import DraftRequest
+    from conclave.core.context import RunContext
 
 __all__ = ["draft_with_ensemble", "section_prompt"]
 
@@ -31,7 +31,7 @@ def section_prompt(request: DraftRequest) -> list[ChatMessage]:
     return [ChatMessage(role="system", content=request.instructions), ChatMessage(role="user", content=user)]
 
 
-async def draft_with_ensemble(ctx: RunContext, request: DraftRequest, *, meter: Meter) -> str:
+async def draft_with_ensemble(ctx: RunContext, request: DraftRequest, *, meter: Metered) -> str:
     """The ensemble's final answer for one section (``[n]`` citations from ``request.evidence``)."""
     chat = ChatRequest(model=request.model, messages=section_prompt(request), max_tokens=request.max_tokens)
     extra_dirs = []

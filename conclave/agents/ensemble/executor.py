@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conclave.budgets.ledger import BudgetExhausted, enclosing
-from conclave.budgets.meter import Meter
-from conclave.cluster.protocol import ChatMessage
+from conclave.core.context import Emitter, Metered
+from conclave.core.ledger import BudgetExhausted, enclosing
+from conclave.schema.chat import ChatMessage
 
 from .components import (
     Call,
@@ -57,7 +57,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 StepRunner = Callable[[str, Callable[[], Awaitable["LayerResult"]]], Awaitable["LayerResult"]]
-Emitter = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class EnsembleError(ValueError):
@@ -168,7 +167,7 @@ def _shrink(
     return samples, plan(cfg, samples={i: samples}, start=i, n_cand=n_cand, cap=cap)
 
 
-async def _ledger_room(meter: Meter, extra_scopes: Sequence[str]) -> dict[str, int]:
+async def _ledger_room(meter: Metered, extra_scopes: Sequence[str]) -> dict[str, int]:
     """What the ledger has left for model calls and output tokens, the tightest over the meter's
     scope, the scopes enclosing it and ``extra_scopes``; empty when the run has no caps."""
     if not meter.ledger.has_caps:
@@ -190,7 +189,7 @@ class Executor:
         self,
         config: EnsembleConfig,
         messages: Sequence[ChatMessage],
-        meter: Meter,
+        meter: Metered,
         *,
         resolver: ModelResolver | None = None,
         step: StepRunner | None = None,
@@ -449,7 +448,7 @@ def _event(name: str, r: LayerResult) -> dict[str, Any]:
 
 
 async def run_ensemble(
-    config: EnsembleConfig, messages: Sequence[ChatMessage], meter: Meter, **kwargs: Any
+    config: EnsembleConfig, messages: Sequence[ChatMessage], meter: Metered, **kwargs: Any
 ) -> EnsembleResult:
     """Convenience: build an ``Executor`` and run it."""
     return await Executor(config, messages, meter, **kwargs).run()

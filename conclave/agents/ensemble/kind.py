@@ -13,15 +13,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conclave.budgets.ledger import BudgetExhausted
-from conclave.controller.kinds import Outcome, RunKind
+from conclave.core.context import RunContext
+from conclave.core.kinds import Outcome, RunKind
+from conclave.core.ledger import BudgetExhausted
 from conclave.schema import RunStatus, StopReason, TaskSpec
 
 from ..chat import messages_of
-from ..context import RunContext
 from .config import ConfigFileError, EnsembleConfig
 from .executor import Executor, LayerResult, ModelResolver
-from .library import resolve_ensemble
+from .library import configured_dirs, resolve_ensemble
 from .scoring import Problem
 
 __all__ = ["KIND", "EnsembleOptions", "ensemble_of"]
@@ -47,16 +47,7 @@ class EnsembleOptions(BaseModel):
 
 
 def _extra_dirs() -> list[Path]:
-    try:
-        from conclave.config import ConfigError, load_settings
-
-        try:
-            d = load_settings().ensembles_dir
-        except ConfigError:
-            return []
-        return [d] if d is not None else []
-    except ImportError:  # pragma: no cover - settings are part of the package
-        return []
+    return configured_dirs()
 
 
 class EnsembleSpecError(ValueError):

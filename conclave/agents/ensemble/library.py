@@ -15,7 +15,20 @@ from typing import Any
 
 from .config import ConfigFileError, EnsembleConfig, load_config, parse_config
 
-__all__ = ["builtin_names", "load_named", "resolve_ensemble"]
+__all__ = ["builtin_names", "configure_dirs", "configured_dirs", "load_named", "resolve_ensemble"]
+
+#: Extra folders of this deployment (``Settings.ensembles_dir``), set once at start-up.
+_EXTRA_DIRS: list[Path] = []
+
+
+def configure_dirs(dirs: Iterable[str | Path | None]) -> None:
+    """Set the deployment's extra ensemble folders (searched before the built-ins)."""
+    _EXTRA_DIRS[:] = [Path(d) for d in dirs if d]
+
+
+def configured_dirs() -> list[Path]:
+    return list(_EXTRA_DIRS)
+
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _SUFFIXES = (".json", ".yaml", ".yml")

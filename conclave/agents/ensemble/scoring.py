@@ -14,7 +14,6 @@ whose ledger ops commit later.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import re
 from collections.abc import Callable, Mapping
@@ -22,10 +21,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from conclave.budgets.meter import CommitSink, Meter
 from conclave.budgets.pricing import from_pico
-from conclave.cluster.protocol import ChatMessage
+from conclave.core.context import Metered
 from conclave.schema import ChatMessageIn
+from conclave.schema.chat import ChatMessage
 
 from . import parsing
 
@@ -180,17 +179,7 @@ class Spend(BaseModel):
         return self
 
 
-@dataclasses.dataclass
-class _RecordingSink:
-    inner: CommitSink
-    spend: Spend
-
-    async def ledger_op(self, op: dict[str, Any]) -> None:
-        self.spend.add_used(op.get("used", {}))
-        await self.inner.ledger_op(op)
-
-
-def recording(meter: Meter, spend: Spend) -> Meter:
+def recording(meter: Metered, spend: Spend) -> Metered:
     """A meter like ``meter`` (same ledger, scope, caps) whose committed usage is also summed into
     ``spend``; its children record too."""
-    return dataclasses.replace(meter, sink=_RecordingSink(meter.sink, spend))
+    return meter.observed(lambda op: spend.add_used(op.used))

@@ -45,13 +45,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from conclave.budgets.ledger import BudgetExhausted
-from conclave.budgets.meter import Meter
-from conclave.cluster.protocol import ChatMessage, ChatRequest
-from conclave.controller.kinds import Outcome, RunKind
+from conclave.core.context import Emitter, Metered, RunContext
+from conclave.core.kinds import Outcome, RunKind
+from conclave.core.ledger import BudgetExhausted
 from conclave.schema import RunStatus, StopReason, TaskSpec
+from conclave.schema.chat import ChatMessage, ChatRequest
 
-from ..context import RunContext
 from . import parsing, prompts
 from .components import stable_seed
 from .config import ComponentSpec, EnsembleConfig, LayerSpec
@@ -73,7 +72,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Emitter = Callable[[str, dict[str, Any]], Awaitable[None]]
 CostMetric = Literal["auto", "usd", "tokens", "output_tokens", "model_calls"]
 DIMENSIONS = ("generator", "samples", "critic", "ranker_top_k", "fuser", "verifier", "blocks", "judge")
 
@@ -473,7 +471,7 @@ class _Judge:
         self.spec = spec
         self.model = resolver.resolve(spec.model, "scorer.model: ")
 
-    async def score(self, meter: Meter, problem: Problem, answer: str, seed: int) -> float | None:
+    async def score(self, meter: Metered, problem: Problem, answer: str, seed: int) -> float | None:
         note = (
             f"The reference answer is: {problem.expected}. Compare the response's final answer with it."
             if problem.expected is not None
@@ -514,7 +512,7 @@ def _shrunk(result: EnsembleResult) -> bool:
 async def architecture_search(
     dev_set: Sequence[Problem | Mapping[str, Any]],
     space: SearchSpace | Mapping[str, Any],
-    meter: Meter,
+    meter: Metered,
     *,
     scorer: ScorerSpec | Mapping[str, Any] | str | Checker = "exact",
     method: Literal["random", "bayes"] = "bayes",

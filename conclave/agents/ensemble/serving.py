@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from conclave.budgets.meter import Meter
-from conclave.cluster.protocol import AssistantMessage, ChatChoice, ChatRequest, ChatResponse, CompletionUsage
+from conclave.core.context import Metered
+from conclave.schema.chat import AssistantMessage, ChatChoice, ChatRequest, ChatResponse, CompletionUsage
 
 from .config import EnsembleConfig
 from .executor import EnsembleError, Executor, ModelResolver
@@ -19,7 +19,7 @@ __all__ = ["ensemble_chat"]
 async def ensemble_chat(
     name_or_config: str | dict[str, Any] | EnsembleConfig,
     request: ChatRequest,
-    meter: Meter,
+    meter: Metered,
     *,
     extra_dirs: Iterable[str | Path | None] = (),
     model_map: Mapping[str, str] | None = None,

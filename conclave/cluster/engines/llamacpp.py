@@ -38,8 +38,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from conclave.cluster.engine import Engine, EngineError
-from conclave.cluster.protocol import (
+from conclave.cluster.engine import Engine
+from conclave.schema.chat import (
     AssistantMessage,
     ChatChoice,
     ChatChunk,
@@ -48,6 +48,7 @@ from conclave.cluster.protocol import (
     ChatRequest,
     ChatResponse,
     CompletionUsage,
+    EngineError,
     FunctionCall,
     FunctionDef,
     ToolCall,

@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from conclave.cluster.engine import Engine, EngineError
-from conclave.cluster.protocol import (
+from conclave.cluster.engine import Engine
+from conclave.schema.chat import (
     AssistantMessage,
     ChatChoice,
     ChatChunk,
@@ -35,6 +35,7 @@ from conclave.cluster.protocol import (
     ChatRequest,
     ChatResponse,
     CompletionUsage,
+    EngineError,
     FunctionCall,
     ToolCall,
     new_completion_id,

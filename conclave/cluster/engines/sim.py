@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from conclave.cluster.engine import Engine, EngineError
-from conclave.cluster.protocol import (
+from conclave.cluster.engine import Engine
+from conclave.schema.chat import (
     AssistantMessage,
     ChatChoice,
     ChatChunk,
@@ -31,6 +31,7 @@ from conclave.cluster.protocol import (
     ChatRequest,
     ChatResponse,
     CompletionUsage,
+    EngineError,
     FunctionCall,
     ToolCall,
     new_completion_id,

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from conclave.cluster.engine import Engine, EngineError
-from conclave.cluster.protocol import (
+from conclave.cluster.engine import Engine
+from conclave.schema.chat import (
     AssistantMessage,
     ChatChoice,
     ChatChunk,
@@ -34,6 +34,7 @@ from conclave.cluster.protocol import (
     ChatRequest,
     ChatResponse,
     CompletionUsage,
+    EngineError,
     FunctionCall,
     FunctionDef,
     ToolCall,

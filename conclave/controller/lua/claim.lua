@@ -7,7 +7,12 @@ local rk = runkey(P, rid)
 local f = redis.call("HMGET", rk, "status", "tenant", "created_ms", "cancel", "started_at", "owner", "attempts")
 if f[6] == owner then return {"ok", tonumber(f[7])} end
 local status, tenant, created_ms, cancel, started = f[1], f[2], f[3], f[4], f[5]
-if not status then ack(P, qid); return {"missing"} end
+if not status then
+  -- a poison entry (no run id, or a run that does not exist): dead-lettered once, never retried
+  redis.call("XADD", P .. ":dead", "*", "rid", rid, "qid", qid, "reason", "the queue entry names no run that exists", "attempts", 0)
+  ack(P, qid)
+  return {"missing"}
+end
 if TERMINAL[status] then ack(P, qid); return {"terminal", status} end
 local attempts = redis.call("HINCRBY", rk, "attempts", 1)
 if cancel == "1" then

@@ -1,20 +1,28 @@
 -- Commit one step atomically: its result, workspace writes, events, ledger usage.
 -- Fenced by the owner token: a worker that lost its lease cannot commit.
--- ARGV: P, rid, owner, now, step_key ("" = none), step_value,
+-- ARGV: P, rid, owner, now, commit_id, step_key ("" = none), step_value,
 --       n_events, (type, data)*n, n_ws, (op, path, content)*n, n_ledger, (ledger_json)*n
 -- Returns {seq, cancel} or {-1, "lease lost"}
-local P, rid, owner, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- Idempotent: a commit retried after its reply was lost (redis-py retries on a dropped connection) is
+-- applied once — by its step key when it has one, else by its commit id.
+local P, rid, owner, now, cid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local rk = runkey(P, rid)
 local f = redis.call("HMGET", rk, "owner", "cancel")
-if f[1] ~= owner then return {-1, "lease lost"} end
-local i = 5
+local i = 6
 local step_key, step_value = ARGV[i], ARGV[i + 1]
 i = i + 2
+local applied
 if step_key ~= "" then
-  -- a retried commit (reply lost on a dropped connection) must not apply twice
-  if redis.call("HSETNX", rk .. ":steps", step_key, step_value) == 0 then
-    return {tonumber(redis.call("HGET", rk, "seq")), tonumber(f[2] or "0")}
-  end
+  applied = redis.call("HEXISTS", rk .. ":steps", step_key) == 1
+else
+  applied = redis.call("HEXISTS", rk .. ":commits", cid) == 1
+end
+if applied then return {tonumber(redis.call("HGET", rk, "seq")), tonumber(f[2] or "0")} end
+if f[1] ~= owner then return {-1, "lease lost"} end
+if step_key ~= "" then
+  redis.call("HSET", rk .. ":steps", step_key, step_value)
+else
+  redis.call("HSET", rk .. ":commits", cid, now)
 end
 local n_ev = tonumber(ARGV[i]); i = i + 1
 local seq = 0

@@ -5,7 +5,10 @@
 --   P:run:<rid>:steps    hash   committed step results by step key
 --   P:run:<rid>:ws       hash   workspace files (path -> bytes)
 --   P:runs:<tenant>      zset   runs by creation time (ms)
+--   P:run:<rid>:commits  hash   ids of commits without a step key that were applied
+--   P:run:<rid>:ledger / :resv / :resvexp   the budget ledger (see ledger.lua)
 --   P:runs:<tenant>:s:<status>  zset, same, per status
+--   P:runs:<tenant>:k:<kind>    zset, same, per kind
 --   P:queue / P:dead     streams; consumer group "workers" on P:queue
 local function runkey(P, rid) return P .. ":run:" .. rid end
 

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conclave.config import default_home
+from conclave.core.paths import default_home
 
 from .._text import html_to_text
 from ..base import ToolError

@@ -1,7 +1,8 @@
 """A run's file-system workspace: the agent's memory, persisted with the run's checkpoints.
 
-Files live in Redis (one hash per run, path → bytes) and are changed only inside a step's commit,
-so a resumed run sees exactly the files of its last committed step, on any worker. Paths are
+Files are stored by the run store (one mapping per run, path → bytes) and are changed only inside a
+step's commit, so a resumed run sees exactly the files of its last committed step, on any worker. Every
+change is reported to the run's pending commit as a ``WorkspaceOp``. Paths are
 confined to the workspace: relative POSIX paths, no ``..``, no absolute paths, no NUL or control
 characters, bounded lengths. There are no links in a workspace at all (it is a mapping, not a
 directory), so nothing can point out of it; the python sandbox, which does use a real directory,
@@ -20,13 +21,8 @@ import tarfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from conclave.controller.store import WorkspaceOp
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 __all__ = [
     "FS_RESEARCHER_LAYOUT",
@@ -37,9 +33,10 @@ __all__ = [
     "PathError",
     "Workspace",
     "WorkspaceLimitError",
+    "WorkspaceOp",
+    "WorkspaceOpKind",
     "confine",
-    "load_workspace",
-    "workspace_key",
+    "materialize_files",
     "workspace_tarball",
 ]
 
@@ -48,6 +45,23 @@ MAX_WORKSPACE_BYTES = 64 * 1024 * 1024
 MAX_FILES = 10_000
 MAX_PATH_CHARS = 512
 MAX_NAME_BYTES = 255  # what every common file system allows for one path component
+
+
+class WorkspaceOpKind(StrEnum):
+    """What a step did to one workspace path; the values are what the commit script reads."""
+
+    WRITE = "w"
+    DELETE = "d"
+
+
+@dataclass(frozen=True)
+class WorkspaceOp:
+    """One change to one path, committed with the step that made it (the last op per path wins)."""
+
+    op: WorkspaceOpKind
+    path: str
+    content: bytes = b""
+
 
 #: The FS-Researcher layout every research run starts from.
 FS_RESEARCHER_LAYOUT = (
@@ -223,7 +237,7 @@ class Workspace:
         self._files[p] = data
         self._total = total
         if self._on_change:
-            self._on_change(WorkspaceOp("w", p, data))
+            self._on_change(WorkspaceOp(WorkspaceOpKind.WRITE, p, data))
         return p
 
     def append(self, path: str, content: str | bytes) -> str:
@@ -237,7 +251,7 @@ class Workspace:
             return False
         self._total -= len(self._files.pop(p))
         if self._on_change:
-            self._on_change(WorkspaceOp("d", p))
+            self._on_change(WorkspaceOp(WorkspaceOpKind.DELETE, p))
         return True
 
     def init_layout(self, entries: Iterable[str] = FS_RESEARCHER_LAYOUT) -> None:
@@ -282,21 +296,3 @@ def workspace_tarball(files: dict[str, bytes], *, root: str = "workspace") -> by
             info.mode = 0o644
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
-
-
-def workspace_key(prefix: str, rid: str) -> str:
-    return f"{prefix}:run:{rid}:ws"
-
-
-async def load_workspace(redis: Redis, prefix: str, rid: str) -> dict[str, bytes]:
-    """A run's committed workspace straight from Redis (for the API and for resuming).
-
-    Works with either kind of client: values are returned as bytes whether or not the client
-    decodes responses (a decoding client would mangle binary files, so prefer
-    ``decode_responses=False``; text files survive either way)."""
-    raw = await redis.hgetall(workspace_key(prefix, rid))  # type: ignore[misc]
-    out: dict[str, bytes] = {}
-    for k, v in raw.items():
-        key = k.decode() if isinstance(k, bytes) else str(k)
-        out[key] = v if isinstance(v, bytes) else str(v).encode()
-    return out

@@ -23,10 +23,9 @@ import re
 from collections.abc import Collection
 from typing import Any
 
+from conclave.agents.ensemble import prompts
 from conclave.cluster.engines.sim import SimEngine, SimOptions, SimReply
-from conclave.cluster.protocol import ChatRequest
-
-from . import prompts
+from conclave.schema.chat import ChatRequest
 
 __all__ = ["ROLES", "EnsembleSim"]
 

@@ -1,9 +1,13 @@
-"""What a run body sees: its spec, durable steps, events, metered models and tools, its workspace.
+"""What a run body sees: its spec, durable steps, events, its workspace, its ledger and metered models.
 
-``step(key, fn)`` is the unit of durability. A step whose key was committed before is not run
-again: its recorded value is returned. A step that runs commits its value, the events it emitted,
-its workspace changes and its ledger ops in one Lua call, so a worker killed at any instant leaves
-either all of a step or none of it. Step keys must be deterministic for a given run history.
+``step(key, fn)`` is the unit of durability. A step whose key was committed before is not run again: its
+recorded value is returned. A step that runs commits its value, the events it emitted, its workspace
+changes and its ledger ops in one ``RunStore.commit``, so a worker killed at any instant leaves either
+all of a step or none of it. Step keys must be deterministic for a given run history.
+
+A kind needs only this object. Model and tool calls go through ``ctx.meter`` (a ``Metered``: the agents'
+``Meter``, attached by whoever builds the context — ``conclave.agents.runtime.open_run``), which reserves
+each call's worst case in the ledger first; there is no way around the ledger.
 """
 
 from __future__ import annotations
@@ -12,21 +16,22 @@ import asyncio
 import contextvars
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from conclave.budgets.ledger import Ledger
-from conclave.budgets.meter import Meter
-from conclave.budgets.pricing import Pricing
-from conclave.cluster.router import ModelRouter
-from conclave.controller.store import PendingCommit, RunStore, WorkspaceOp
-from conclave.schema import TaskSpec
+from conclave.schema import EventType, TaskSpec
+from conclave.schema.chat import ChatRequest, ChatResponse
 
-from .workspace import Workspace
+from .ledger import RunLedger
+from .pending import LedgerOp, PendingCommit
+from .router import ModelRouter
+from .store import RunStore
+from .workspace import Workspace, WorkspaceOp
 
-__all__ = ["RunContext", "StepValueError"]
+__all__ = ["Emitter", "Metered", "RunContext", "StepValueError"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,8 +39,36 @@ T = TypeVar("T")
 _pending: contextvars.ContextVar[PendingCommit | None] = contextvars.ContextVar("conclave_pending", default=None)
 
 
+#: Where code that runs inside a run sends its events (``RunContext.emit``, or a recorder in tests).
+Emitter = Callable[[EventType, dict[str, Any]], Awaitable[None]]
+
+
 class StepValueError(TypeError):
     """A step returned something that cannot be recorded as JSON."""
+
+
+class Metered(Protocol):
+    """Metered access to models and tools for one ledger scope (``run``, ``run/<stage>``,
+    ``run/<stage>/<agent>``). Implemented by ``conclave.agents.meter.Meter``."""
+
+    scope: str
+    stage: str | None
+    agent: str | None
+    router: ModelRouter
+    ledger: RunLedger
+
+    async def chat(self, request: ChatRequest, *, model: str | None = None) -> ChatResponse:
+        """A model call: its worst case reserved first, its usage committed with the current step.
+        Raises ``BudgetExhausted`` when not even a minimal answer fits."""
+
+    async def tool(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """A tool call under the ledger: one call of ``name`` and its price are held first."""
+
+    def child(self, name: str, *, stage: str | None = None, agent: str | None = None) -> Metered:
+        """The meter of sub-scope ``<scope>/<name>``, charged to it and every scope above."""
+
+    def observed(self, observer: Callable[[LedgerOp], None]) -> Metered:
+        """The same meter, whose committed ledger ops are also shown to ``observer`` (its children's too)."""
 
 
 class RunContext:
@@ -52,10 +85,9 @@ class RunContext:
         steps: dict[str, str],
         files: dict[str, bytes],
         router: ModelRouter,
-        pricing: Pricing,
-        ledger: Ledger,
         default_model: str | None,
         started_at: float,
+        last_event_id: int = 0,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -64,20 +96,19 @@ class RunContext:
         self.attempt = attempt
         self.resumed = bool(steps)
         self.router = router
-        self.pricing = pricing
-        self.ledger = ledger
         self.default_model = default_model
         self.started_at = started_at
+        self.last_event_id = last_event_id
         self._steps = dict(steps)
         self._loose = PendingCommit()  # changes made outside any step, flushed with the next commit
         self.steps_executed = 0
         self.steps_replayed = 0
         self.cancel_requested = asyncio.Event()
-        self.last_event_id = 0
         #: The best answer so far; a cancelled or budget-stopped run reports it.
         self.partial_output: str | None = None
         self.workspace = Workspace(files, on_change=self._workspace_change)
-        self.meter = Meter(ledger=ledger, pricing=pricing, router=router, sink=self)
+        self.ledger = RunLedger(store, run_id, owner)
+        self._meter: Metered | None = None
 
     # -- the model the run should use -----------------------------------------------------------
     @property
@@ -87,9 +118,22 @@ class RunContext:
             raise ValueError("the task names no model and no default model is configured")
         return name
 
+    @property
+    def meter(self) -> Metered:
+        if self._meter is None:
+            raise RuntimeError("no meter is attached to this run context (build it with agents.runtime.open_run)")
+        return self._meter
+
+    def attach_meter(self, meter: Metered) -> None:
+        self._meter = meter
+
     # -- durable steps --------------------------------------------------------------------------
     def committed(self, key: str) -> bool:
         return key in self._steps
+
+    def step_keys(self) -> list[str]:
+        """The keys of the steps committed so far, in no particular order."""
+        return list(self._steps)
 
     async def step(self, key: str, fn: Callable[[], Awaitable[T]], *, model: type[BaseModel] | None = None) -> T:
         """Run ``fn`` once for the life of the run. Its value must be JSON-serialisable (or a
@@ -107,42 +151,38 @@ class RunContext:
         except BaseException:
             _pending.reset(token)
             # Keep the ledger honest even when the step fails: release or commit what it used.
-            await asyncio.shield(self._flush(pending))
+            await asyncio.shield(self._commit(pending))
             raise
         _pending.reset(token)
         try:
             encoded = json.dumps(value.model_dump(mode="json") if isinstance(value, BaseModel) else value)
         except (TypeError, ValueError) as e:
             raise StepValueError(f"step {key!r} returned a value that is not JSON: {e}") from e
-        await self._commit(key, encoded, pending)
+        await self._commit(pending, key, encoded)
         self._steps[key] = encoded
         self.steps_executed += 1
         return value
 
-    async def _commit(self, key: str, value: str, pending: PendingCommit) -> None:
-        if self._loose.events or self._loose.workspace or self._loose.ledger:
+    async def _commit(self, pending: PendingCommit, key: str | None = None, value: str | None = None) -> None:
+        if self._loose:
             loose, self._loose = self._loose, PendingCommit()
-            pending = PendingCommit(
-                events=loose.events + pending.events,
-                workspace={**loose.workspace, **pending.workspace},
-                ledger=loose.ledger + pending.ledger,
-            )
-        seq, cancel = await self.store.commit(self.run_id, self.owner, key, value, pending)
-        self.last_event_id = max(self.last_event_id, seq)
-        if cancel:
+            pending = pending.absorb(loose)
+        if not pending and key is None:
+            return
+        # One id per commit, reused by every retry of it: the store applies a commit once.
+        res = await self.store.commit(
+            self.run_id, self.owner, pending, commit_id=secrets.token_hex(8), step_key=key, step_value=value
+        )
+        self.last_event_id = max(self.last_event_id, res.last_event_id)
+        if res.cancel_requested:
             self.cancel_requested.set()
-
-    async def _flush(self, pending: PendingCommit) -> None:
-        if pending.events or pending.workspace or pending.ledger:
-            await self._commit("", "", pending)
 
     async def flush(self) -> None:
         """Commit changes made outside any step (events, workspace writes, ledger ops)."""
-        loose, self._loose = self._loose, PendingCommit()
-        await self._flush(loose)
+        await self._commit(PendingCommit())
 
     # -- events, ledger, workspace sinks --------------------------------------------------------
-    async def emit(self, type: str, data: dict[str, Any] | None = None) -> None:
+    async def emit(self, type: EventType, data: dict[str, Any] | None = None) -> None:
         """Append an event. Inside a step it commits with the step; outside, at once."""
         pending = _pending.get()
         if pending is not None:
@@ -151,7 +191,8 @@ class RunContext:
         self._loose.events.append((type, data or {}))
         await self.flush()
 
-    async def ledger_op(self, op: dict[str, Any]) -> None:
+    async def ledger_op(self, op: LedgerOp) -> None:
+        """Apply a ledger change with the current step (at once outside a step)."""
         pending = _pending.get()
         if pending is not None:
             pending.ledger.append(op)
@@ -164,7 +205,7 @@ class RunContext:
         pending.workspace[op.path] = op
 
     # -- metered access -------------------------------------------------------------------------
-    def scoped(self, name: str, *, stage: str | None = None, agent: str | None = None) -> Meter:
+    def scoped(self, name: str, *, stage: str | None = None, agent: str | None = None) -> Metered:
         """A meter for a sub-scope (``run/<name>``), charged to it and every scope above."""
         return self.meter.child(name, stage=stage, agent=agent)
 

@@ -9,16 +9,18 @@ Retries, verifiers and rankers all call through here: there is no way around the
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from conclave import telemetry
-from conclave.budgets.ledger import BudgetExhausted, Ledger
 from conclave.budgets.pricing import Pricing, from_pico
-from conclave.cluster.protocol import ChatRequest, ChatResponse
-from conclave.cluster.router import ModelRouter
+from conclave.core import telemetry
+from conclave.core.ledger import BudgetExhausted, RunLedger
+from conclave.core.pending import LedgerOp
+from conclave.core.router import ModelRouter
+from conclave.schema.chat import ChatRequest, ChatResponse
 
 __all__ = ["CommitSink", "Meter", "prompt_estimate", "prompt_upper_bound"]
 
@@ -56,14 +58,24 @@ def prompt_upper_bound(request: ChatRequest) -> int:
 class CommitSink(Protocol):
     """Where ledger ops go: into the current step's commit, or straight to Redis outside a step."""
 
-    async def ledger_op(self, op: dict[str, Any]) -> None: ...
+    async def ledger_op(self, op: LedgerOp) -> None: ...
+
+
+@dataclass
+class _ObservedSink:
+    inner: CommitSink
+    observer: Callable[[LedgerOp], None]
+
+    async def ledger_op(self, op: LedgerOp) -> None:
+        self.observer(op)
+        await self.inner.ledger_op(op)
 
 
 @dataclass
 class Meter:
     """Metered access for one scope of a run (``run``, ``run/<stage>``, ``run/<stage>/<agent>``)."""
 
-    ledger: Ledger
+    ledger: RunLedger
     pricing: Pricing
     router: ModelRouter
     sink: CommitSink
@@ -85,6 +97,11 @@ class Meter:
             default_max_tokens=self.default_max_tokens,
             min_tokens=self.min_tokens,
         )
+
+    def observed(self, observer: Callable[[LedgerOp], None]) -> Meter:
+        """A meter like this one (same ledger, scope, caps) whose ledger ops are also shown to ``observer``
+        as they are committed; its children report too."""
+        return dataclasses.replace(self, sink=_ObservedSink(self.sink, observer))
 
     def provider(self, model: str) -> str:
         """``gen_ai.provider.name`` for a model, if the router knows it."""
@@ -161,7 +178,7 @@ class Meter:
             except BaseException as e:
                 telemetry.mark_error(span, e)
                 if res_id is not None:
-                    await self.sink.ledger_op(Ledger.commit_op(res_id, self.scope, {}))
+                    await self.sink.ledger_op(RunLedger.commit_op(res_id, self.scope, {}))
                 raise
             ms = int((time.perf_counter() - t0) * 1000)
             u = response.usage
@@ -182,7 +199,9 @@ class Meter:
             "model_calls": 1,
             "usd": usd,
         }
-        await self.sink.ledger_op(Ledger.commit_op(res_id, self.scope, used, self._by({**used, "ms": ms}, model=name)))
+        await self.sink.ledger_op(
+            RunLedger.commit_op(res_id, self.scope, used, self._by({**used, "ms": ms}, model=name))
+        )
         return response
 
     async def tool(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
@@ -199,10 +218,10 @@ class Meter:
             except BaseException as e:
                 telemetry.mark_error(span, e)
                 if res_id is not None:
-                    await self.sink.ledger_op(Ledger.commit_op(res_id, self.scope, {}))
+                    await self.sink.ledger_op(RunLedger.commit_op(res_id, self.scope, {}))
                 raise
         ms = int((time.perf_counter() - t0) * 1000)
         used = {f"tool:{name}": 1, "tool:*": 1, "usd": usd}
         by = self._by({f"tool:{name}": 1, "usd": usd, "ms": ms}, tool=name)
-        await self.sink.ledger_op(Ledger.commit_op(res_id, self.scope, used, by))
+        await self.sink.ledger_op(RunLedger.commit_op(res_id, self.scope, used, by))
         return result

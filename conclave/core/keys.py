@@ -1,0 +1,90 @@
+"""The key schema of the Redis store: every key a deployment writes, in one place.
+
+``prefix`` namespaces everything (several deployments or test sessions can share one server). The Lua
+scripts build the same names from the prefix (``controller/lua/common.lua`` documents the layout); nothing
+else spells a key by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["GROUP", "Keys"]
+
+#: The consumer group of the run queue.
+GROUP = "workers"
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "cv"
+
+    # -- one run ---------------------------------------------------------------------------------
+    def run(self, rid: str) -> str:
+        """hash: the run record."""
+        return f"{self.prefix}:run:{rid}"
+
+    def events(self, rid: str) -> str:
+        """stream: the run's events, ids ``<seq>-0``."""
+        return f"{self.prefix}:run:{rid}:ev"
+
+    def steps(self, rid: str) -> str:
+        """hash: committed step values by step key."""
+        return f"{self.prefix}:run:{rid}:steps"
+
+    def workspace(self, rid: str) -> str:
+        """hash: workspace files, path → bytes."""
+        return f"{self.prefix}:run:{rid}:ws"
+
+    def ledger(self, rid: str) -> str:
+        """hash: ``cap|used|resv|<scope>|<limit>`` and ``by|<dim>|<name>|<metric>``."""
+        return f"{self.prefix}:run:{rid}:ledger"
+
+    def holds(self, rid: str) -> str:
+        """hash: reservation id → what it holds."""
+        return f"{self.prefix}:run:{rid}:resv"
+
+    def hold_expiry(self, rid: str) -> str:
+        """zset: reservation id by expiry."""
+        return f"{self.prefix}:run:{rid}:resvexp"
+
+    def commits(self, rid: str) -> str:
+        """hash: commit ids already applied (a retried commit is applied once)."""
+        return f"{self.prefix}:run:{rid}:commits"
+
+    # -- indexes and queues ----------------------------------------------------------------------
+    def runs(self, tenant: str, *, status: str | None = None, kind: str | None = None) -> str:
+        """zset: a tenant's runs by creation time (ms), all of them or one status's or one kind's."""
+        if status is not None:
+            return f"{self.prefix}:runs:{tenant}:s:{status}"
+        if kind is not None:
+            return f"{self.prefix}:runs:{tenant}:k:{kind}"
+        return f"{self.prefix}:runs:{tenant}"
+
+    def idempotency(self, tenant: str, key: str) -> str:
+        return f"{self.prefix}:idem:{tenant}:{key}"
+
+    @property
+    def queue(self) -> str:
+        """stream: the run queue (consumer group ``workers``)."""
+        return f"{self.prefix}:queue"
+
+    @property
+    def dead(self) -> str:
+        """stream: dead-lettered runs and queue entries."""
+        return f"{self.prefix}:dead"
+
+    @property
+    def cancel_channel(self) -> str:
+        """pub/sub: run ids whose cancel was requested."""
+        return f"{self.prefix}:cancel"
+
+    @property
+    def api_keys(self) -> str:
+        """hash: hash of a key's secret → its record."""
+        return f"{self.prefix}:apikeys"
+
+    @property
+    def api_key_ids(self) -> str:
+        """hash: key id → hash of its secret."""
+        return f"{self.prefix}:apikey_ids"

@@ -1,0 +1,101 @@
+"""A run's budget ledger, as the run code sees it: reserve a call's worst case, commit what it used.
+
+Scopes are paths: ``run``, ``run/<stage>``, ``run/<stage>/<agent>``. ``reserve`` holds an amount in a scope
+and every scope enclosing it at once (one atomic store operation, so concurrent agents can never overshoot
+a cap together); a ``LedgerOp`` applied inside the step's commit releases the hold and records the actual
+usage. The arithmetic lives in the store (``RunStore.reserve`` / ``commit``); this module is the typed,
+run-scoped view of it. Budget policy — caps from a ``Budget``, prices, the cost breakdown, the ``<budget>``
+block — lives above, in ``conclave.budgets``.
+
+Ledger limits are ``usd`` (pico-dollars), ``input_tokens``, ``output_tokens``, ``model_calls`` and
+``tool:<name>`` (``tool:*`` counts every tool); ``label`` gives the name a user wrote in the budget.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+
+from .pending import LedgerOp
+from .store import LedgerSnapshot, Refusal, RunStore
+
+__all__ = ["ROOT", "BudgetExhausted", "RunLedger", "enclosing", "limit_label"]
+
+ROOT = "run"
+
+#: How long a hold lives unless it is renewed; a worker renews the holds of calls in flight.
+HOLD_TTL_S = 900.0
+
+
+def limit_label(limit: str) -> str:
+    """The budget's name for a ledger limit: ``tool:search`` → ``tool_calls.search``, ``tool:*`` →
+    ``tool_calls``; other limits are spelt the same."""
+    if limit.startswith("tool:"):
+        name = limit[5:]
+        return "tool_calls" if name == "*" else f"tool_calls.{name}"
+    return limit
+
+
+def enclosing(scope: str) -> tuple[str, ...]:
+    """``run/a/b`` → ``(run, run/a, run/a/b)``."""
+    parts = scope.split("/")
+    return tuple("/".join(parts[: i + 1]) for i in range(len(parts)))
+
+
+class BudgetExhausted(RuntimeError):
+    """A limit has no room left for the next call. Callers branch on the fields, never the message:
+    ``scope`` is the scope whose cap binds, ``limit`` the ledger limit (``usd``, ``output_tokens``,
+    ``tool:search``…), ``label`` its budget name (``tool_calls.search``) and ``room`` what was left."""
+
+    def __init__(self, scope: str, limit: str, room: int = 0) -> None:
+        self.scope, self.limit, self.room = scope, limit, room
+        where = "" if scope == ROOT else f" of scope {scope!r}"
+        super().__init__(f"budget exhausted: {limit_label(limit)}{where} has no room left")
+
+    @property
+    def label(self) -> str:
+        return limit_label(self.limit)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (BudgetExhausted, (self.scope, self.limit, self.room))
+
+
+class RunLedger:
+    """The ledger of one run, as seen by the worker that owns it (``owner`` is its lease token)."""
+
+    def __init__(self, store: RunStore, rid: str, owner: str = "") -> None:
+        self.store = store
+        self.rid = rid
+        self.owner = owner
+        self.has_caps = False
+        self.wall_cap_s: float | None = None
+
+    async def set_caps(self, caps: Mapping[str, int], *, wall_cap_s: float | None = None) -> None:
+        """Install ``{"<scope>|<limit>": cap}``; a resumed run keeps the caps it first had."""
+        self.has_caps = bool(caps)
+        self.wall_cap_s = wall_cap_s
+        await self.store.set_caps(self.rid, self.owner, caps)
+
+    async def reserve(
+        self, scope: str, amounts: Mapping[str, int], *, ttl_s: float = HOLD_TTL_S
+    ) -> tuple[str | None, Refusal | None]:
+        """Hold ``amounts`` in ``scope`` and every scope enclosing it. Returns (reservation id, None) or
+        (None, the refusal naming the binding scope, limit and the room left there). Without caps nothing
+        is held and nothing is asked of the store."""
+        if not self.has_caps:
+            return None, None
+        res_id = f"r{secrets.token_hex(8)}"
+        refusal = await self.store.reserve(
+            self.rid, self.owner, res_id, scopes=enclosing(scope), amounts=amounts, ttl_s=ttl_s
+        )
+        return (None, refusal) if refusal is not None else (res_id, None)
+
+    @staticmethod
+    def commit_op(
+        res_id: str | None, scope: str, used: Mapping[str, int], by: Mapping[str, int] | None = None
+    ) -> LedgerOp:
+        """The ledger change to apply in a step's commit."""
+        return LedgerOp(res=res_id, scopes=enclosing(scope), used=dict(used), by=dict(by or {}))
+
+    async def snapshot(self) -> LedgerSnapshot:
+        return await self.store.ledger_snapshot(self.rid)
