@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from conclave.agents.research_state import ResearchState
+from conclave.agents.research.state import ResearchState
 from conclave.controller.redis_server import EmbeddedRedis
 from conclave.controller.redis_store import RedisRunStore
 from conclave.core.workspace import Workspace

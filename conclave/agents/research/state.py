@@ -24,11 +24,12 @@ from conclave.core.workspace import Workspace
 from conclave.tools._text import slug
 from conclave.tools.search.text import prose_sentences, terms
 
-from .research_evidence import near_copy
+from .evidence import near_copy
 
 __all__ = [
     "SOURCES_DIR",
     "STATE_PATH",
+    "BudgetStop",
     "EvidenceLine",
     "KeyQuestion",
     "ReportCheck",
@@ -103,6 +104,17 @@ class EvidenceLine(_Model):
     score: float = Field(description="Similarity to the section's key question.")
 
 
+class BudgetStop(_Model):
+    """A budget limit that stopped part of the workflow early, from ``BudgetExhausted``'s fields
+    (or an agent's ``exhausted_limit``), never parsed from a message."""
+
+    stage: Literal["build", "write"]
+    where: str = Field(description="What stopped: 'planning', 'searching in round 2', 'section 3'…")
+    limit: str = Field(description="The limit as budgets name it: usd, model_calls, tool_calls.search…")
+    scope: str | None = Field(default=None, description="The ledger scope whose cap bound, when known.")
+    detail: str = ""
+
+
 class SectionState(_Model):
     n: int = Field(ge=1)
     title: str
@@ -117,6 +129,7 @@ class SectionState(_Model):
     chars: int = 0
     citations: list[int] = Field(default_factory=list)
     detail: str | None = None
+    budget_stop: BudgetStop | None = Field(default=None, description="Set when its drafter ran out of budget.")
 
 
 class ReportCheck(_Model):
@@ -147,7 +160,8 @@ class ResearchState(_Model):
     rounds_done: int = 0
     sections: list[SectionState] = Field(default_factory=list)
     report: ReportCheck | None = None
-    exhausted: list[str] = Field(default_factory=list, description="Budget stops, by stage.")
+    exhausted: list[str] = Field(default_factory=list, description="Budget stops, by stage, as text (see stops).")
+    stops: list[BudgetStop] = Field(default_factory=list, description="Budget stops, by stage.")
     problems: list[str] = Field(default_factory=list, description="Model failures worked around.")
 
     def todo(self, tid: str) -> Todo:
@@ -164,6 +178,14 @@ class ResearchState(_Model):
         t.detail = detail
         if title:
             t.title = title
+
+    def record_stop(self, stop: BudgetStop) -> None:
+        """A budget stop, kept structured (``stops``) and as a line for people (``exhausted``)."""
+        self.stops.append(stop)
+        self.exhausted.append(f"{stop.stage}: {stop.where}, {stop.detail}".rstrip(", "))
+
+    def stopped(self, stage: Literal["build", "write"]) -> bool:
+        return any(s.stage == stage for s in self.stops)
 
     def number(self, path: str) -> int:
         """The citation number of an archived source (adding it if new)."""
