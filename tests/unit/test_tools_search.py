@@ -31,7 +31,12 @@ needs_model = pytest.mark.skipif(embedder() is None, reason="the cpu extra (embe
 
 
 def test_one_tokenizer_drops_stop_words_and_keeps_identifiers() -> None:
-    assert tokenize("How does the functools.lru_cache decorator work?") == ["functools", "lru_cache", "decorator", "work"]
+    assert tokenize("How does the functools.lru_cache decorator work?") == [
+        "functools",
+        "lru_cache",
+        "decorator",
+        "work",
+    ]
 
 
 def test_bm25_ranks_the_passage_with_rare_matching_terms_first() -> None:
@@ -89,7 +94,9 @@ async def test_retrieval_ranks_a_relevant_passage_above_boilerplate_that_shares_
 @needs_model
 def test_dense_retrieval_finds_a_paraphrase_bm25_cannot_match() -> None:
     passages = [
-        Passage("tasks", "t", "A coroutine wrapped in a Task is scheduled to run soon on the event loop, concurrently."),
+        Passage(
+            "tasks", "t", "A coroutine wrapped in a Task is scheduled to run soon on the event loop, concurrently."
+        ),
         Passage("pickle", "p", "The pickle module converts Python objects to a byte stream and back."),
         Passage("socket", "s", "Sockets send and receive bytes over a network connection."),
     ]

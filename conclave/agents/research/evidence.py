@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from conclave.tools.search.embed import Embedder, Vectors, embedder
-from conclave.tools.search.text import prose_sentences, terms
+from conclave.tools.search.text import is_prose, sentences, terms
 
 __all__ = [
     "Candidate",
@@ -143,12 +143,13 @@ def candidates(n: int, path: str, body: str, title: str = "") -> list[Candidate]
     """The prose sentences of a source, each one evidence candidate; a sentence that leans on the
     one before it is kept with it, so an extract does not lose what "this" or "otherwise" means."""
     units: list[str] = []
-    for s in prose_sentences(body):
+    for s in sentences(body):
         s = s.replace("[", "(").replace("]", ")")  # a bracket in a quote would read as a citation
         if units and _LEANS.match(s) and len(units[-1]) + len(s) < _MAX_SENTENCE:
             units[-1] = f"{units[-1]} {s}"
         else:
             units.append(s)
+    units = [u for u in units if len(u) >= 25 and is_prose(u)]
     context = f"{title}\n{body[:1200]}".strip()
     out = []
     for s in units:
