@@ -5,7 +5,6 @@ and corpora added by name."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,8 @@ from conclave.tools.search import (
     tokenize,
 )
 from conclave.tools.search.sphinx import page_passages
+
+from .._corpora import shared_python_docs
 
 needs_model = pytest.mark.skipif(embedder() is None, reason="the cpu extra (embedding model) is not installed")
 
@@ -228,25 +229,23 @@ async def test_python_docs_indexes_installed_html_documentation(tmp_path: Path) 
     assert r.is_error and "no library/index.html" in r.content
 
 
-@pytest.mark.slow
-async def test_python_docs_pydoc_fallback_is_built_once_and_searchable(tmp_path: Path) -> None:
-    """The default path on a machine without python3-doc: docstrings and topics that ship with Python."""
-    cache = tmp_path / "corpora"
-    cfg = SearchSettings(cache_dir=cache, python_docs="pydoc")
+async def test_python_docs_pydoc_fallback_is_built_once_and_searchable() -> None:
+    """The default path on a machine without python3-doc: docstrings and topics that ship with Python
+    (built once per machine into the tests' shared cache, then read from it)."""
+    cfg = shared_python_docs()
     tool = SearchTool(ToolSettings(search=cfg))
     ws = Workspace()
     r = await execute(tool, {"query": "json dumps serialize obj", "max_results": 3}, ToolContext(workspace=ws))
     assert not r.is_error, r.content
     assert "python-docs/module/json" in r.content
-    path = python_docs_path(cache)
-    assert path.is_file()
+    path = python_docs_path(cfg.cache_dir)
+    assert path.is_file() and json.loads(path.read_text())["source"] == "pydoc"
     built = path.stat().st_mtime
     r = await execute(tool, {"query": "with statement context manager"}, ToolContext(workspace=ws))
     assert "python-docs/topic/" in r.content and path.stat().st_mtime == built
     assert len(ws.list("knowledge_base/sources")) >= 4
     text = " ".join(ws.read(p) for p in ws.list("knowledge_base/sources"))
     assert "It may be incomplete" not in text and "Data descriptors defined here" not in text
-    shutil.rmtree(cache)
 
 
 def test_hosted_providers_need_a_key() -> None:

@@ -160,9 +160,11 @@ def candidates(n: int, path: str, body: str, title: str = "") -> list[Candidate]
 
 
 #: Evidence for a question scores at least this share of the best candidate's score for it.
-RELATIVE = 0.6
+RELATIVE = 0.55
+#: ... and at least this share of the best candidate's relevance to the report's own question.
+ON_SUBJECT = 0.55
 #: A sentence's relevance: its own similarity to the question, and some of its source's.
-_OWN = 0.7
+_OWN = 0.6
 
 
 def relevance(pool: Sequence[Candidate], queries: Sequence[str], meaning: Meaning) -> np.ndarray:
@@ -194,13 +196,18 @@ def allocate_evidence(
     meaning: Meaning,
     per_section: int,
     *,
+    anchor: str | None = None,
     taken: Sequence[str] = (),
 ) -> list[list[Picked]]:
-    """Evidence for each query (a section's key question), best first.
+    """Evidence for each query (a section's key question), most relevant source first.
 
-    Every candidate goes to the query it is most similar to, if that similarity reaches
-    ``relevant``; a candidate that near-copies one already chosen anywhere (or one in ``taken``)
-    is dropped, so no line appears in two sections. At most ``per_section`` per query."""
+    Every candidate goes to the query it is most relevant to, if it is relevant enough (``relevant``,
+    and within ``RELATIVE`` of the best candidate for that query) and, when ``anchor`` (the report's
+    question) is given, relevant to it too, so a stray key question does not bring stray evidence. A
+    candidate that near-copies one already chosen anywhere (or one in ``taken``) is dropped, so no line
+    appears in two sections. A section's lines are grouped by source, the most relevant source first
+    and each source's sentences in reading order (a passage that answers the question is quoted, not
+    cherry-picked), at most ``per_section`` per query."""
     if not queries:
         return []
     unique: list[Candidate] = []
@@ -210,12 +217,16 @@ def allocate_evidence(
         if key not in seen:
             seen.add(key)
             unique.append(c)
+    if not unique:
+        return [[] for _ in queries]
     sims = relevance(unique, queries, meaning)
+    on_subject = relevance(unique, [anchor], meaning)[:, 0] if anchor else None
     # relevant enough in absolute terms, and close to the best the sources have for that question:
     # a question the sources barely answer gets few lines, not the leftovers of the others
-    floor = np.maximum(meaning.t.relevant, RELATIVE * sims.max(axis=0)) if len(unique) else np.zeros(len(queries))
+    floor = np.maximum(meaning.t.relevant, RELATIVE * sims.max(axis=0))
+    subject_floor = max(meaning.t.relevant, ON_SUBJECT * float(on_subject.max())) if on_subject is not None else 0.0
     order = sorted(range(len(unique)), key=lambda i: (-float(sims[i].max(initial=0.0)), i))
-    chosen: list[list[Picked]] = [[] for _ in queries]
+    assigned: list[list[tuple[int, float]]] = [[] for _ in queries]
     kept_texts: list[str] = list(taken)
     kept_rows: list[int] = []
     for i in order:
@@ -223,9 +234,7 @@ def allocate_evidence(
         score = float(sims[i, best])
         if score < meaning.t.relevant:
             break  # ordered by best score: nothing after this is relevant either
-        if score < floor[best]:
-            continue
-        if len(chosen[best]) >= per_section:
+        if score < floor[best] or (on_subject is not None and float(on_subject[i]) < subject_floor):
             continue
         text = unique[i].text
         if any(near_copy(text, k) for k in kept_texts):
@@ -234,10 +243,17 @@ def allocate_evidence(
             dup = meaning.matrix([text], [unique[j].text for j in kept_rows])[0]
             if float(dup.max()) >= meaning.t.duplicate:
                 continue
-        chosen[best].append(Picked(unique[i], round(score, 4)))
+        assigned[best].append((i, score))
         kept_texts.append(text)
         kept_rows.append(i)
-    return chosen
+    out: list[list[Picked]] = []
+    for rows in assigned:
+        best_of: dict[int, float] = {}
+        for i, score in rows:
+            best_of[unique[i].n] = max(best_of.get(unique[i].n, 0.0), score)
+        ranked = sorted(rows, key=lambda r: (-best_of[unique[r[0]].n], unique[r[0]].n, r[0]))
+        out.append([Picked(unique[i], round(score, 4)) for i, score in ranked[:per_section]])
+    return out
 
 
 _SENT = re.compile(r"(?<=[.!?])\s+(?=\S)")
