@@ -161,6 +161,8 @@ def candidates(n: int, path: str, body: str, title: str = "") -> list[Candidate]
 
 #: Evidence for a question scores at least this share of the best candidate's score for it.
 RELATIVE = 0.55
+#: A section quotes only sources whose best sentence scores at least this share of its best source's.
+SOURCE_SHARE = 0.65
 #: ... and at least this share of the best candidate's relevance to the report's own question.
 ON_SUBJECT = 0.55
 #: A sentence's relevance: its own similarity to the question, and some of its source's.
@@ -251,6 +253,9 @@ def allocate_evidence(
         best_of: dict[int, float] = {}
         for i, score in rows:
             best_of[unique[i].n] = max(best_of.get(unique[i].n, 0.0), score)
+        # a source whose best sentence is far below the best source's is about something else
+        top = max(best_of.values(), default=0.0)
+        rows = [r for r in rows if best_of[unique[r[0]].n] >= SOURCE_SHARE * top]
         ranked = sorted(rows, key=lambda r: (-best_of[unique[r[0]].n], unique[r[0]].n, r[0]))
         out.append([Picked(unique[i], round(score, 4)) for i, score in ranked[:per_section]])
     return out
