@@ -6,8 +6,8 @@ run that continues another, "dig deeper") knows exactly what is done, what is pe
 something was skipped. Completion is read from these statuses, never from a log.
 
 The helpers here do the work that must not depend on the model's size: parsing numbered lists,
-taking evidence extracts from archived sources, rendering ``index.md`` and ``report_outline.md``,
-cleaning citations, assembling ``report.md`` with its references and checking that every citation
+reading archived sources, rendering ``index.md`` and ``report_outline.md``,
+cleaning citations, assembling ``report.md`` with its references (no line repeated) and checking that every citation
 resolves to an archived source. They are pure functions of their inputs, so a replay produces the
 same text.
 """
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conclave.core.workspace import Workspace
 from conclave.tools._text import slug
-from conclave.tools.search.text import prose_sentences, terms
+from conclave.tools.search.text import terms
 
 from .evidence import near_copy
 
@@ -40,7 +40,6 @@ __all__ = [
     "assemble_report",
     "check_report",
     "clean_citations",
-    "evidence_extract",
     "find_citations",
     "parse_list",
     "read_source",
@@ -259,29 +258,6 @@ def strip_scaffolding(text: str, prompt: str = "") -> str:
             continue
         keep.append(line)
     return "\n".join(keep).strip()
-
-
-def evidence_extract(body: str, query: str, max_chars: int = 360) -> str:
-    """The prose sentences of ``body`` that share the most words with ``query``, in their original
-    order, up to ``max_chars`` (a lexical extract for notes; sections use ``research_evidence``).
-    Taken from the text, not written: it cannot invent anything."""
-    want = terms(query)
-    pieces = [p.replace("[", "(").replace("]", ")") for p in prose_sentences(body, min_chars=20)]
-    if not pieces:
-        return re.sub(r"\s+", " ", body).strip().replace("[", "(").replace("]", ")")[:max_chars]
-    scored = sorted(range(len(pieces)), key=lambda i: (-len(terms(pieces[i]) & want), i))
-    chosen: list[int] = []
-    used = 0
-    for i in scored:
-        p = pieces[i]
-        if used and used + len(p) > max_chars:
-            continue
-        chosen.append(i)
-        used += len(p) + 1
-        if used >= max_chars * 0.8:
-            break
-    text = " ".join(pieces[i] for i in sorted(chosen))
-    return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
 
 
 # -- rendering ---------------------------------------------------------------------------------
