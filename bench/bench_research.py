@@ -154,10 +154,10 @@ def main() -> None:
             if not pts:
                 continue
             xs = list(range(1, len(pts) + 1))
-            label = "rounds 1-4" if axis == "rounds" else f"model_calls {','.join(str(q['x']) for q in pts)}"
+            label = f"{'rounds' if axis == 'rounds' else 'model_calls'} {','.join(str(q['x']) for q in pts)}"
             ax.plot(xs, [q["coverage"] for q in pts], style, label=f"coverage vs {label}")
             ax.plot(xs, [q["cited"] for q in pts], style, alpha=0.5, label=f"cited vs {label}")
-        ax.set_xlabel("compute step (rounds 1..4; budget small..large)")
+        ax.set_xlabel("compute step: the n-th value of --rounds (no budget) or of --budgets (rounds = max)")
         ax.set_ylabel("share of key facts")
         ax.set_ylim(0, 1.05)
         ax.set_title(f"research quality vs context-builder compute ({len(questions)} questions)")
