@@ -11,18 +11,9 @@ import math
 from collections.abc import Mapping
 
 from conclave.schema.budget import Price
+from conclave.schema.money import to_pico
 
-__all__ = ["PICO", "Pricing", "to_pico", "from_pico"]
-
-PICO = 10**12
-
-
-def to_pico(usd: float) -> int:
-    return math.ceil(round(usd * PICO, 3))
-
-
-def from_pico(pico: int | float) -> float:
-    return float(pico) / PICO
+__all__ = ["Pricing"]
 
 
 class Pricing:

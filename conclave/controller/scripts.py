@@ -24,7 +24,7 @@ def _read(name: str) -> str:
 @cache
 def script_source(name: str) -> str:
     """The full text of a script: shared helpers first, then the body."""
-    return f"{_read('common')}\n{_read('ledger')}\n{_read(name)}"
+    return "\n".join(_read(part) for part in ("common", "tenant", "ledger", name))
 
 
 class Scripts:
@@ -40,3 +40,7 @@ class Scripts:
         self.reserve: AsyncScript = redis.register_script(script_source("reserve"))
         self.set_caps: AsyncScript = redis.register_script(script_source("set_caps"))
         self.poison: AsyncScript = redis.register_script(script_source("poison"))
+        self.renew_holds: AsyncScript = redis.register_script(script_source("renew_holds"))
+        self.call_reserve: AsyncScript = redis.register_script(script_source("call_reserve"))
+        self.call_commit: AsyncScript = redis.register_script(script_source("call_commit"))
+        self.purge: AsyncScript = redis.register_script(script_source("purge"))

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from conclave.budgets.pricing import PICO
 from conclave.core.context import Metered, RunContext
 from conclave.core.kinds import Outcome
 from conclave.core.ledger import limit_label
 from conclave.schema import RunStatus, StopReason
 from conclave.schema.chat import ChatMessage, ChatRequest, ModelNotFound
+from conclave.schema.money import PICO
 from conclave.tools.base import Tool
 from conclave.tools.registry import ToolRegistry
 from conclave.tools.search import SearchTool
