@@ -17,6 +17,7 @@ BENCHES = {
     "ledger": "bench.bench_ledger",
     "ensemble": "bench.bench_ensemble",
     "cpu_path": "bench.bench_cpu_path",
+    "research": "bench.bench_research",
 }
 
 
