@@ -20,6 +20,7 @@ from typing import Any
 
 from conclave.schema import ApiKey, Event, EventType, Run, RunPage, RunStatus, StopReason, TaskSpec, Usage
 
+from .memory_steer import InMemorySteerMixin
 from .pending import LedgerOp, PendingCommit
 from .store import (
     CancelOutcome,
@@ -75,8 +76,12 @@ class _RunData:
     holds: dict[str, _Hold] = field(default_factory=dict)
 
 
-class InMemoryRunStore:
-    """See the module docstring. Not thread-safe: use it from one event loop."""
+class InMemoryRunStore(InMemorySteerMixin):
+    """See the module docstring. Not thread-safe: use it from one event loop. The steering operations
+    (pause, approvals, threads, forks) are ``InMemorySteerMixin``'s."""
+
+    _entry_type = _Entry
+    _run_data_type = _RunData
 
     def __init__(self) -> None:
         self._runs: dict[str, _RunData] = {}
@@ -87,6 +92,7 @@ class InMemoryRunStore:
         self._keys: dict[str, ApiKey] = {}
         self._changed = asyncio.Condition()
         self._cancel_watchers: list[asyncio.Queue[str]] = []
+        self._steer_init()
 
     # -- helpers ---------------------------------------------------------------------------------
     async def _notify(self) -> None:
@@ -206,8 +212,9 @@ class InMemoryRunStore:
         now = time.time()
         self._set(d, cancel_requested=True)
         self._emit(d, "run.cancel_requested", {}, now)
-        if d.run.status == RunStatus.QUEUED:
+        if d.run.status in (RunStatus.QUEUED, RunStatus.PAUSED, RunStatus.WAITING):  # no worker holds it
             self._set(d, status=RunStatus.CANCELLED, stop_reason=StopReason.CANCELLED, finished_at=_dt(now))
+            self._steer_ended(d, now)
             self._emit(d, "run.finished", {"status": "cancelled", "stop_reason": "cancelled"}, now)
             await self._notify()
             return CancelResult(CancelOutcome.CANCELLED)
@@ -273,16 +280,23 @@ class InMemoryRunStore:
         if d.run.status.terminal:
             self._ack(qid)
             return ClaimResult(ClaimOutcome.TERMINAL, status=d.run.status)
+        if self._steer_stale(d, qid):
+            self._ack(qid)
+            return ClaimResult(ClaimOutcome.STALE, status=d.run.status)
         attempts = d.run.attempts + 1
         self._set(d, attempts=attempts)
         if d.run.cancel_requested:
             self._set(d, status=RunStatus.CANCELLED, stop_reason=StopReason.CANCELLED, finished_at=_dt(now))
             d.owner = None
+            self._steer_ended(d, now)
             self._emit(d, "run.finished", {"status": "cancelled", "stop_reason": "cancelled"}, now)
             self._ack(qid)
             return ClaimResult(ClaimOutcome.TERMINAL, status=RunStatus.CANCELLED)
-        if attempts > max_attempts:
-            msg = f"the run was started {attempts - 1} times and its worker died each time; dead-lettered"
+        if attempts - self._steer_clean(rid) > max_attempts:
+            msg = (
+                f"the run was started {attempts - 1 - self._steer_clean(rid)} times and its worker died each time; "
+                "dead-lettered"
+            )
             self._set(
                 d,
                 status=RunStatus.FAILED,
@@ -293,6 +307,7 @@ class InMemoryRunStore:
             )
             d.owner = None
             self._dead.append(DeadLetter(id=qid, rid=rid, reason=msg, attempts=attempts - 1))
+            self._steer_ended(d, now)
             self._emit(d, "run.finished", {"status": "failed", "stop_reason": "crashed", "error": msg}, now)
             self._ack(qid)
             return ClaimResult(ClaimOutcome.DEAD, attempt=attempts)
@@ -320,6 +335,7 @@ class InMemoryRunStore:
         )
         d.owner = None
         self._release_where(d, lambda h: False)
+        self._steer_ended(d, now)
         self._dead.append(DeadLetter(id=qid, rid=rid, reason=reason, attempts=d.run.attempts))
         self._emit(d, "run.finished", {"status": "failed", "stop_reason": "error", "error": reason}, now)
         self._ack(qid)
@@ -367,7 +383,7 @@ class InMemoryRunStore:
             raise LeaseLost(rid)
         applied = step_key in d.steps if step_key else commit_id in d.commits
         if applied:
-            return CommitResult(d.run.last_event_id, d.run.cancel_requested)
+            return CommitResult(d.run.last_event_id, d.run.cancel_requested, bool(d.run.pause_requested))
         if d.owner != owner:
             raise LeaseLost(rid)
         if step_key:
@@ -377,6 +393,7 @@ class InMemoryRunStore:
         now = time.time()
         for etype, data in pending.events:
             self._emit(d, etype, data, now)
+        self._steer_committed(d, pending)
         for op in pending.workspace.values():
             if op.op is WorkspaceOpKind.WRITE:
                 d.files[op.path] = op.content
@@ -384,9 +401,11 @@ class InMemoryRunStore:
                 d.files.pop(op.path, None)
         for lop in pending.ledger:
             self._ledger_commit(d, lop)
+        if step_key:
+            self._steer_step_done(d, step_key)
         if pending.events:
             await self._notify()
-        return CommitResult(d.run.last_event_id, d.run.cancel_requested)
+        return CommitResult(d.run.last_event_id, d.run.cancel_requested, bool(d.run.pause_requested))
 
     def _ledger_commit(self, d: _RunData, op: LedgerOp) -> None:
         if op.res:
@@ -424,6 +443,7 @@ class InMemoryRunStore:
         )
         d.owner = None
         self._release_where(d, lambda h: False)
+        self._steer_ended(d, now)
         event: dict[str, Any] = {"status": status.value, "stop_reason": fields.stop_reason.value}
         if fields.stop_detail:
             event["detail"] = fields.stop_detail

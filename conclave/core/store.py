@@ -29,6 +29,8 @@ The contract, in the order a run meets it:
   left there; holds expire after their TTL. Commit ops release a hold and record actual usage.
 - **Events** are read with ``events`` (``after`` an id; optionally blocking for new ones).
 - **Keys.** API keys are stored by the hash of their secret.
+- **Steering** (pause / resume, approvals, threads, forks) is ``SteerStore``'s contract, in
+  ``core/store_steer.py``; ``commit`` answers ``pause_requested`` and ``claim`` may answer ``stale`` for it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from typing import Any, Protocol, runtime_checkable
 from conclave.schema import ApiKey, Cost, Event, Run, RunPage, RunStatus, StopReason, TaskSpec, Usage
 
 from .pending import PendingCommit
+from .store_steer import SteerStore
 
 __all__ = [
     "CancelOutcome",
@@ -84,12 +87,14 @@ class QueueEntry:
 class ClaimOutcome(StrEnum):
     """What ``claim`` found. ``ok``: the caller owns the run now. ``terminal``: it had already ended.
     ``dead``: it was claimed too often and is dead-lettered. ``missing``: no such run (the entry is
-    acknowledged and dead-lettered)."""
+    acknowledged and dead-lettered). ``stale``: the entry is out of date (the run is paused or waiting, or
+    was re-queued with a new entry since); it is acknowledged and the run is left alone."""
 
     OK = "ok"
     TERMINAL = "terminal"
     DEAD = "dead"
     MISSING = "missing"
+    STALE = "stale"
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,8 @@ class CommitResult:
     #: The id of the run's last event after the commit.
     last_event_id: int
     cancel_requested: bool
+    #: A pause was asked (``SteerStore.request_pause``): stop before the next step.
+    pause_requested: bool = False
 
 
 @dataclass
@@ -194,8 +201,9 @@ class LedgerSnapshot:
 
 
 @runtime_checkable
-class RunStore(Protocol):
-    """See the module docstring for the contract every method keeps."""
+class RunStore(SteerStore, Protocol):
+    """See the module docstring for the contract every method keeps (and ``store_steer``'s for the
+    steering operations)."""
 
     # -- submission and reading ------------------------------------------------------------------
     async def ready(self) -> None:

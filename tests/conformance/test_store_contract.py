@@ -1,63 +1,22 @@
 """The ``RunStore`` contract, one suite for every backend (``conclave.core.store`` states it).
 
-Parametrised by backend: the in-memory store, and the Redis store on the session's server — the bundled
-Valkey in the main pass, Debian's redis-server when CI reruns the Redis tests against it
-(``CONCLAVE_TEST_REDIS_SERVER``). A backend is a ``RunStore`` only if every test here passes on it.
+Parametrised by backend (the ``store`` fixture of ``conftest.py``): the in-memory store, and the Redis
+store on the session's server. A backend is a ``RunStore`` only if every test here passes on it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
-from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.redis_store import RedisRunStore
 from conclave.core.ledger import RunLedger
-from conclave.core.memory import InMemoryRunStore
 from conclave.core.pending import PendingCommit
 from conclave.core.store import ClaimOutcome, FinishFields, LeaseLost, RunStore
 from conclave.core.workspace import WorkspaceOp, WorkspaceOpKind
-from conclave.schema import ApiKey, RunStatus, StopReason, TaskSpec
+from conclave.schema import ApiKey, RunStatus, StopReason
 
-BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[RunStore]:
-    if request.param == "memory":
-        s: RunStore = InMemoryRunStore()
-    else:
-        server: EmbeddedRedis = request.getfixturevalue("redis_server")
-        s = RedisRunStore(
-            Redis.from_url(server.url, decode_responses=True),
-            f"c{secrets.token_hex(4)}",
-            binary=Redis.from_url(server.url),
-        )
-    await s.ready()
-    yield s
-    await s.close()
-
-
-def spec(text: str = "hello", **kw: object) -> TaskSpec:
-    return TaskSpec.model_validate({"kind": "chat", "input": text, **kw})
-
-
-async def submit_and_claim(store: RunStore, owner: str = "o1", **kw: object) -> tuple[str, str]:
-    run = (await store.submit(spec(**kw))).run  # type: ignore[arg-type]
-    entries = await store.read_new("c1", 100, 100)
-    qid = next(e.qid for e in entries if e.rid == run.id)
-    claim = await store.claim(run.id, owner=owner, qid=qid, worker="w1", max_attempts=3)
-    assert claim.outcome is ClaimOutcome.OK and claim.attempt == 1
-    return run.id, qid
-
-
-async def types(store: RunStore, rid: str) -> list[str]:
-    return [e.type for e in await store.events(rid, count=10_000)]
-
+from ._support import spec, submit_and_claim, types
 
 # -- submission and reading -------------------------------------------------------------------------
 
