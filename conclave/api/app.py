@@ -37,6 +37,7 @@ from conclave.schema import (
 
 from .auth import Caller, admin_dependency, caller_dependency
 from .errors import ApiError, ErrorResponse, install_error_handlers
+from .tenants import tenants_router
 
 __all__ = ["Services", "create_app"]
 
@@ -102,7 +103,11 @@ def runs_router(services: Services) -> APIRouter:
         """Queue a run. With an ``Idempotency-Key`` header (or ``idempotency_key`` in the body) a
         repeated submission returns the first run (200) instead of creating another."""
         run, created = await services.service.submit(
-            spec, tenant=caller.tenant, idempotency_key=idempotency_key, trace=telemetry.carrier()
+            spec,
+            tenant=caller.tenant,
+            idempotency_key=idempotency_key,
+            trace=telemetry.carrier(),
+            key_id=caller.key_id if caller.key_id != "admin_key" else None,
         )
         if not created:
             response.status_code = 200
@@ -275,6 +280,7 @@ def create_app(
 
     app.include_router(runs_router(services))
     app.include_router(admin_router(services))
+    app.include_router(tenants_router(services, ERRORS))
     for router in extra_routers or []:
         app.include_router(router)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +77,7 @@ class Runner:
             return "poison"
         if run is None:  # pragma: no cover - the claim just saw it
             return "missing"
-        ctx = await open_run(self.store, run, owner=owner, attempt=claim.attempt, env=self.env)
+        ctx = await open_run(self.store, run, owner=owner, attempt=claim.attempt, env=self.env, claim=claim)
         active.ctx = ctx
         parent = await self.store.trace_context(rid)
         try:
@@ -102,7 +101,7 @@ class Runner:
         except SpecError as e:
             return Outcome(status=RunStatus.FAILED, stop_reason=StopReason.ERROR, detail=str(e))
         wall = spec.budget.wall_seconds if spec.budget else None
-        remaining = None if wall is None else wall - (time.time() - ctx.started_at)
+        remaining = None if wall is None else wall - ctx.elapsed()
         if remaining is not None and remaining <= 0:
             return self._budget_outcome(ctx, "wall_seconds")
         body = asyncio.ensure_future(kind.run(ctx))
@@ -157,7 +156,7 @@ class Runner:
 
     async def _finish(self, ctx: RunContext, outcome: Outcome) -> str:
         await ctx.flush()
-        wall = time.time() - ctx.started_at
+        wall = ctx.elapsed()
         cost = cost_from_snapshot(await ctx.ledger.snapshot(), wall_cap_s=ctx.ledger.wall_cap_s, wall_seconds=wall)
         exhausted = None
         if outcome.status == RunStatus.BUDGET_EXHAUSTED:

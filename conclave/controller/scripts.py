@@ -23,7 +23,7 @@ def _read(name: str) -> str:
 
 
 #: The helpers every script starts with, in order (each may use the ones before it).
-_PRELUDE = ("common", "ledger", "steer")
+_PRELUDE = ("common", "tenant", "ledger", "steer")
 
 
 @cache
@@ -45,6 +45,9 @@ class Scripts:
         self.reserve: AsyncScript = redis.register_script(script_source("reserve"))
         self.set_caps: AsyncScript = redis.register_script(script_source("set_caps"))
         self.poison: AsyncScript = redis.register_script(script_source("poison"))
+        self.renew_holds: AsyncScript = redis.register_script(script_source("renew_holds"))
+        self.call_reserve: AsyncScript = redis.register_script(script_source("call_reserve"))
+        self.call_commit: AsyncScript = redis.register_script(script_source("call_commit"))
         # steering (conclave.controller.redis_steer)
         self.request_pause: AsyncScript = redis.register_script(script_source("request_pause"))
         self.pause: AsyncScript = redis.register_script(script_source("pause"))

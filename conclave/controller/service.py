@@ -57,6 +57,7 @@ class RunService:
         tenant: str,
         idempotency_key: str | None = None,
         trace: Mapping[str, str] | None = None,
+        key_id: str | None = None,
     ) -> tuple[Run, bool]:
         """Queue a run (``SpecError`` when its kind rejects it). With an idempotency key a repeated
         submission returns the first run and False; a different task under the same key is a
@@ -65,7 +66,7 @@ class RunService:
             spec = spec.model_copy(update={"idempotency_key": idempotency_key})
         validate_spec(spec, self.settings.model_names())
         h = spec_hash(spec)
-        res = await self.store.submit(spec, tenant=tenant, spec_hash=h, trace=trace)
+        res = await self.store.submit(spec, tenant=tenant, spec_hash=h, trace=trace, key_id=key_id)
         if not res.created:
             if res.spec_hash != h:
                 raise Conflict(

@@ -33,6 +33,7 @@ from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.runner import ActiveRun, Runner
 from conclave.controller.setup import configure_runtime
 from conclave.core import telemetry
+from conclave.core.ledger import HOLD_TTL_S
 from conclave.core.router import ModelRouter
 from conclave.core.store import QueueEntry, RunStore
 
@@ -191,22 +192,29 @@ class Worker:
             await asyncio.sleep(interval)
 
     async def _renew_loop(self) -> None:
+        """Every third of a lease: renew the leases of the runs held here and the ledger holds of their
+        calls in flight, and refresh whether each run must reserve (a tenant budget set mid-run)."""
         interval = max(0.1, self.settings.lease_seconds / 3)
         while not self._stop.is_set():
             await asyncio.sleep(interval)
-            leases = [(a.rid, a.owner, a.qid) for a in self.active.values() if a.ctx is not None]
+            held = [a for a in self.active.values() if a.ctx is not None]
+            leases = [(a.rid, a.owner, a.qid) for a in held]
             try:
                 lost = await self.store.renew(self.name, leases)
+                must = await self.store.renew_holds([(a.rid, a.owner) for a in held], ttl_s=HOLD_TTL_S)
             except _DOWN as e:
                 log.warning("worker %s: lease renewal failed (%s)", self.name, e)
                 continue
+            for a in held:
+                if a.ctx is not None:
+                    a.ctx.ledger.has_caps = a.rid in must
             for rid in lost:
-                a = self.active.get(rid)
-                if a is not None and a.ctx is not None:
+                gone = self.active.get(rid)
+                if gone is not None and gone.ctx is not None:
                     log.warning("run %s: lease lost; stopping this attempt", rid)
-                    a.lease_lost = True
-                    if a.body is not None:
-                        a.body.cancel()
+                    gone.lease_lost = True
+                    if gone.body is not None:
+                        gone.body.cancel()
 
     async def _cancel_loop(self) -> None:
         while not self._stop.is_set():

@@ -65,6 +65,7 @@ from conclave.schema.steer import (
     ThreadPage,
     ThreadRuns,
 )
+from conclave.schema.tenants import PERIODS, BudgetLimits, Period, ScopeBudget, SpendLine, TenantSpend
 
 __all__ = [
     "ApiKey",
@@ -77,6 +78,7 @@ __all__ = [
     "ApprovalStatus",
     "BUDGET_LIMITS",
     "Budget",
+    "BudgetLimits",
     "CancelResponse",
     "ChatMessageIn",
     "Cost",
@@ -94,11 +96,15 @@ __all__ = [
     "NewKey",
     "NewKeyRequest",
     "OnApprovalTimeout",
+    "PERIODS",
+    "Period",
     "Price",
     "Run",
     "RunControlResponse",
     "RunPage",
     "RunStatus",
+    "ScopeBudget",
+    "SpendLine",
     "StepInfo",
     "StepListing",
     "StopReason",
@@ -107,6 +113,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "THREAD_ID_PATTERN",
     "TaskSpec",
+    "TenantSpend",
     "Thread",
     "ThreadCreate",
     "ThreadMessage",

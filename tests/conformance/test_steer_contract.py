@@ -22,7 +22,7 @@ from conclave.core.store_steer import (
 from conclave.core.workspace import WorkspaceOp, WorkspaceOpKind
 from conclave.schema import ApprovalStatus, MultitaskPolicy, RunStatus, StopReason
 
-from ._support import spec, submit_and_claim, types
+from .conftest import spec, submit_and_claim, types
 
 
 async def claim_next(store: RunStore, rid: str, owner: str, *, max_attempts: int = 3) -> tuple[str, int]:

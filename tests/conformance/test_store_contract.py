@@ -1,7 +1,8 @@
 """The ``RunStore`` contract, one suite for every backend (``conclave.core.store`` states it).
 
-Parametrised by backend (the ``store`` fixture of ``conftest.py``): the in-memory store, and the Redis
-store on the session's server. A backend is a ``RunStore`` only if every test here passes on it.
+Parametrised by backend: the in-memory store, and the Redis store on the session's server — the bundled
+Valkey in the main pass, Debian's redis-server when CI reruns the Redis tests against it
+(``CONCLAVE_TEST_REDIS_SERVER``). A backend is a ``RunStore`` only if every test here passes on it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from conclave.core.store import ClaimOutcome, FinishFields, LeaseLost, RunStore
 from conclave.core.workspace import WorkspaceOp, WorkspaceOpKind
 from conclave.schema import ApiKey, RunStatus, StopReason
 
-from ._support import spec, submit_and_claim, types
+from .conftest import spec, submit_and_claim, types
 
 # -- submission and reading -------------------------------------------------------------------------
 
