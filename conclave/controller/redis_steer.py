@@ -270,6 +270,7 @@ class RedisSteerMixin:
         spec: TaskSpec,
         spec_hash: str | None = None,
         trace: Mapping[str, str] | None = None,
+        key_id: str | None = None,
     ) -> ForkResult:
         new = _run_id()
         queued = {"kind": spec.kind, "forked_from": rid, "step_key": step_key}
@@ -287,6 +288,7 @@ class RedisSteerMixin:
                 json.dumps(queued),
                 json.dumps(dict(trace)) if trace else "",
                 json.dumps(sorted(LIFECYCLE_EVENTS)),
+                key_id or "",
             ]
         )
         outcome = ForkOutcome(res[0])
@@ -367,6 +369,7 @@ class RedisSteerMixin:
         multitask: MultitaskPolicy | None = None,
         spec_hash: str | None = None,
         trace: Mapping[str, str] | None = None,
+        key_id: str | None = None,
     ) -> MessageResult:
         if not spec.thread_id:
             raise ValueError("post_message needs a spec with a thread_id")
@@ -386,6 +389,7 @@ class RedisSteerMixin:
                 spec.thread_id,
                 multitask.value if multitask else "",
                 _preview(spec),
+                key_id or "",
             ]
         )
         outcome = MessageOutcome(res[0])

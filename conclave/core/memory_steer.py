@@ -223,10 +223,10 @@ class InMemorySteerMixin:
         if reason == "interrupt":
             self._release_thread(d)
 
-    def _new_run(self, spec: TaskSpec, tenant: str, spec_hash: str, now: float) -> _RunData:
+    def _new_run(self, spec: TaskSpec, tenant: str, spec_hash: str, now: float, key_id: str | None) -> _RunData:
         rid = f"run_{int(now * 1000):011x}{secrets.token_hex(6)}"
         run = Run(id=rid, tenant=tenant, spec=spec, status=RunStatus.QUEUED, created_at=_dt(now))
-        d: _RunData = self._run_data_type(run=run, spec_hash=spec_hash)
+        d: _RunData = self._run_data_type(run=run, spec_hash=spec_hash, key_id=key_id)
         self._runs[rid] = d
         return d
 
@@ -484,6 +484,7 @@ class InMemorySteerMixin:
         spec: TaskSpec,
         spec_hash: str | None = None,
         trace: Mapping[str, str] | None = None,
+        key_id: str | None = None,
     ) -> ForkResult:
         src = self._runs.get(rid)
         if src is None or src.run.tenant != tenant:
@@ -494,7 +495,7 @@ class InMemorySteerMixin:
             return ForkResult(ForkOutcome.NO_STEP)
         k = keys.index(step_key)  # 0-based: steps 0..k are taken over
         now = time.time()
-        d = self._new_run(spec, tenant, spec_hash or hash_spec(spec), now)
+        d = self._new_run(spec, tenant, spec_hash or hash_spec(spec), now, key_id)
         d.trace = dict(trace) if trace else None
         self._set(d, forked_from=rid, fork_step=step_key)
         sx = self._sx(d.run.id)
@@ -579,6 +580,7 @@ class InMemorySteerMixin:
         multitask: MultitaskPolicy | None = None,
         spec_hash: str | None = None,
         trace: Mapping[str, str] | None = None,
+        key_id: str | None = None,
     ) -> MessageResult:
         tid = spec.thread_id
         if not tid:
@@ -600,7 +602,7 @@ class InMemorySteerMixin:
         if active is not None and policy is MultitaskPolicy.REJECT:
             return MessageResult(MessageOutcome.REJECTED, self._thread_record(t), active=active.run.id)
         now = time.time()
-        d = self._new_run(spec, tenant, h, now)
+        d = self._new_run(spec, tenant, h, now, key_id)
         d.trace = dict(trace) if trace else None
         if spec.idempotency_key:
             self._idem[(tenant, spec.idempotency_key)] = d.run.id

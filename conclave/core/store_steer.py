@@ -280,7 +280,9 @@ class SteerStore(Protocol):
         spec: TaskSpec,
         spec_hash: str | None = None,
         trace: Mapping[str, str] | None = None,
-    ) -> ForkResult: ...
+        key_id: str | None = None,
+    ) -> ForkResult:
+        """``key_id``: the API key that asked (its budget is charged too, as for ``submit``)."""
 
     # -- threads ----------------------------------------------------------------------------------
     async def create_thread(
@@ -309,8 +311,10 @@ class SteerStore(Protocol):
         multitask: MultitaskPolicy | None = None,
         spec_hash: str | None = None,
         trace: Mapping[str, str] | None = None,
+        key_id: str | None = None,
     ) -> MessageResult:
-        """A run on thread ``spec.thread_id`` under ``multitask`` (the thread's own policy when None)."""
+        """A run on thread ``spec.thread_id`` under ``multitask`` (the thread's own policy when None);
+        ``key_id`` as for ``submit``."""
 
     async def thread_history(self, rid: str) -> list[Run]:
         """The earlier runs of ``rid``'s thread that count for its conversation, oldest first."""

@@ -1,11 +1,13 @@
 -- Fork: a new queued run whose checkpoint holds the source's committed steps up to and including one
 -- (in commit order), whose workspace is the source's as it was right after that step, and whose events
 -- start with the source's non-lifecycle events up to that step, each marked replayed. The source is read only.
--- ARGV: P, new_rid, tenant, src_rid, step_key, spec_json, spec_hash, now, kind, queued_event, trace_json,
---   lifecycle_json (event types not taken over)
+-- ARGV: P, new_rid, tenant, src_rid, step_key, spec_json, spec_hash, now (ignored: the store's clock), kind,
+--   queued_event, trace_json, lifecycle_json (event types not taken over), key_id ("" = none)
 -- Returns {"forked"} | {"missing"} | {"no_step"}
 local P, rid, tenant, src, step_key, spec, spec_hash, now, kind, evdata, tracectx, lifecycle_json =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local key = ARGV[13] or ""
+now = steer_fmt(steer_time())
 local sk = runkey(P, src)
 if redis.call("HGET", sk, "tenant") ~= tenant then return {"missing"} end
 local order = redis.call("LRANGE", sk .. ":order", 0, -1)
@@ -19,7 +21,7 @@ for idx, entry in ipairs(order) do
 end
 if not k then return {"no_step"} end
 local rk = runkey(P, rid)
-steer_new_run(P, rid, tenant, spec, spec_hash, now, kind, tracectx)
+steer_new_run(P, rid, tenant, spec, spec_hash, now, kind, tracectx, key)
 redis.call("HSET", rk, "fork_of", src, "fork_step", step_key)
 emit(P, rid, now, "run.queued", evdata)
 -- the steps, in order, with the last event id each has in the new stream

@@ -12,11 +12,9 @@
 -- Run record fields: pause (requested reason), pause_reason, paused_at, idle_since, idle_s, clean (clean
 -- hand-overs, not crashes), thread, thread_seq, fork_of, fork_step.
 
--- The store's clock (seconds): timeouts and idle time are measured on it, whatever the workers' clocks say.
-local function steer_time()
-  local t = redis.call("TIME")
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
+-- The store's clock (tenant.lua's redis_now): timeouts and idle time are measured on it, whatever the
+-- workers' clocks say.
+local function steer_time() return redis_now() end
 
 local function steer_fmt(t) return string.format("%.6f", t) end
 
@@ -150,8 +148,8 @@ local function steer_to_paused(P, rid, tenant, created_ms, old, reason, detail, 
   if reason == "interrupt" then steer_release(P, rid) end
 end
 
--- The run record every creation writes (submit.lua's layout).
-local function steer_new_run(P, rid, tenant, spec, spec_hash, now, kind, tracectx)
+-- The run record every creation writes (submit.lua's layout). ``now`` is the store's clock, formatted.
+local function steer_new_run(P, rid, tenant, spec, spec_hash, now, kind, tracectx, key)
   local created_ms = math.floor(tonumber(now) * 1000)
   redis.call("HSET", runkey(P, rid), "id", rid, "tenant", tenant, "spec", spec, "spec_hash", spec_hash,
     "kind", kind, "status", "queued", "created_at", now, "created_ms", created_ms, "attempts", 0, "seq", 0, "cancel", 0)
@@ -159,5 +157,6 @@ local function steer_new_run(P, rid, tenant, spec, spec_hash, now, kind, tracect
   redis.call("ZADD", P .. ":runs:" .. tenant .. ":s:queued", created_ms, rid)
   redis.call("ZADD", P .. ":runs:" .. tenant .. ":k:" .. kind, created_ms, rid)
   if tracectx ~= "" then redis.call("HSET", runkey(P, rid), "trace", tracectx) end
+  if key and key ~= "" then redis.call("HSET", runkey(P, rid), "key", key) end
   return created_ms
 end

@@ -1,10 +1,12 @@
 -- A message on a thread: a new run, placed by the thread's multitask policy, atomically.
 -- ARGV: P, rid, tenant, spec_json, spec_hash, now, idem_key, queued_event, trace_json, kind, tid, multitask ("" =
---   the thread's), message (the input's text, shortened, for the thread.message event)
+--   the thread's), message (the input's text, shortened, for the thread.message event), key_id ("" = none)
 -- Returns {outcome, rid or "", active or "", spec_hash}; outcome: started | enqueued | interrupting |
 --   rolling_back | rejected | existing
 local P, rid, tenant, spec, spec_hash, now, idem, evdata, tracectx, kind, tid, multitask, msg =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local key = ARGV[14] or ""
+now = steer_fmt(steer_time())  -- the store's clock, as submit.lua (ARGV's time is ignored)
 local ikey = P .. ":idem:" .. tenant .. ":" .. idem
 if idem ~= "" then
   local existing = redis.call("GET", ikey)
@@ -24,7 +26,7 @@ if active == "" or not active or TERMINAL[redis.call("HGET", runkey(P, active), 
 end
 if active and policy == "reject" then return {"rejected", "", active, ""} end
 if idem ~= "" then redis.call("SET", ikey, rid) end
-steer_new_run(P, rid, tenant, spec, spec_hash, now, kind, tracectx)
+steer_new_run(P, rid, tenant, spec, spec_hash, now, kind, tracectx, key)
 local pos = redis.call("HINCRBY", tk, "n", 1)
 redis.call("HSET", runkey(P, rid), "thread", tid, "thread_seq", pos)
 redis.call("ZADD", tk .. ":runs", pos, rid)
