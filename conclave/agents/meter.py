@@ -205,10 +205,14 @@ class Meter:
         )
         return response
 
+    def tool_amounts(self, name: str) -> dict[str, int]:
+        """What one call of tool ``name`` holds in the ledger (shown on a call waiting for approval)."""
+        return {f"tool:{name}": 1, "tool:*": 1, "usd": self.pricing.tool_cost(name)}
+
     async def tool(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
         """Run a tool call under the ledger: one call of ``name`` and its price are held first."""
-        usd = self.pricing.tool_cost(name)
-        amounts = {f"tool:{name}": 1, "tool:*": 1, "usd": usd}
+        amounts = self.tool_amounts(name)
+        usd = amounts["usd"]
         res_id, refusal = await self.ledger.reserve(self.scope, amounts)
         if refusal is not None:
             raise BudgetExhausted(refusal.scope, refusal.limit, refusal.room)
