@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,14 @@ async def events(api: httpx.AsyncClient, rid: str) -> list[dict[str, Any]]:
             if line.startswith("data:"):
                 out.append(json.loads(line[5:]))
     return out
+
+
+async def wait_for(cond: Callable[[], bool | Awaitable[bool]], within: float = 60) -> None:
+    """Poll ``cond`` (other processes change what it looks at, so there is nothing to await instead)."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        got = cond()
+        if await got if inspect.isawaitable(got) else got:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")

@@ -5,9 +5,6 @@ side effect is counted outside the run (``steer_tools.effect``)."""
 from __future__ import annotations
 
 import asyncio
-import inspect
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -16,7 +13,7 @@ import pytest
 from conclave.controller.redis_server import EmbeddedRedis
 
 from ._helpers import running_worker
-from ._steer import call, events, http_api, kill, settings_for, sim_model, until, worker_process
+from ._steer import call, events, http_api, kill, settings_for, sim_model, until, wait_for, worker_process
 from .steer_tools import applied, calls
 
 pytestmark = pytest.mark.redis
@@ -46,17 +43,6 @@ async def pending(api: httpx.AsyncClient) -> list[dict[str, object]]:
     r = await api.get("/v1/approvals", params={"status": "pending"})
     assert r.status_code == 200, r.text
     return r.json()["approvals"]  # type: ignore[no-any-return]
-
-
-async def wait_for(cond: Callable[[], bool | Awaitable[bool]], within: float = 60) -> None:
-    """Poll ``cond`` (other processes change what it looks at, so there is nothing to await instead)."""
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        got = cond()
-        if await got if inspect.isawaitable(got) else got:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 async def test_an_approved_call_runs_once_across_worker_kills_while_waiting_and_right_after_approval(
