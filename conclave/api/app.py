@@ -37,6 +37,7 @@ from conclave.schema import (
 )
 
 from .auth import Caller, admin_dependency, caller_dependency
+from .console import mount_console
 from .errors import ApiError, ErrorResponse, install_error_handlers
 from .steer import steer_router
 from .tenants import tenants_router
@@ -288,6 +289,7 @@ def create_app(
     app.include_router(steer_router(services, ERRORS))
     for router in extra_routers or []:
         app.include_router(router)
+    mount_console(app)  # the web console at /ui (static files; every datum comes from the routes above)
 
     @app.get("/healthz", tags=["service"], summary="Liveness and queue depth")
     async def healthz() -> dict[str, Any]:

@@ -3,14 +3,39 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
+from pydantic import Field
 
+from conclave.controller.errors import InvalidInput
 from conclave.controller.tenants import TenantAdmin
 from conclave.core.store_tenants import key_scope, tenant_scope
 from conclave.schema import ScopeBudget, StrictModel, TenantSpend
 
 from .auth import Caller, admin_dependency, caller_dependency
 
-__all__ = ["MySpend", "tenants_router"]
+__all__ = ["MySpend", "PurgeRequest", "PurgeResult", "RetentionInForce", "RetentionPolicy", "tenants_router"]
+
+
+class RetentionPolicy(StrictModel):
+    """Days a finished run of the tenant is kept (null: the deployment's default applies)."""
+
+    days: float | None = Field(default=None, ge=0)
+
+
+class RetentionInForce(StrictModel):
+    tenant: str
+    days: float | None = Field(description="Days finished runs are kept; null: for ever.")
+
+
+class PurgeRequest(StrictModel):
+    """Without ``older_than_days``: delete what the retention policy says is due. With it: delete the
+    tenant's runs that ended more than that many days ago."""
+
+    tenant: str | None = Field(default=None, min_length=1, max_length=64)
+    older_than_days: float | None = Field(default=None, ge=0)
+
+
+class PurgeResult(StrictModel):
+    purged: int
 
 
 class MySpend(StrictModel):
@@ -58,6 +83,42 @@ def tenants_router(services: Any, errors: dict[int | str, dict[str, Any]]) -> AP
     async def key_spend(key_id: str, _: AdminDep) -> list[TenantSpend]:
         await admin().key_budget(key_id)
         return await admin().spend(key_scope(key_id))
+
+    @r.put(
+        "/admin/tenants/{tenant}/retention",
+        response_model=RetentionInForce,
+        tags=["admin"],
+        summary="Set a tenant's retention",
+    )
+    async def set_retention(tenant: str, policy: RetentionPolicy, _: AdminDep) -> RetentionInForce:
+        store = services.service.store
+        await store.set_retention(tenant, None if policy.days is None else policy.days * 86400)
+        return await _retention(tenant)
+
+    @r.get(
+        "/admin/tenants/{tenant}/retention",
+        response_model=RetentionInForce,
+        tags=["admin"],
+        summary="A tenant's retention",
+    )
+    async def get_retention(tenant: str, _: AdminDep) -> RetentionInForce:
+        return await _retention(tenant)
+
+    async def _retention(tenant: str) -> RetentionInForce:
+        secs = await services.service.store.get_retention(tenant)
+        return RetentionInForce(tenant=tenant, days=None if secs is None else secs / 86400)
+
+    @r.post("/admin/runs/purge", response_model=PurgeResult, tags=["admin"], summary="Delete finished runs")
+    async def purge(body: PurgeRequest, _: AdminDep) -> PurgeResult:
+        store = services.service.store
+        if body.older_than_days is None:
+            total = 0
+            while (n := await store.purge_expired(500)) > 0:
+                total += n
+            return PurgeResult(purged=total)
+        if body.tenant is None:
+            raise InvalidInput("invalid_request", "older_than_days needs a tenant", field="tenant")
+        return PurgeResult(purged=await store.purge_finished(body.tenant, body.older_than_days * 86400))
 
     @r.get("/spend", response_model=MySpend, tags=["runs"], summary="What the caller's tenant and key have spent")
     async def my_spend(caller: CallerDep) -> MySpend:

@@ -78,6 +78,27 @@ def _preview(spec: TaskSpec) -> str:
     return text if len(text) <= 2000 else text[:2000] + "…"
 
 
+#: The fields of an approval record (``<approval id>|<field>`` in the run's approval hash).
+_APPROVAL_FIELDS = (
+    "id",
+    "run_id",
+    "tool",
+    "kind",
+    "arguments",
+    "step_key",
+    "requested_at",
+    "reserve",
+    "status",
+    "reason",
+    "edited_arguments",
+    "answer",
+    "decided_at",
+    "expires_at",
+    "on_timeout",
+    "parameters",
+)
+
+
 def to_approval(d: Mapping[str, str]) -> Approval:
     """An approval hash as the record the API shows."""
     return Approval(
@@ -176,15 +197,25 @@ class RedisSteerMixin:
         return int(await self.scripts.wait(args=args)) == 1
 
     async def _approvals_by_member(self, members: Sequence[str]) -> list[Approval]:
+        """Approvals by ``<rid>|<approval id>``, in that order (ones whose run was purged are left out)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for m in members:
                 rid, _, aid = m.partition("|")
-                pipe.hgetall(self.keys.approval(rid, aid))
+                pipe.hmget(self.keys.run_approvals(rid), [f"{aid}|{f}" for f in _APPROVAL_FIELDS])
             rows = await pipe.execute()
-        return [to_approval(d) for d in rows if d]
+        out = []
+        for row in rows:
+            d = {f: v for f, v in zip(_APPROVAL_FIELDS, row, strict=True) if v is not None}
+            if d.get("id"):
+                out.append(to_approval(d))
+        return out
+
+    async def _approval(self, rid: str, aid: str) -> Approval | None:
+        got = await self._approvals_by_member([f"{rid}|{aid}"])
+        return got[0] if got else None
 
     async def approvals(self, rid: str) -> list[Approval]:
-        ids: list[str] = await self.redis.lrange(self.keys.run_approvals(rid), 0, -1)
+        ids: list[str] = await self.redis.lrange(self.keys.run_approval_order(rid), 0, -1)
         return await self._approvals_by_member([f"{rid}|{aid}" for aid in ids])
 
     async def list_approvals(
@@ -239,8 +270,7 @@ class RedisSteerMixin:
         outcome = DecideOutcome(res[0])
         if outcome is DecideOutcome.MISSING:
             return DecideResult(outcome)
-        raw = await self.redis.hgetall(self.keys.approval(rid, approval_id))
-        approval = to_approval(raw) if raw else None
+        approval = await self._approval(rid, approval_id)
         run_status = await self.redis.hget(self.keys.run(rid), "status")
         return DecideResult(
             outcome,

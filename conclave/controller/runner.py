@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from conclave.agents.runtime import RunEnv, open_run
@@ -44,7 +45,9 @@ log = logging.getLogger(__name__)
 
 _PAUSE_REASONS: dict[str, PauseReason] = {"user": "user", "interrupt": "interrupt", "tenant_budget": "tenant_budget"}
 
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+# A full store (maxmemory, noeviction) refuses every write atomically: like an outage, the attempt is left
+# for a later reclaim, nothing half-written and nothing failed.
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ConnectionError, OSError)
 
 
 @dataclass

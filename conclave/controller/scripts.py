@@ -48,6 +48,7 @@ class Scripts:
         self.renew_holds: AsyncScript = redis.register_script(script_source("renew_holds"))
         self.call_reserve: AsyncScript = redis.register_script(script_source("call_reserve"))
         self.call_commit: AsyncScript = redis.register_script(script_source("call_commit"))
+        self.purge: AsyncScript = redis.register_script(script_source("purge"))
         # steering (conclave.controller.redis_steer)
         self.request_pause: AsyncScript = redis.register_script(script_source("request_pause"))
         self.pause: AsyncScript = redis.register_script(script_source("pause"))

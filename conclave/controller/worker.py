@@ -25,6 +25,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from conclave.agents.runtime import RunEnv
@@ -40,7 +41,7 @@ from conclave.core.store import QueueEntry, RunStore
 __all__ = ["Worker", "connect", "main"]
 
 log = logging.getLogger(__name__)
-_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+_DOWN = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ConnectionError, OSError)
 
 
 def connect(url: str, *, decode: bool = True, max_connections: int = 128) -> Redis:
@@ -102,12 +103,15 @@ class Worker:
         )
         self.runner = Runner(self.store, env, worker=self.name, max_attempts=self.settings.max_attempts)
         await self._retrying(self.store.ready)
+        days = self.settings.retention_days
+        await self._retrying(lambda: self.store.set_retention(None, days * 86400 if days else None))
         log.info("worker %s serving (concurrency %d)", self.name, self.concurrency)
         loops = [
             asyncio.ensure_future(self._read_loop()),
             asyncio.ensure_future(self._reclaim_loop()),
             asyncio.ensure_future(self._renew_loop()),
             asyncio.ensure_future(self._cancel_loop()),
+            asyncio.ensure_future(self._retention_loop()),
         ]
         try:
             await self._stop.wait()
@@ -219,6 +223,16 @@ class Worker:
                     gone.lease_lost = True
                     if gone.body is not None:
                         gone.body.cancel()
+
+    async def _retention_loop(self) -> None:
+        """Delete finished runs whose retention has passed (every worker sweeps; the sweep is atomic)."""
+        while not self._stop.is_set():
+            try:
+                while await self.store.purge_expired(500) == 500:
+                    pass
+            except _DOWN as e:
+                log.warning("worker %s: retention sweep failed (%s)", self.name, e)
+            await asyncio.sleep(30.0)
 
     async def _cancel_loop(self) -> None:
         while not self._stop.is_set():

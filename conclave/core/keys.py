@@ -100,12 +100,12 @@ class Keys:
         return f"{self.prefix}:run:{rid}:wsundo"
 
     def run_approvals(self, rid: str) -> str:
-        """list: the run's approval ids, in the order they were requested."""
+        """hash: the run's approval records, ``<approval id>|<field>`` → value (one key per run)."""
         return f"{self.prefix}:run:{rid}:apr"
 
-    def approval(self, rid: str, aid: str) -> str:
-        """hash: one approval record."""
-        return f"{self.prefix}:run:{rid}:apr:{aid}"
+    def run_approval_order(self, rid: str) -> str:
+        """list: the run's approval ids, in the order they were requested."""
+        return f"{self.prefix}:run:{rid}:aprs"
 
     def run_approvals_pending(self, rid: str) -> str:
         """set: the run's pending approval ids."""

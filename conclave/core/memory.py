@@ -20,6 +20,7 @@ from typing import Any
 
 from conclave.schema import ApiKey, Event, EventType, Run, RunPage, RunStatus, StopReason, TaskSpec, Usage
 
+from .memory_retention import MemoryRetention
 from .memory_steer import InMemorySteerMixin
 from .memory_tenants import MemoryTenants, OuterHold, outer_scopes
 from .pending import LedgerOp, PendingCommit
@@ -81,7 +82,7 @@ class _RunData:
     capped: bool = False
 
 
-class InMemoryRunStore(InMemorySteerMixin, MemoryTenants):
+class InMemoryRunStore(InMemorySteerMixin, MemoryTenants, MemoryRetention):
     """See the module docstring. Not thread-safe: use it from one event loop. The steering operations
     (pause, approvals, threads, forks) are ``InMemorySteerMixin``'s."""
 
@@ -90,6 +91,7 @@ class InMemoryRunStore(InMemorySteerMixin, MemoryTenants):
 
     def __init__(self) -> None:
         self._tenants_init()
+        self._retention_init()
         self._runs: dict[str, _RunData] = {}
         self._idem: dict[tuple[str, str], str] = {}
         self._queue: list[_Entry] = []
@@ -121,7 +123,10 @@ class InMemoryRunStore(InMemorySteerMixin, MemoryTenants):
         return seq
 
     def _set(self, d: _RunData, **changes: Any) -> None:
+        was_terminal = d.run.status.terminal
         d.run = d.run.model_copy(update=changes)
+        if not was_terminal and d.run.status.terminal:
+            self._retire(d.run.id, d.run.tenant)
 
     def _ack(self, qid: str) -> None:
         self._queue = [e for e in self._queue if e.qid != qid]

@@ -42,6 +42,7 @@ from typing import Protocol, runtime_checkable
 from conclave.schema import ApiKey, Event, Run, RunPage, RunStatus, TaskSpec
 
 from .pending import PendingCommit
+from .store_retention import RetentionStore
 from .store_steer import SteerStore
 from .store_tenants import TenantStore
 from .store_types import (
@@ -73,6 +74,7 @@ __all__ = [
     "QueueDepth",
     "QueueEntry",
     "Refusal",
+    "RetentionStore",
     "RunStore",
     "SubmitResult",
     "TenantStore",
@@ -87,9 +89,9 @@ def spec_hash(spec: TaskSpec) -> str:
 
 
 @runtime_checkable
-class RunStore(SteerStore, TenantStore, Protocol):
-    """See the module docstring for the contract every method keeps (``store_steer``'s and
-    ``store_tenants``' for theirs)."""
+class RunStore(SteerStore, TenantStore, RetentionStore, Protocol):
+    """See the module docstring for the contract every method keeps (``store_steer``'s, ``store_tenants``'
+    and ``store_retention``'s for theirs)."""
 
     # -- submission and reading ------------------------------------------------------------------
     async def ready(self) -> None:

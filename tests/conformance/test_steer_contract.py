@@ -551,3 +551,21 @@ async def test_a_resumed_thread_run_waits_behind_the_active_one(store: RunStore,
     else:
         assert (await store.resume(first.run.id, tenant="default")).outcome is ResumeOutcome.SUPERSEDED
         await claim_next(store, second.run.id, "o2")
+
+
+# -- retention --------------------------------------------------------------------------------------
+
+
+async def test_purging_a_run_removes_its_steering_records(store: RunStore) -> None:
+    rid, _ = await submit_and_claim(store)
+    await store.commit(rid, "o1", PendingCommit(workspace=write("a", b"1")), step_key="s", step_value="1")
+    await store.wait_for_approval(rid, "o1", [request(rid, "t/0")])
+    await store.cancel(rid, tenant="default")
+    assert await store.purge_finished("default", older_than_s=0) == 1
+    assert await store.approvals(rid) == [] and await store.step_log(rid) == []
+    assert await store.list_approvals("default") == []
+    redis = getattr(store, "redis", None)
+    if redis is not None:  # the Redis store: no key of the run is left, nor an index entry
+        keys = store.keys  # type: ignore[attr-defined]
+        assert [k async for k in redis.scan_iter(match=f"{keys.run(rid)}*")] == []
+        assert await redis.zcard(keys.tenant_approvals("default")) == 0

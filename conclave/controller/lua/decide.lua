@@ -7,8 +7,7 @@ local P, rid, aid, tenant, st, reason, edited, answer, ev =
 local rk = runkey(P, rid)
 local f = redis.call("HMGET", rk, "status", "tenant", "created_ms")
 if not f[1] or f[2] ~= tenant then return {"missing"} end
-local ak = rk .. ":apr:" .. aid
-local cur = redis.call("HGET", ak, "status")
+local cur = apr_get(P, rid, aid, "status")
 if not cur then
   if f[1] ~= "waiting" then return {"not_waiting", f[1]} end
   return {"missing"}
@@ -16,10 +15,10 @@ end
 if cur ~= "pending" then return {"already_decided", cur} end
 if f[1] ~= "waiting" then return {"not_waiting", f[1]} end
 local now = steer_time()
-redis.call("HSET", ak, "status", st, "decided_at", steer_fmt(now))
-if reason ~= "" then redis.call("HSET", ak, "reason", reason) end
-if edited ~= "" then redis.call("HSET", ak, "edited_arguments", edited) end
-if answer ~= "" then redis.call("HSET", ak, "answer", answer) end
+apr_set(P, rid, aid, "status", st, "decided_at", steer_fmt(now))
+if reason ~= "" then apr_set(P, rid, aid, "reason", reason) end
+if edited ~= "" then apr_set(P, rid, aid, "edited_arguments", edited) end
+if answer ~= "" then apr_set(P, rid, aid, "answer", answer) end
 redis.call("SREM", rk .. ":aprpend", aid)
 redis.call("ZREM", P .. ":approvals:" .. tenant .. ":pending", rid .. "|" .. aid)
 redis.call("ZREM", P .. ":approvals:due", rid .. "|" .. aid)

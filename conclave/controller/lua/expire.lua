@@ -10,12 +10,12 @@ for _, member in ipairs(due) do
   local sep = string.find(member, "|", 1, true)
   local rid, aid = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
   local rk = runkey(P, rid)
-  local ak = rk .. ":apr:" .. aid
-  local a = redis.call("HMGET", ak, "status", "on_timeout", "timeout_s", "tool")
+  local a = {apr_get(P, rid, aid, "status"), apr_get(P, rid, aid, "on_timeout"), apr_get(P, rid, aid, "timeout_s"),
+    apr_get(P, rid, aid, "tool")}
   if a[1] == "pending" then
     local f = redis.call("HMGET", rk, "status", "tenant", "created_ms")
     local reason = "no decision within " .. a[3] .. " s"
-    redis.call("HSET", ak, "status", "expired", "reason", reason, "decided_at", steer_fmt(now))
+    apr_set(P, rid, aid, "status", "expired", "reason", reason, "decided_at", steer_fmt(now))
     redis.call("SREM", rk .. ":aprpend", aid)
     redis.call("ZREM", P .. ":approvals:" .. f[2] .. ":pending", member)
     emit(P, rid, steer_fmt(now), "approval.resolved",

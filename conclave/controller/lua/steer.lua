@@ -3,8 +3,8 @@
 -- Keys (P = prefix; see conclave/core/keys.py):
 --   P:run:<rid>:order      list   "<last event id>|<step key>" per committed step, in commit order
 --   P:run:<rid>:wsundo     stream t=<step index> p=<path> h=<1 had a file|0> v=<its bytes>: what a commit overwrote
---   P:run:<rid>:apr        list   approval ids in request order; P:run:<rid>:apr:<aid> hash: one approval
---   P:run:<rid>:aprpend    set    pending approval ids
+--   P:run:<rid>:apr        hash   "<aid>|<field>" -> value: the run's approval records (apr_get / apr_set)
+--   P:run:<rid>:aprs       list   approval ids in request order;  P:run:<rid>:aprpend  set: the pending ones
 --   P:approvals:<tenant>[:pending]  zset "<rid>|<aid>" by request ms;  P:approvals:due zset by expiry (store clock)
 --   P:thread:<tenant>:<tid>          hash   id tenant created_at multitask metadata n active last
 --   P:thread:<tenant>:<tid>:runs     zset   run ids by position;  :pending list (enqueued);  :dropped set (rolled back)
@@ -17,6 +17,18 @@
 local function steer_time() return redis_now() end
 
 local function steer_fmt(t) return string.format("%.6f", t) end
+
+-- One approval's fields live in the run's approval hash (one key per run, so retention covers them).
+local function apr_get(P, rid, aid, field) return redis.call("HGET", runkey(P, rid) .. ":apr", aid .. "|" .. field) end
+
+local function apr_set(P, rid, aid, ...)
+  local kv, args = {...}, {}
+  for j = 1, #kv, 2 do
+    args[#args + 1] = aid .. "|" .. kv[j]
+    args[#args + 1] = kv[j + 1]
+  end
+  redis.call("HSET", runkey(P, rid) .. ":apr", unpack(args))
+end
 
 local function thread_key(P, tenant, tid) return P .. ":thread:" .. tenant .. ":" .. tid end
 
@@ -118,7 +130,7 @@ local function steer_close_approvals(P, rid, now, reason)
   if #pending == 0 then return end
   local tenant = redis.call("HGET", rk, "tenant")
   for _, aid in ipairs(pending) do
-    redis.call("HSET", rk .. ":apr:" .. aid, "status", "expired", "reason", reason, "decided_at", steer_fmt(now))
+    apr_set(P, rid, aid, "status", "expired", "reason", reason, "decided_at", steer_fmt(now))
     redis.call("ZREM", P .. ":approvals:" .. tenant .. ":pending", rid .. "|" .. aid)
     redis.call("ZREM", P .. ":approvals:due", rid .. "|" .. aid)
     emit(P, rid, steer_fmt(now), "approval.resolved",
@@ -159,4 +171,15 @@ local function steer_new_run(P, rid, tenant, spec, spec_hash, now, kind, tracect
   if tracectx ~= "" then redis.call("HSET", runkey(P, rid), "trace", tracectx) end
   if key and key ~= "" then redis.call("HSET", runkey(P, rid), "key", key) end
   return created_ms
+end
+
+-- Hook of purge.lua, before a run's keys go: its approvals leave the tenant's and the timeout indexes.
+local function steer_purged(P, rid, tenant)
+  local rk = runkey(P, rid)
+  for _, aid in ipairs(redis.call("LRANGE", rk .. ":aprs", 0, -1)) do
+    local member = rid .. "|" .. aid
+    redis.call("ZREM", P .. ":approvals:" .. tenant, member)
+    redis.call("ZREM", P .. ":approvals:" .. tenant .. ":pending", member)
+    redis.call("ZREM", P .. ":approvals:due", member)
+  end
 end

@@ -16,10 +16,12 @@ local created_ms = math.floor(tonumber(now) * 1000)
 redis.call("HSET", runkey(P, rid), "id", rid, "tenant", tenant, "spec", spec, "spec_hash", spec_hash,
   "kind", kind, "status", "queued", "created_at", now, "created_ms", created_ms, "attempts", 0, "seq", 0, "cancel", 0)
 redis.call("ZADD", P .. ":runs:" .. tenant, created_ms, rid)
+redis.call("SADD", P .. ":tenants", tenant)
 redis.call("ZADD", P .. ":runs:" .. tenant .. ":s:queued", created_ms, rid)
 redis.call("ZADD", P .. ":runs:" .. tenant .. ":k:" .. kind, created_ms, rid)
 if tracectx ~= "" then redis.call("HSET", runkey(P, rid), "trace", tracectx) end
 if key ~= "" then redis.call("HSET", runkey(P, rid), "key", key) end
+if idem ~= "" then redis.call("HSET", runkey(P, rid), "idem", idem) end
 local qid = redis.call("XADD", P .. ":queue", "*", "rid", rid)
 redis.call("HSET", runkey(P, rid), "qid", qid)
 emit(P, rid, now, "run.queued", evdata)

@@ -6,12 +6,6 @@
 -- P:callresv:<tenant>          hash  hold id → held (holds of calls outside any run: the OpenAI endpoint)
 -- P:callresvexp:<tenant>       zset  hold id by expiry
 
--- Redis's clock, the one clock every worker shares (a worker's own clock may be skewed).
-local function redis_now()
-  local t = redis.call("TIME")
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-
 local PERIODS = {"daily", "monthly", "none"}
 local PERIOD_TTL = {daily = 40 * 86400, monthly = 400 * 86400}
 

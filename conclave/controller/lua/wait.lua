@@ -18,18 +18,17 @@ for _ = 1, n do
   local aid, tool, kind, args, step_key, reserve, params, timeout, on_timeout, ev =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9]
   i = i + 10
-  local ak = rk .. ":apr:" .. aid
-  if redis.call("EXISTS", ak) == 0 then
-    redis.call("HSET", ak, "id", aid, "run_id", rid, "tool", tool, "kind", kind, "arguments", args,
+  if not apr_get(P, rid, aid, "status") then
+    apr_set(P, rid, aid, "id", aid, "run_id", rid, "tool", tool, "kind", kind, "arguments", args,
       "step_key", step_key, "reserve", reserve, "parameters", params, "status", "pending",
       "requested_at", steer_fmt(now), "on_timeout", on_timeout)
     local member = rid .. "|" .. aid
     if timeout ~= "" then
       local exp = now + tonumber(timeout)
-      redis.call("HSET", ak, "expires_at", steer_fmt(exp), "timeout_s", timeout)
+      apr_set(P, rid, aid, "expires_at", steer_fmt(exp), "timeout_s", timeout)
       redis.call("ZADD", P .. ":approvals:due", exp, member)
     end
-    redis.call("RPUSH", rk .. ":apr", aid)
+    redis.call("RPUSH", rk .. ":aprs", aid)
     redis.call("SADD", rk .. ":aprpend", aid)
     local ms = math.floor(now * 1000)
     redis.call("ZADD", P .. ":approvals:" .. tenant, ms, member)
