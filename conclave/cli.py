@@ -154,12 +154,16 @@ def _demo(api_url: str, task: str, args: argparse.Namespace) -> int:
         return _exit_for(final)
 
 
-def _follow(c: Any, run_id: str) -> None:
+def _follow(c: Any, run_id: str) -> bool:
     """A live view of a run: the stage, steps (model turns and tool calls), tokens, and one bar per
-    budget limit of the run burning down (read from the ledger every couple of seconds)."""
+    budget limit of the run burning down (read from the ledger every couple of seconds). When the run
+    waits for approval it asks on the terminal (``cli_steer.prompt_approvals``); False when nobody
+    answered (end of input) and the run still waits."""
     import time as _time
 
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from conclave.cli_steer import prompt_approvals
 
     tokens, steps, stage = [0, 0], [0, 0], "queued"
     bars: dict[str, Any] = {}
@@ -191,6 +195,12 @@ def _follow(c: Any, run_id: str) -> None:
             )
             if ev.type in ("tool.call", "stage.started", "stage.finished", "run.resumed", "agent.stopped"):
                 out.log(f"[dim]#{ev.id}[/] {ev.type} {json.dumps(ev.data, default=str)[:160]}", highlight=False)
+            if ev.type == "run.waiting":
+                p.stop()
+                answered = prompt_approvals(c, run_id)
+                p.start()
+                if not answered:
+                    return False
             now = _time.monotonic()
             if now - last_cost > 2.0 or ev.type == "run.finished":
                 last_cost = now
@@ -206,6 +216,7 @@ def _follow(c: Any, run_id: str) -> None:
                     p.update(
                         bars[lim.limit], completed=min(lim.used, lim.cap), note=f"{lim.used:g} of {lim.cap:g} used"
                     )
+    return True
 
 
 # -- runs ------------------------------------------------------------------------------------------
@@ -254,10 +265,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
         opts["corpus"] = args.corpus
     if opts:
         spec["options"] = opts
+    if args.thread:
+        spec["thread_id"] = args.thread
+    if args.approve:
+        spec["approval"] = {t: "always" for group in args.approve for t in group.split(",") if t}
+    if args.approval_timeout:
+        spec["approval_timeout_s"] = args.approval_timeout
     with _client(args) as c:
         run = c.runs.submit(spec, idempotency_key=args.idempotency_key)
-        if args.follow:
-            _follow(c, run.id)
+        if args.follow and not _follow(c, run.id):
+            run = c.runs.get(run.id)
+            err.print(f"run {run.id} waits for a decision; see `conclave approvals list --run {run.id}`")
+            _print_json(run) if args.json else _run_table(run)
+            return EXIT_RUN_NOT_OK
         if args.wait or args.follow:
             run = c.runs.wait(run.id, timeout=args.timeout)
             if args.json:
@@ -490,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--budget-model-calls", type=int)
     s.add_argument("--budget-seconds", type=float)
     s.add_argument("--idempotency-key")
+    s.add_argument("--thread", help="send it as a message on this thread (made if there is none)")
+    s.add_argument("--approve", action="append", metavar="TOOL", help="calls of this tool wait for your approval")
+    s.add_argument("--approval-timeout", type=float, help="seconds a call may wait for a decision")
     s.add_argument("--wait", action="store_true", help="wait for the run to finish")
     s.add_argument("--follow", action="store_true", help="show live progress, then the result")
     s.add_argument("--timeout", type=float, default=None)
@@ -521,6 +544,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run_id")
     _client_opts(r)
     r.set_defaults(fn=cmd_runs_cost)
+
+    from conclave.cli_steer import register as register_steering
+
+    register_steering(sub, runs, _client_opts)  # threads, approvals, runs pause|resume|steps|fork
 
     ws = sub.add_parser("workspace", help="run workspaces").add_subparsers(dest="ws_cmd", required=True)
     w = ws.add_parser("pull", help="download a run's workspace into a folder")

@@ -21,6 +21,7 @@ import httpx
 from conclave.schema import ApiKey, Cost, Event, NewKey, Run, RunPage, RunStatus, TaskSpec
 
 from .errors import BudgetExceeded, ConclaveError, ServiceUnavailable, error_for
+from .steer import Approvals, AsyncApprovals, AsyncSteerRuns, AsyncThreads, SteerRuns, Threads
 
 __all__ = ["AsyncClient", "Client"]
 
@@ -79,7 +80,7 @@ def _extract(tar_bytes: bytes, dest: Path) -> list[Path]:
     return out
 
 
-class _Runs:
+class _Runs(SteerRuns):
     def __init__(self, http: httpx.Client) -> None:
         self._h = http
 
@@ -90,8 +91,16 @@ class _Runs:
     def get(self, run_id: str) -> Run:
         return Run.model_validate(_check(self._h.get(f"/v1/runs/{run_id}")))
 
-    def list(self, *, status: RunStatus | str | None = None, limit: int = 50, cursor: str | None = None) -> RunPage:
-        params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None}
+    def list(
+        self,
+        *,
+        status: RunStatus | str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        thread_id: str | None = None,
+    ) -> RunPage:
+        q = {"status": status, "limit": limit, "cursor": cursor, "thread_id": thread_id}
+        params = {k: v for k, v in q.items() if v is not None}
         return RunPage.model_validate(_check(self._h.get("/v1/runs", params=params)))
 
     def cancel(self, run_id: str) -> Run:
@@ -206,6 +215,8 @@ class Client:
         self.runs = _Runs(self._http)
         self.workspace = _Workspace(self._http)
         self.admin = _Admin(self._http)
+        self.threads = Threads(self._http)
+        self.approvals = Approvals(self._http)
 
     def models(self) -> list[str]:
         return [m["id"] for m in _check(self._http.get("/v1/models"))["data"]]
@@ -223,7 +234,7 @@ class Client:
         self.close()
 
 
-class _AsyncRuns:
+class _AsyncRuns(AsyncSteerRuns):
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._h = http
 
@@ -235,9 +246,15 @@ class _AsyncRuns:
         return Run.model_validate(_check(await self._h.get(f"/v1/runs/{run_id}")))
 
     async def list(
-        self, *, status: RunStatus | str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        status: RunStatus | str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        thread_id: str | None = None,
     ) -> RunPage:
-        params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None}
+        q = {"status": status, "limit": limit, "cursor": cursor, "thread_id": thread_id}
+        params = {k: v for k, v in q.items() if v is not None}
         return RunPage.model_validate(_check(await self._h.get("/v1/runs", params=params)))
 
     async def cancel(self, run_id: str) -> Run:
@@ -350,6 +367,8 @@ class AsyncClient:
         self.runs = _AsyncRuns(self._http)
         self.workspace = _AsyncWorkspace(self._http)
         self.admin = _AsyncAdmin(self._http)
+        self.threads = AsyncThreads(self._http)
+        self.approvals = AsyncApprovals(self._http)
 
     async def models(self) -> list[str]:
         return [m["id"] for m in _check(await self._http.get("/v1/models"))["data"]]
