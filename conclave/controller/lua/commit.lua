@@ -31,7 +31,7 @@ for _ = 1, n_ev do
   seq = emit(P, rid, now, ARGV[i], ARGV[i + 1]); i = i + 2
 end
 local n_ws = tonumber(ARGV[i]); i = i + 1
-local tag = steer_tag(P, rid)
+local tag = n_ws > 0 and steer_tag(P, rid) or 0
 for _ = 1, n_ws do
   local op, path, content = ARGV[i], ARGV[i + 1], ARGV[i + 2]; i = i + 3
   steer_undo(P, rid, tag, path)
