@@ -108,6 +108,7 @@ def main() -> None:
     from llama_cpp import Llama
     from ray import serve
 
+    from conclave.api.auth import Authenticator, install_authenticator
     from conclave.api.openai_compat import build_openai_router
     from conclave.cluster.defaults import DEFAULT_MODEL_NAME, default_model_spec, smollm2_path
     from conclave.cluster.deployment import deploy_models
@@ -131,6 +132,7 @@ def main() -> None:
     specs = deploy_models([spec], app_name="bench-models")
     router = ServeRouter(specs, app_name="bench-models")
     app = FastAPI()
+    install_authenticator(app, Authenticator.disabled())  # a local benchmark: no keys
     app.include_router(build_openai_router(lambda: router, default_model=DEFAULT_MODEL_NAME))
 
     with serve_http(app) as url:

@@ -1,36 +1,68 @@
-"""Settings: ``conclave.toml`` plus ``CONCLAVE_*`` environment variables.
+"""Settings: ``conclave.toml`` plus ``CONCLAVE_*`` environment variables, with pydantic-settings.
 
-Precedence, highest first: explicit arguments (CLI flags), environment variables, the TOML file
-(``--config``, ``$CONCLAVE_CONFIG``, ``./conclave.toml``, ``~/.conclave/conclave.toml``), defaults.
-A bad value is a ``ConfigError`` naming the file, the field and what was expected.
+Precedence, highest first: explicit arguments (CLI flags), environment variables (``CONCLAVE_`` and
+the field's name: ``CONCLAVE_WORKERS=4``; a list or table as JSON, ``CONCLAVE_KINDS`` also as
+``name=module,other=module2``), the TOML file (the first of ``--config``, ``$CONCLAVE_CONFIG``,
+``./conclave.toml``, ``~/.conclave/conclave.toml``), defaults. ``load_settings`` reads all of them;
+``Settings(...)`` alone reads its arguments and the environment, no file; ``Settings.model_validate``
+reads nothing else (that is how settings travel to Ray actors: ``model_dump`` → ``model_validate``).
+A bad value is a ``ConfigError`` naming where it came from (the file or the variable), the field and
+what was expected.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
 
 from conclave.budgets.pricing import Pricing
-from conclave.cluster.config import ModelSpec
+from conclave.cluster.config import ModelSpec, unique_names
 from conclave.core.paths import default_home
-from conclave.schema.errors import format_validation_error
+from conclave.schema.errors import field_problems, format_problems
 from conclave.tools.settings import ToolSettings
 
-__all__ = ["ConfigError", "Settings", "default_home", "load_settings"]
+__all__ = ["ConfigError", "EnsembleCeiling", "Settings", "default_home", "load_settings"]
 
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names where and what."""
 
 
-class Settings(BaseModel):
-    """Everything a Conclave process needs to know about its deployment."""
+class EnsembleCeiling(BaseModel):
+    """The most one ``model="ensemble/<name>"`` request on the OpenAI endpoint may spend; a request
+    whose worst case (from the ensemble's call plan and its ``max_tokens``) is larger is refused."""
 
     model_config = ConfigDict(extra="forbid")
+
+    model_calls: int = Field(default=64, ge=1, description="Model requests one ensemble request may make.")
+    output_tokens: int = Field(
+        default=65_536, ge=1, description="Output tokens all the calls of one ensemble request may write together."
+    )
+
+
+#: The TOML file ``load_settings`` is reading, for ``Settings.settings_customise_sources``.
+_TOML_FILE: ContextVar[Path | None] = ContextVar("conclave_toml_file", default=None)
+
+ENV_PREFIX = "CONCLAVE_"
+
+
+class Settings(BaseSettings):
+    """Everything a Conclave process needs to know about its deployment."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", env_ignore_empty=True)
 
     home: Path = Field(default_factory=default_home, description="State directory (embedded Redis data).")
     redis_url: str | None = Field(
@@ -59,10 +91,28 @@ class Settings(BaseModel):
         default_factory=ToolSettings, description="Tool limits, search corpora, MCP servers, prices."
     )
     ensembles_dir: Path | None = Field(default=None, description="Extra ensemble configs to load by name.")
+    ensemble_ceiling: EnsembleCeiling = Field(
+        default_factory=EnsembleCeiling, description="Per-request ceiling of ensembles on the OpenAI endpoint."
+    )
     ray_address: str | None = Field(default=None, description="Join this Ray cluster instead of starting one.")
-    kinds: dict[str, str] = Field(
+    kinds: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="Extra run kinds: name → module exposing KIND (a RunKind)."
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then ``CONCLAVE_*``, then the TOML file ``load_settings`` found (no ``.env``)."""
+        path = _TOML_FILE.get()
+        if path is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path))
 
     @field_validator("kinds", mode="before")
     @classmethod
@@ -81,11 +131,7 @@ class Settings(BaseModel):
     @field_validator("models")
     @classmethod
     def _unique_names(cls, v: list[ModelSpec]) -> list[ModelSpec]:
-        names = [m.name for m in v]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"model names must be unique; repeated: {', '.join(dup)}")
-        return v
+        return unique_names(v)
 
     @property
     def data_dir(self) -> Path:
@@ -102,26 +148,6 @@ class Settings(BaseModel):
         if self.default_model:
             return self.default_model
         return self.models[0].name if self.models else None
-
-
-_ENV = {
-    "CONCLAVE_HOME": "home",
-    "CONCLAVE_REDIS_URL": "redis_url",
-    "CONCLAVE_REDIS_PORT": "redis_port",
-    "CONCLAVE_KEY_PREFIX": "key_prefix",
-    "CONCLAVE_API_HOST": "api_host",
-    "CONCLAVE_API_PORT": "api_port",
-    "CONCLAVE_WORKERS": "workers",
-    "CONCLAVE_WORKER_CONCURRENCY": "worker_concurrency",
-    "CONCLAVE_LEASE_SECONDS": "lease_seconds",
-    "CONCLAVE_MAX_ATTEMPTS": "max_attempts",
-    "CONCLAVE_AUTH": "auth",
-    "CONCLAVE_ADMIN_KEY": "admin_key",
-    "CONCLAVE_RETENTION_DAYS": "retention_days",
-    "CONCLAVE_DEFAULT_MODEL": "default_model",
-    "CONCLAVE_RAY_ADDRESS": "ray_address",
-    "CONCLAVE_KINDS": "kinds",
-}
 
 
 def _config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
@@ -142,23 +168,44 @@ def _config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
     return None
 
 
+def _env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def _from_env(field: str) -> bool:
+    return bool(os.environ.get(_env_name(field)))
+
+
+def _invalid(err: ValidationError, path: Path | None, overrides: dict[str, Any]) -> ConfigError:
+    """One line per problem, each naming where the bad value came from: an argument, a variable, the file."""
+    lines = []
+    for problem in field_problems(err):
+        top = problem.field.split(".", 1)[0]
+        if top in overrides:
+            source = "arguments"
+        elif _from_env(top):
+            source = _env_name(top)
+        else:
+            source = str(path) if path else "settings"
+        lines.append(format_problems([problem], source))
+    return ConfigError("\n".join(lines))
+
+
 def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Read settings from file and environment; ``overrides`` (non-None values) win over both."""
-    data: dict[str, Any] = {}
     path = _config_path(config)
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    for env, field in _ENV.items():
-        if env in os.environ and os.environ[env] != "":
-            data[field] = os.environ[env]
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    token = _TOML_FILE.set(path)
     try:
-        settings = Settings.model_validate(data)
+        settings = Settings(**given)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except SettingsError as e:  # a variable holding a list or table that is not JSON
+        raise ConfigError(f"environment: {e} (a list or table is given as JSON)") from None
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, str(path) if path else "settings")) from None
+        raise _invalid(e, path, given) from None
+    finally:
+        _TOML_FILE.reset(token)
     if not settings.models:
         settings.models = [default_cpu_model()]
     names = settings.model_names()

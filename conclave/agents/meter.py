@@ -9,19 +9,20 @@ Retries, verifiers and rankers all call through here: there is no way around the
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from conclave.budgets.pricing import Pricing
 from conclave.core import telemetry
 from conclave.core.ledger import BudgetExhausted, RunLedger
-from conclave.core.money import from_pico
 from conclave.core.pending import LedgerOp
 from conclave.core.router import ModelRouter
-from conclave.schema.chat import ChatRequest, ChatResponse
+from conclave.schema.chat import ChatChunk, ChatRequest, ChatResponse, CompletionUsage
+from conclave.schema.money import from_pico
 
 __all__ = ["CommitSink", "Meter", "prompt_estimate", "prompt_upper_bound"]
 
@@ -135,10 +136,8 @@ class Meter:
             wanted = min(wanted, max(1, window - prompt_estimate(request)))
         return wanted
 
-    async def chat(self, request: ChatRequest, *, model: str | None = None) -> ChatResponse:
-        """Make a metered model call. Raises ``BudgetExhausted`` when not even ``min_tokens`` of
-        output fit, naming the limit."""
-        name = model or request.model
+    async def _reserve_call(self, request: ChatRequest, name: str) -> tuple[str | None, ChatRequest]:
+        """Hold a call's worst case, shrinking ``max_tokens`` to what fits; the request to send."""
         prompt = prompt_upper_bound(request)
         max_tokens = self._max_tokens(name, request)
         n = request.n
@@ -166,33 +165,13 @@ class Meter:
             max_tokens = fit
         else:  # pragma: no cover - four refusals in a row with shrinking asks
             raise BudgetExhausted(self.scope, "output_tokens", 0)
-        call = request.model_copy(update={"model": name, "max_tokens": max_tokens, "max_completion_tokens": None})
-        t0 = time.perf_counter()
-        with telemetry.model_span(
-            name,
-            self.provider(name),
-            max_tokens=max_tokens,
-            messages=call.model_dump(mode="json")["messages"] if telemetry.capture_content() else None,
-        ) as span:
-            try:
-                response = await self.router.chat(name, call)
-            except BaseException as e:
-                telemetry.mark_error(span, e)
-                if res_id is not None:
-                    await self.sink.ledger_op(RunLedger.commit_op(res_id, self.scope, {}))
-                raise
-            ms = int((time.perf_counter() - t0) * 1000)
-            u = response.usage
-            usd = self.pricing.model_cost(name, u.prompt_tokens, u.completion_tokens, u.cached_tokens)
-            telemetry.record_usage(
-                span,
-                name,
-                u.prompt_tokens,
-                u.completion_tokens,
-                [str(c.finish_reason) for c in response.choices],
-                from_pico(usd),
-                [c.message.model_dump(mode="json") for c in response.choices] if telemetry.capture_content() else None,
-            )
+        return res_id, request.model_copy(
+            update={"model": name, "max_tokens": max_tokens, "max_completion_tokens": None}
+        )
+
+    async def _commit_call(self, res_id: str | None, name: str, u: CompletionUsage, ms: int) -> int:
+        """Record a finished call's usage (and release its hold) with the current step; its USD in pico."""
+        usd = self.pricing.model_cost(name, u.prompt_tokens, u.completion_tokens, u.cached_tokens)
         used = {
             "input_tokens": u.prompt_tokens,
             "output_tokens": u.completion_tokens,
@@ -203,11 +182,64 @@ class Meter:
         await self.sink.ledger_op(
             RunLedger.commit_op(res_id, self.scope, used, self._by({**used, "ms": ms}, model=name))
         )
+        return usd
+
+    async def chat(self, request: ChatRequest, *, model: str | None = None) -> ChatResponse:
+        """Make a metered model call. Raises ``BudgetExhausted`` when not even ``min_tokens`` of
+        output fit, naming the limit."""
+        name = model or request.model
+        res_id, call = await self._reserve_call(request, name)
+        t0 = time.perf_counter()
+        with telemetry.model_span(
+            name,
+            self.provider(name),
+            max_tokens=call.max_tokens,
+            messages=call.model_dump(mode="json")["messages"] if telemetry.capture_content() else None,
+        ) as span:
+            try:
+                response = await self.router.chat(name, call)
+            except BaseException as e:
+                telemetry.mark_error(span, e)
+                if res_id is not None:
+                    await self.sink.ledger_op(RunLedger.commit_op(res_id, self.scope, {}))
+                raise
+            u = response.usage
+            usd = await self._commit_call(res_id, name, u, int((time.perf_counter() - t0) * 1000))
+            telemetry.record_usage(
+                span,
+                name,
+                u.prompt_tokens,
+                u.completion_tokens,
+                [str(c.finish_reason) for c in response.choices],
+                from_pico(usd),
+                [c.message.model_dump(mode="json") for c in response.choices] if telemetry.capture_content() else None,
+            )
         return response
 
     def tool_amounts(self, name: str) -> dict[str, int]:
         """What one call of tool ``name`` holds in the ledger (shown on a call waiting for approval)."""
         return {f"tool:{name}": 1, "tool:*": 1, "usd": self.pricing.tool_cost(name)}
+
+    async def stream(self, request: ChatRequest, *, model: str | None = None) -> AsyncIterator[ChatChunk]:
+        """A metered streaming call: reserved like ``chat``, committed when the stream ends with the usage
+        its last chunk reports — or, when the stream stops before any usage came (the client went away, the
+        engine failed mid-way), with the whole hold, so nothing generated goes uncharged."""
+        name = model or request.model
+        res_id, call = await self._reserve_call(request, name)
+        call = call.model_copy(update={"stream": True})
+        t0 = time.perf_counter()
+        usage: CompletionUsage | None = None
+        try:
+            async for chunk in self.router.stream(name, call):
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                yield chunk
+        finally:
+            ms = int((time.perf_counter() - t0) * 1000)
+            if usage is None:
+                prompt = prompt_upper_bound(call)
+                usage = CompletionUsage.of(prompt, (call.max_tokens or 0) * call.n)
+            await asyncio.shield(self._commit_call(res_id, name, usage, ms))
 
     async def tool(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
         """Run a tool call under the ledger: one call of ``name`` and its price are held first."""

@@ -58,9 +58,9 @@ from conclave.budgets.caps import install_budget
 from conclave.core.context import Metered, RunContext
 from conclave.core.kinds import Outcome, RunKind
 from conclave.core.ledger import BudgetExhausted, limit_label
-from conclave.core.money import PICO
 from conclave.schema import Budget, RunStatus, StopReason, SubBudget, TaskSpec
 from conclave.schema.chat import ChatMessage, ChatRequest, EngineError, ModelNotFound
+from conclave.schema.money import PICO
 from conclave.tools._text import archive_source
 from conclave.tools.base import Tool, ToolContext, ToolError, execute
 from conclave.tools.registry import ToolRegistry, default_registry

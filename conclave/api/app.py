@@ -7,11 +7,11 @@ any replica answers any request.
 """
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
@@ -36,9 +36,10 @@ from conclave.schema import (
     WorkspaceListing,
 )
 
-from .auth import Caller, admin_dependency, caller_dependency
+from .auth import AdminDep, Authenticator, CallerDep, install_authenticator
 from .console import mount_console
 from .errors import ApiError, ErrorResponse, install_error_handlers
+from .limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from .steer import steer_router
 from .tenants import tenants_router
 
@@ -46,7 +47,7 @@ __all__ = ["Services", "create_app"]
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_BODY_BYTES = DEFAULT_MAX_BODY_BYTES
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse},
@@ -94,7 +95,6 @@ class Services:
 
 def runs_router(services: Services) -> APIRouter:
     r = APIRouter(prefix="/v1", tags=["runs"], responses=ERRORS)
-    CallerDep = Annotated[Caller, Depends(caller_dependency(lambda: services.service))]
 
     @r.post("/runs", response_model=Run, status_code=201, summary="Submit a task")
     async def submit(
@@ -207,7 +207,6 @@ def runs_router(services: Services) -> APIRouter:
 
 def admin_router(services: Services) -> APIRouter:
     r = APIRouter(prefix="/v1/admin", tags=["admin"], responses=ERRORS)
-    AdminDep = Annotated[Caller, Depends(admin_dependency(lambda: services.service))]
 
     @r.post("/keys", response_model=NewKey, status_code=201, summary="Create an API key")
     async def create_key(body: NewKeyRequest, _: AdminDep) -> NewKey:
@@ -252,8 +251,12 @@ def create_app(
         version="0.1.0",
         description="Budget-tracked agent runs, ensembles and an OpenAI-compatible endpoint.",
         lifespan=lifespan,
+        # One schema per model: the -Input/-Output pairs FastAPI would make differ only in their refs
+        # (SubBudget nests itself), and client generators refuse the duplicate names they map to.
+        separate_input_output_schemas=False,
     )
     app.state.services = services
+    install_authenticator(app, Authenticator(lambda: services.service))
     install_error_handlers(app)
 
     @app.exception_handler(ServiceError)
@@ -266,22 +269,7 @@ def create_app(
             status_code=status, content={"error": {"code": exc.code, "message": exc.message, "details": details}}
         )
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Refuse oversized bodies before reading them: a task spec is at most ~1 MB of input."""
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse(
-                status_code=413,
-                content={
-                    "error": {
-                        "code": "body_too_large",
-                        "message": f"request body is larger than {MAX_BODY_BYTES} bytes",
-                        "details": None,
-                    }
-                },
-            )
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # every body, declared or chunked
 
     app.include_router(runs_router(services))
     app.include_router(admin_router(services))

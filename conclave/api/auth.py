@@ -5,6 +5,14 @@ tenant's run is a 404: its existence is not revealed). Admin routes need an admi
 ``admin=True``, or the deployment's bootstrap ``admin_key`` (a secret from the environment / the chart's
 Secret), which is how the first keys are made. With auth off (local ``conclave up`` by default) every
 request is tenant ``default`` and may administer.
+
+Every protected route — the run API, the admin routes and the OpenAI-compatible endpoint alike —
+depends on ``require_caller`` (``CallerDep`` / ``AdminDep`` as annotations), so there is exactly one
+place that reads a key. It asks the app's ``Authenticator`` (``app.state.authenticator``, installed by
+whoever builds the app with ``install_authenticator``). An app that installed none refuses every
+protected request: forgetting to wire auth never opens a route. A refusal is an ``ApiError`` (401, or
+403 for a non-admin on an admin route); the run API renders it in its own error shape, the OpenAI
+router in OpenAI's.
 """
 
 import hmac
@@ -12,13 +20,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Header
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from conclave.controller.service import RunService
 
 from .errors import ApiError
 
-__all__ = ["Caller", "admin_dependency", "bearer_secret", "caller_dependency"]
+__all__ = [
+    "AdminDep",
+    "Authenticator",
+    "Caller",
+    "CallerDep",
+    "admin_dependency",
+    "bearer_secret",
+    "caller_dependency",
+    "install_authenticator",
+    "require_admin",
+    "require_caller",
+]
 
 
 @dataclass(frozen=True)
@@ -36,20 +56,33 @@ def bearer_secret(authorization: str | None, x_api_key: str | None) -> str | Non
     return None
 
 
-def caller_dependency(service: Callable[[], RunService]) -> Callable[..., Any]:
-    """A FastAPI dependency resolving the caller (401 without a valid key when auth is on)."""
+class Authenticator:
+    """Who a secret belongs to. ``service`` is called per request (the service opens its store lazily
+    in the serving process) and its settings say whether auth is on; ``Authenticator.disabled()`` reads
+    no key at all."""
 
-    async def caller(
-        authorization: Annotated[str | None, Header()] = None,
-        x_api_key: Annotated[str | None, Header()] = None,
-    ) -> Caller:
-        svc = service()
+    def __init__(self, service: Callable[[], RunService] | None) -> None:
+        self._service = service
+
+    @classmethod
+    def disabled(cls) -> "Authenticator":
+        """Every caller is tenant ``default``: for apps that serve only local, trusted callers (tests,
+        benchmarks), never for the API a deployment exposes."""
+        return cls(None)
+
+    async def caller(self, secret: str | None) -> Caller:
+        """The caller ``secret`` identifies; ``ApiError(401)`` when auth is on and the key is missing,
+        unknown or revoked (one message for the last two, so nothing is learnt about which)."""
+        if self._service is None:
+            return Caller(tenant="default", admin=True)
+        svc = self._service()
         settings = svc.settings
         if not settings.auth:
             return Caller(tenant="default", admin=True)
-        secret = bearer_secret(authorization, x_api_key)
         if not secret:
-            raise ApiError(401, "unauthorized", "an API key is required: send 'Authorization: Bearer <key>'")
+            raise ApiError(
+                401, "unauthorized", "an API key is required: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+            )
         boot = settings.admin_key.get_secret_value() if settings.admin_key else None
         if boot and hmac.compare_digest(secret.encode(), boot.encode()):
             return Caller(tenant="default", key_id="admin_key", admin=True)
@@ -58,16 +91,51 @@ def caller_dependency(service: Callable[[], RunService]) -> Callable[..., Any]:
             raise ApiError(401, "unauthorized", "the API key is not valid (unknown or revoked)")
         return Caller(tenant=info.tenant, key_id=info.id, admin=info.admin)
 
+
+def install_authenticator(app: Any, authenticator: Authenticator) -> None:
+    """Make ``authenticator`` the one ``require_caller`` asks for every request to ``app``."""
+    app.state.authenticator = authenticator
+
+
+# Declared as security schemes so /openapi.json says which operations need a key (and clients and
+# fuzzers know how to send one); auto_error=False so that a missing key is our 401, in our shape.
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
+_api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="An API key in the `x-api-key` header.")
+
+
+async def require_caller(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    x_api_key: Annotated[str | None, Depends(_api_key)],
+) -> Caller:
+    """The FastAPI dependency of every protected route: the caller, or a 401."""
+    authenticator = getattr(request.app.state, "authenticator", None)
+    if not isinstance(authenticator, Authenticator):
+        # A wiring bug, never a reason to serve: fail closed.
+        raise ApiError(401, "unauthorized", "this server has no authenticator configured; every request is refused")
+    return await authenticator.caller(bearer_secret(f"Bearer {bearer.credentials}" if bearer else None, x_api_key))
+
+
+async def require_admin(caller: Annotated[Caller, Depends(require_caller)]) -> Caller:
+    """Like ``require_caller``, and 403 unless the caller may administer."""
+    if not caller.admin:
+        raise ApiError(403, "forbidden", "this route needs an admin key")
     return caller
 
 
-def admin_dependency(service: Callable[[], RunService]) -> Callable[..., Any]:
-    """Like ``caller_dependency``, and 403 unless the caller may administer."""
-    resolve = caller_dependency(service)
+def caller_dependency(service: Callable[[], RunService] | None = None) -> Callable[..., Any]:
+    """``require_caller``, for routers written against the earlier API. The service is not used: the
+    caller is always decided by the app's one ``Authenticator``, so such a router is protected (or
+    refused, in an app without one) exactly like the others."""
+    return require_caller
 
-    async def admin(caller: Annotated[Caller, Depends(resolve)]) -> Caller:
-        if not caller.admin:
-            raise ApiError(403, "forbidden", "this route needs an admin key")
-        return caller
 
-    return admin
+def admin_dependency(service: Callable[[], RunService] | None = None) -> Callable[..., Any]:
+    """``require_admin``, for routers written against the earlier API (see ``caller_dependency``)."""
+    return require_admin
+
+
+#: ``caller: CallerDep`` in a route's signature makes the route require a key (when auth is on).
+CallerDep = Annotated[Caller, Depends(require_caller)]
+#: ``caller: AdminDep``: an admin key.
+AdminDep = Annotated[Caller, Depends(require_admin)]

@@ -3,7 +3,7 @@ is one ``SteerService`` call (``conclave.controller.steer``); another tenant's t
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from conclave.controller.steer import SteerService
 from conclave.core import telemetry
@@ -24,7 +24,7 @@ from conclave.schema import (
     ThreadRuns,
 )
 
-from .auth import Caller, caller_dependency
+from .auth import Caller, CallerDep
 
 __all__ = ["steer_router"]
 
@@ -35,7 +35,6 @@ def _key(caller: Caller) -> str | None:
 
 def steer_router(services: Any, errors: dict[int | str, dict[str, Any]]) -> APIRouter:
     r = APIRouter(prefix="/v1", responses=errors)
-    CallerDep = Annotated[Caller, Depends(caller_dependency(lambda: services.service))]
 
     def steer() -> SteerService:
         return SteerService(services.service.store, services.settings)

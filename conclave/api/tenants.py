@@ -1,54 +1,29 @@
 """HTTP wiring of tenant and key budgets (admin) and of a caller's own spend."""
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
-from pydantic import Field
+from fastapi import APIRouter
 
 from conclave.controller.errors import InvalidInput
 from conclave.controller.tenants import TenantAdmin
 from conclave.core.store_tenants import key_scope, tenant_scope
-from conclave.schema import ScopeBudget, StrictModel, TenantSpend
+from conclave.schema import (
+    MySpend,
+    PurgeRequest,
+    PurgeResult,
+    RetentionInForce,
+    RetentionPolicy,
+    ScopeBudget,
+    TenantSpend,
+)
 
-from .auth import Caller, admin_dependency, caller_dependency
+from .auth import AdminDep, CallerDep
 
-__all__ = ["MySpend", "PurgeRequest", "PurgeResult", "RetentionInForce", "RetentionPolicy", "tenants_router"]
-
-
-class RetentionPolicy(StrictModel):
-    """Days a finished run of the tenant is kept (null: the deployment's default applies)."""
-
-    days: float | None = Field(default=None, ge=0)
-
-
-class RetentionInForce(StrictModel):
-    tenant: str
-    days: float | None = Field(description="Days finished runs are kept; null: for ever.")
-
-
-class PurgeRequest(StrictModel):
-    """Without ``older_than_days``: delete what the retention policy says is due. With it: delete the
-    tenant's runs that ended more than that many days ago."""
-
-    tenant: str | None = Field(default=None, min_length=1, max_length=64)
-    older_than_days: float | None = Field(default=None, ge=0)
-
-
-class PurgeResult(StrictModel):
-    purged: int
-
-
-class MySpend(StrictModel):
-    """The caller's spend: its tenant's in every period, and its key's when it called with one."""
-
-    tenant: list[TenantSpend]
-    key: list[TenantSpend] | None = None
+__all__ = ["tenants_router"]
 
 
 def tenants_router(services: Any, errors: dict[int | str, dict[str, Any]]) -> APIRouter:
     r = APIRouter(prefix="/v1", responses=errors)
-    AdminDep = Annotated[Caller, Depends(admin_dependency(lambda: services.service))]
-    CallerDep = Annotated[Caller, Depends(caller_dependency(lambda: services.service))]
 
     def admin() -> TenantAdmin:
         return TenantAdmin(services.service.store)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from conclave.core.ledger import ROOT, enclosing, limit_label
-from conclave.core.money import PICO
 from conclave.core.store import LedgerSnapshot
+from conclave.schema.money import PICO
 
 __all__ = ["BudgetLine", "BudgetView", "INSTRUCTIONS", "Level", "budget_view", "level_for"]
 

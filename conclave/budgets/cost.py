@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from conclave.core.ledger import ROOT, RunLedger, limit_label
-from conclave.core.money import PICO, from_pico
 from conclave.core.store import LedgerSnapshot
 from conclave.schema import Cost, CostLine, LimitStatus, Usage
+from conclave.schema.money import PICO
 
 __all__ = ["cost_from_snapshot", "ledger_cost"]
 
@@ -16,18 +16,8 @@ METRICS = ("input_tokens", "output_tokens", "cached_tokens", "model_calls", "too
 
 
 def _line(metrics: Mapping[str, int]) -> CostLine:
-    tools = {k[5:]: v for k, v in metrics.items() if k.startswith("tool:") and k != "tool:*"}
-    return CostLine(
-        usage=Usage(
-            input_tokens=metrics.get("input_tokens", 0),
-            output_tokens=metrics.get("output_tokens", 0),
-            cached_tokens=metrics.get("cached_tokens", 0),
-            model_calls=metrics.get("model_calls", 0),
-            tool_calls=tools,
-        ),
-        usd=from_pico(metrics.get("usd", 0)),
-        seconds=metrics.get("ms", 0) / 1000.0,
-    )
+    usage = Usage.of_metrics(metrics)
+    return CostLine(usage=usage, usd=usage.usd, seconds=metrics.get("ms", 0) / 1000.0)
 
 
 def cost_from_snapshot(

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from conclave.core.money import to_pico
 from conclave.schema.budget import Price
+from conclave.schema.money import to_pico
 
 __all__ = ["Pricing"]
 

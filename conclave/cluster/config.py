@@ -2,21 +2,27 @@
 
 A ``ModelSpec`` is everything needed to deploy one model as a Ray Serve deployment: the engine and
 its options (validated by the engine's own options model), replicas or autoscaling bounds, the
-per-replica resources, and the price used by the budget ledger.
+per-replica resources, how a failed call is retried across replicas, and the price used by the
+budget ledger.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from conclave.cluster.engines.registry import ENGINE_NAMES, EngineName, options_model
+from conclave.cluster.retry import RetryPolicy
 from conclave.schema.budget import Price
 
-__all__ = ["Autoscaling", "EngineName", "ModelSpec", "Price", "ENGINE_NAMES"]
+__all__ = ["Autoscaling", "EngineName", "ModelSpec", "Price", "RetryPolicy", "ENGINE_NAMES", "unique_names"]
 
-EngineName = Literal["llamacpp", "openai_http", "vllm", "sim"]
-ENGINE_NAMES: tuple[str, ...] = ("llamacpp", "openai_http", "vllm", "sim")
+logger = logging.getLogger(__name__)
+
+#: Retry options ``openai_http`` once had → the ``RetryPolicy`` field each now is.
+_LEGACY_RETRY = {"max_retries": "attempts", "backoff_s": "backoff_s", "max_retry_after_s": "max_retry_after_s"}
 
 
 class _Model(BaseModel):
@@ -56,21 +62,56 @@ class ModelSpec(_Model):
     price: Price = Field(default_factory=Price)
     context_window: int | None = Field(default=None, ge=16)
     routing: Literal["power_of_two", "prefix_affinity"] = "power_of_two"
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="How a call is retried across replicas when a try fails."
+    )
     description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_retries(cls, data: Any) -> Any:
+        """``openai_http`` options once retried inside the engine (``max_retries``, ``backoff_s``,
+        ``max_retry_after_s``); the router retries now, so a config that still sets them has them
+        read as the model's ``retry`` (``attempts = max_retries + 1``) unless it gives ``retry``."""
+        if not isinstance(data, dict) or data.get("engine") != "openai_http":
+            return data
+        options = data.get("options")
+        if not isinstance(options, dict) or not _LEGACY_RETRY.keys() & options.keys():
+            return data
+        legacy = {k: options[k] for k in _LEGACY_RETRY if k in options}
+        data = {**data, "options": {k: v for k, v in options.items() if k not in _LEGACY_RETRY}}
+        if "retry" in data:
+            logger.warning("model %s: options %s ignored; retry is given", data.get("name"), ", ".join(legacy))
+            return data
+        retry = {_LEGACY_RETRY[k]: v for k, v in legacy.items()}
+        if "attempts" in retry and isinstance(retry["attempts"], int):
+            retry["attempts"] += 1
+        logger.warning(
+            "model %s: options %s are read as retry %s (the router retries, not the engine)",
+            data.get("name"),
+            ", ".join(legacy),
+            retry,
+        )
+        return {**data, "retry": retry}
 
     @field_validator("options")
     @classmethod
     def _options_valid(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         """Checked by the engine's own options model (no model is loaded), so a mistake is
         reported as ``options.<field>``."""
-        from conclave.cluster.engines import options_model
-
         engine = info.data.get("engine")
         if engine is None:  # the engine itself was invalid; that error is reported already
             return v
         return options_model(engine).model_validate(v).model_dump(exclude_unset=True)
 
     def parsed_options(self) -> BaseModel:
-        from conclave.cluster.engines import options_model
-
         return options_model(self.engine).model_validate(self.options)
+
+
+def unique_names(specs: list[ModelSpec]) -> list[ModelSpec]:
+    """``specs`` when no two share a name (a field validator for lists of models), else ``ValueError``."""
+    names = [m.name for m in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"model names must be unique; repeated: {', '.join(dup)}")
+    return specs

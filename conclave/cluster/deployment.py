@@ -29,7 +29,7 @@ from ray import serve
 from ray.serve.deployment import Application, Deployment
 from ray.serve.handle import DeploymentHandle
 
-from conclave.cluster.config import ModelSpec
+from conclave.cluster.config import ModelSpec, unique_names
 from conclave.cluster.engines import build_engine
 from conclave.schema.chat import ChatChunk, ChatRequest, ChatResponse
 
@@ -127,7 +127,7 @@ class ModelIndex:
     """Ingress of the models application: holds the specs so callers can discover the served
     models, their context windows and prices without reading configuration."""
 
-    def __init__(self, specs: list[dict[str, Any]], **_models: DeploymentHandle) -> None:
+    def __init__(self, specs: list[dict[str, Any]], **_models: DeploymentHandle[Any]) -> None:
         # The model deployments are bound as arguments only so that Serve deploys them with
         # this application; calls go straight to their handles, not through the index.
         self.specs = [ModelSpec.model_validate(s) for s in specs]
@@ -149,11 +149,7 @@ class AppArgs(BaseModel):
     @field_validator("models")
     @classmethod
     def _unique(cls, v: list[ModelSpec]) -> list[ModelSpec]:
-        names = [m.name for m in v]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"model names must be unique; repeated: {', '.join(dup)}")
-        return v
+        return unique_names(v)
 
 
 def _serve_options(spec: ModelSpec) -> dict[str, Any]:

@@ -3,11 +3,9 @@
 Routing among a model's replicas is Serve's (power-of-two choices by default, prefix affinity when
 the spec asks for it); this module adds what Serve does not do for an in-flight call: when the
 replica dies mid-call (``ActorDiedError``) or the engine reports a retryable failure, the call is
-sent again — Serve's router has by then dropped the dead replica, so it lands on another one.
-Attempts are bounded; when they run out the caller gets ``NoHealthyReplica``.
-
-A stream is retried only while it has produced nothing: once chunks have reached the caller a
-restart would duplicate text, so a mid-stream failure is raised as a retryable ``EngineError``.
+sent again under the model's retry policy (``cluster/retry.py``, the one place that decides) —
+Serve's router has by then dropped the dead replica, so it lands on another one. When the tries run
+out the caller gets ``NoHealthyReplica``. A stream is retried only while it has produced nothing.
 
 The router is picklable: it carries the specs and the application name, and builds its handles
 lazily in whatever process uses it (a worker actor, a Serve replica, the driver).
@@ -15,49 +13,26 @@ lazily in whatever process uses it (a worker actor, a Serve replica, the driver)
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from ray import serve
-from ray.exceptions import ActorUnavailableError, RayActorError, TaskCancelledError
-from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from conclave.cluster.config import ModelSpec
 from conclave.cluster.deployment import APP_NAME, INDEX_NAME, RoutedRequest, deployment_name
-from conclave.schema.chat import ChatChunk, ChatRequest, ChatResponse, EngineError, ModelNotFound, NoHealthyReplica
+from conclave.cluster.retry import RetryPolicy, retry_call, retry_stream
+from conclave.schema.chat import ChatChunk, ChatRequest, ChatResponse, ModelNotFound
 
-__all__ = ["ServeRouter", "replica_failure"]
-
-logger = logging.getLogger(__name__)
-
-_REPLICA_GONE: tuple[type[BaseException], ...] = (
-    RayActorError,  # includes ActorDiedError and ActorUnavailableError
-    ActorUnavailableError,
-    ReplicaUnavailableError,
-    DeploymentUnavailableError,
-)
-
-
-def replica_failure(err: BaseException) -> bool:
-    """True when ``err`` means "this replica could not answer" rather than "the request is bad":
-    a dead or unreachable replica, or an engine error marked retryable."""
-    if isinstance(err, TaskCancelledError):
-        return False
-    if isinstance(err, _REPLICA_GONE):
-        return True
-    return isinstance(err, EngineError) and err.retryable
+__all__ = ["ServeRouter"]
 
 
 class ServeRouter:
     """Reach the models of a deployed models application by name.
 
     ``specs`` are the served models (as returned by ``deploy_models``); use ``connect`` to read them
-    from the running application instead. ``max_attempts`` bounds tries per call across replicas;
-    ``backoff_s`` is the first pause between tries (doubled each time, so Serve's router can learn
-    of a dead replica before the next try).
+    from the running application instead. Each model's calls are retried under its spec's ``retry``
+    policy; ``retry`` given here replaces it for every model (operators, tests).
     """
 
     def __init__(
@@ -65,18 +40,14 @@ class ServeRouter:
         specs: Iterable[ModelSpec | Mapping[str, Any]],
         *,
         app_name: str = APP_NAME,
-        max_attempts: int = 3,
-        backoff_s: float = 0.2,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         self.specs = {
             s.name: s for s in (s if isinstance(s, ModelSpec) else ModelSpec.model_validate(s) for s in specs)
         }
         self.app_name = app_name
-        self.max_attempts = max_attempts
-        self.backoff_s = backoff_s
-        self._handles: dict[str, DeploymentHandle] = {}
+        self.retry = retry
+        self._handles: dict[str, DeploymentHandle[Any]] = {}
         #: Calls sent again after a replica failure, in this process (for metrics and tests).
         self.retries = 0
 
@@ -107,7 +78,7 @@ class ServeRouter:
     def spec(self, model: str) -> ModelSpec:
         return self._spec(model)
 
-    def handle(self, model: str) -> DeploymentHandle:
+    def handle(self, model: str) -> DeploymentHandle[Any]:
         """The deployment handle of ``model`` (created once per process)."""
         self._spec(model)
         h = self._handles.get(model)
@@ -116,57 +87,37 @@ class ServeRouter:
             self._handles[model] = h
         return h
 
+    def policy(self, model: str) -> RetryPolicy:
+        """How calls to ``model`` are retried."""
+        return self.retry or self._spec(model).retry
+
+    def _retried(self) -> None:
+        self.retries += 1
+
     async def chat(self, model: str, request: ChatRequest) -> ChatResponse:
         handle = self.handle(model)
         routed = RoutedRequest.of(request)
-        last: BaseException | None = None
-        for attempt in range(self.max_attempts):
-            if attempt:
-                self.retries += 1
-                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                response: ChatResponse = await handle.chat.remote(routed)
-                return response
-            except BaseException as e:
-                if not replica_failure(e):
-                    raise _unwrap(e) from None
-                last = e
-                logger.warning("model %s: attempt %d/%d failed: %s", model, attempt + 1, self.max_attempts, _brief(e))
-        raise NoHealthyReplica(model, f"{self.max_attempts} attempts failed; last error: {_brief(last)}")
+
+        async def once() -> ChatResponse:
+            response: ChatResponse = await handle.chat.remote(routed)
+            return response
+
+        return await retry_call(self.policy(model), model, once, on_retry=self._retried)
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         handle = self.handle(model).options(stream=True)
         routed = RoutedRequest.of(request)
-        last: BaseException | None = None
-        for attempt in range(self.max_attempts):
-            if attempt:
-                self.retries += 1
-                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+
+        def open_stream() -> AsyncIterator[ChatChunk]:
             gen: DeploymentResponseGenerator[ChatChunk] = handle.stream.remote(routed)  # type: ignore[assignment]
-            started = False
-            try:
-                async for chunk in gen:
-                    started = True
-                    yield chunk
-                return
-            except BaseException as e:
-                if isinstance(e, GeneratorExit | asyncio.CancelledError):
-                    gen.cancel()
-                    raise
-                if not replica_failure(e):
-                    raise _unwrap(e) from None
-                if started:
-                    raise EngineError(
-                        f"model {model!r}: the replica failed mid-stream ({_brief(e)}); the partial answer "
-                        "was already sent, so the stream is not restarted",
-                        retryable=True,
-                        status=503,
-                    ) from None
-                last = e
-                logger.warning(
-                    "model %s: stream attempt %d/%d failed: %s", model, attempt + 1, self.max_attempts, _brief(e)
-                )
-        raise NoHealthyReplica(model, f"{self.max_attempts} attempts failed; last error: {_brief(last)}")
+            return gen
+
+        def cancel(gen: AsyncIterator[ChatChunk]) -> None:
+            if isinstance(gen, DeploymentResponseGenerator):
+                gen.cancel()  # type: ignore[no-untyped-call]
+
+        async for chunk in retry_stream(self.policy(model), model, open_stream, on_retry=self._retried, cancel=cancel):
+            yield chunk
 
     async def whoami(self, model: str) -> dict[str, Any]:
         """Which replica a call lands on (for operators and tests)."""
@@ -179,20 +130,3 @@ class ServeRouter:
             return self.specs[model]
         except KeyError:
             raise ModelNotFound(model, list(self.specs)) from None
-
-
-def _unwrap(err: BaseException) -> BaseException:
-    """Ray raises a replica's exception as a ``RayTaskError`` that is also an instance of the
-    original class; hand callers the original (with its message, not a remote traceback)."""
-    cause = getattr(err, "cause", None)
-    if isinstance(cause, BaseException) and isinstance(err, type(cause)):
-        return cause
-    return err
-
-
-def _brief(err: BaseException | None) -> str:
-    if err is None:
-        return "none"
-    err = _unwrap(err)
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[-1] if text else ''}"[:300]

@@ -1,7 +1,7 @@
 """``ModelRouter``: how callers reach models by name.
 
 The cluster provides two: ``ServeRouter`` in ``pool.py`` (Ray Serve deployments, the production path) and
-``LocalRouter`` (engines in the calling process, for tests and benchmarks of the orchestration).
+``LocalRouter`` (engines in the calling process: the standalone worker, tests and benchmarks).
 """
 
 from __future__ import annotations
@@ -10,17 +10,26 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 
 from conclave.cluster.engine import Engine
-from conclave.schema.chat import ChatChunk, ChatRequest, ChatResponse, EngineError, ModelNotFound
+from conclave.cluster.retry import RetryPolicy, retry_call, retry_stream
+from conclave.schema.chat import ChatChunk, ChatRequest, ChatResponse, ModelNotFound
 
-__all__ = ["LocalRouter", "is_retryable"]
+__all__ = ["LocalRouter"]
 
 
 class LocalRouter:
-    """Engines held in this process. A test double for the cluster: no replicas, no retries."""
+    """Engines held in this process. A call to a model with a policy in ``retry`` is retried under it
+    (the standalone worker passes each model's, as the Serve router uses them); without one it is
+    tried once, which is what a test double of the cluster wants."""
 
-    def __init__(self, engines: Mapping[str, Engine], context_windows: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        engines: Mapping[str, Engine],
+        context_windows: Mapping[str, int] | None = None,
+        retry: Mapping[str, RetryPolicy] | None = None,
+    ) -> None:
         self.engines = dict(engines)
         self._ctx = dict(context_windows or {})
+        self._retry = dict(retry or {})
 
     def _engine(self, model: str) -> Engine:
         try:
@@ -29,10 +38,19 @@ class LocalRouter:
             raise ModelNotFound(model, list(self.engines)) from None
 
     async def chat(self, model: str, request: ChatRequest) -> ChatResponse:
-        return await self._engine(model).chat(request)
+        engine = self._engine(model)
+        policy = self._retry.get(model)
+        if policy is None:
+            return await engine.chat(request)
+        return await retry_call(policy, model, lambda: engine.chat(request))
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        async for chunk in self._engine(model).stream(request):
+        engine = self._engine(model)
+        policy = self._retry.get(model)
+        chunks = (
+            engine.stream(request) if policy is None else retry_stream(policy, model, lambda: engine.stream(request))
+        )
+        async for chunk in chunks:
             yield chunk
 
     def models(self) -> list[str]:
@@ -43,7 +61,3 @@ class LocalRouter:
 
     async def close(self) -> None:
         await asyncio.gather(*(e.close() for e in self.engines.values()), return_exceptions=True)
-
-
-def is_retryable(err: BaseException) -> bool:
-    return isinstance(err, EngineError) and err.retryable

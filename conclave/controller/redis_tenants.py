@@ -6,11 +6,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from conclave.core.money import from_pico, to_pico
 from conclave.core.periods import period_bounds, period_id
 from conclave.core.store_tenants import LIMITS, spend_lines
 from conclave.core.store_types import Refusal
 from conclave.schema import PERIODS, BudgetLimits, Period, ScopeBudget, TenantSpend
+from conclave.schema.money import from_pico, to_pico
 
 __all__ = ["RedisTenants"]
 

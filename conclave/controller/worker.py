@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import logging
 import os
 import secrets
 import signal
 import socket
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -27,6 +30,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from conclave.agents.runtime import RunEnv
 from conclave.config import Settings
@@ -41,6 +45,9 @@ from conclave.core.store import QueueEntry, RunStore
 __all__ = ["Worker", "connect", "main"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: What a Redis outage raises (a full Redis too): the errors the worker rides out and retries, nothing else.
 _DOWN = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ConnectionError, OSError)
 
 
@@ -102,9 +109,11 @@ class Worker:
             router=self.router, pricing=self.settings.pricing(), default_model=self.settings.resolved_default_model()
         )
         self.runner = Runner(self.store, env, worker=self.name, max_attempts=self.settings.max_attempts)
-        await self._retrying(self.store.ready)
+        await self._riding_out("connecting", self.store.ready)
         days = self.settings.retention_days
-        await self._retrying(lambda: self.store.set_retention(None, days * 86400 if days else None))
+        await self._riding_out(
+            "setting retention", lambda: self.store.set_retention(None, days * 86400 if days else None)
+        )
         log.info("worker %s serving (concurrency %d)", self.name, self.concurrency)
         loops = [
             asyncio.ensure_future(self._read_loop()),
@@ -128,15 +137,36 @@ class Worker:
     def stop(self) -> None:
         self._stop.set()
 
-    async def _retrying(self, fn: Any) -> Any:
-        delay = 0.1
-        while not self._stop.is_set():
-            try:
-                return await fn()
-            except _DOWN as e:
-                log.warning("worker %s: Redis unreachable (%s); retrying in %.1f s", self.name, e, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+    async def _nap(self, seconds: float) -> None:
+        """A backoff pause that ends early when the worker stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _riding_out(self, what: str, fn: Callable[[], Awaitable[T]]) -> T | None:
+        """``fn()``, retried through a Redis outage: connection errors (``_DOWN``, the one place that
+        says what is retried here) back off from 0.1 s doubling to 2 s, until it succeeds or the worker
+        stops (then None); any other error is raised. The worker's loops all take work this way."""
+
+        def log_retry(state: RetryCallState) -> None:
+            err = state.outcome.exception() if state.outcome else None
+            pause = state.next_action.sleep if state.next_action else 0.0
+            log.warning("worker %s: %s failed, Redis unreachable (%s); retrying in %.1f s", self.name, what, err, pause)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_DOWN),
+            wait=wait_exponential(multiplier=0.1, max=2.0),
+            stop=lambda _state: self._stop.is_set(),
+            sleep=self._nap,
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await fn()
+        except _DOWN:
+            if not self._stop.is_set():
+                raise
         return None
 
     # -- taking work ----------------------------------------------------------------------------
@@ -172,51 +202,48 @@ class Worker:
             if free <= 0:
                 await asyncio.sleep(0.05)
                 continue
-            try:
-                entries = await self.store.read_new(self.name, min(free, 32), 1000)
-            except _DOWN as e:
-                log.warning("worker %s: queue read failed (%s)", self.name, e)
-                await asyncio.sleep(0.5)
-                continue
-            for entry in entries:
+            entries = await self._riding_out(
+                "queue read", functools.partial(self.store.read_new, self.name, min(free, 32), 1000)
+            )
+            for entry in entries or []:
                 self._start(entry)
 
     async def _reclaim_loop(self) -> None:
         interval = max(0.2, self.settings.lease_seconds / 2)
-        while not self._stop.is_set():
+
+        async def reclaim() -> None:
             free = self._free()
-            try:
-                if free > 0:
-                    for entry in await self.store.reclaim(self.name, self.lease_ms, min(free, 32)):
-                        self._start(entry)
-                depth = await self.store.queue_depth()
-                telemetry.set_queue_depth(depth.waiting, depth.in_flight)
-                # calls that waited for approval past their timeout: denied (the run goes on) or failed
-                expired = await self.store.expire_approvals()
-                if expired:
-                    log.info("worker %s: %d approvals timed out", self.name, expired)
-            except _DOWN as e:
-                log.warning("worker %s: reclaim failed (%s)", self.name, e)
-            await asyncio.sleep(interval)
+            if free > 0:
+                for entry in await self.store.reclaim(self.name, self.lease_ms, min(free, 32)):
+                    self._start(entry)
+            depth = await self.store.queue_depth()
+            telemetry.set_queue_depth(depth.waiting, depth.in_flight)
+            # calls that waited for approval past their timeout: denied (the run goes on) or failed
+            expired = await self.store.expire_approvals()
+            if expired:
+                log.info("worker %s: %d approvals timed out", self.name, expired)
+
+        while not self._stop.is_set():
+            await self._riding_out("reclaim", reclaim)
+            await self._nap(interval)
 
     async def _renew_loop(self) -> None:
         """Every third of a lease: renew the leases of the runs held here and the ledger holds of their
         calls in flight, and refresh whether each run must reserve (a tenant budget set mid-run)."""
         interval = max(0.1, self.settings.lease_seconds / 3)
-        while not self._stop.is_set():
-            await asyncio.sleep(interval)
+
+        async def renew() -> list[str]:
             held = [a for a in self.active.values() if a.ctx is not None]
-            leases = [(a.rid, a.owner, a.qid) for a in held]
-            try:
-                lost = await self.store.renew(self.name, leases)
-                must = await self.store.renew_holds([(a.rid, a.owner) for a in held], ttl_s=HOLD_TTL_S)
-            except _DOWN as e:
-                log.warning("worker %s: lease renewal failed (%s)", self.name, e)
-                continue
+            lost = await self.store.renew(self.name, [(a.rid, a.owner, a.qid) for a in held])
+            must = await self.store.renew_holds([(a.rid, a.owner) for a in held], ttl_s=HOLD_TTL_S)
             for a in held:
                 if a.ctx is not None:
                     a.ctx.ledger.has_caps = a.rid in must
-            for rid in lost:
+            return lost
+
+        while not self._stop.is_set():
+            await self._nap(interval)
+            for rid in await self._riding_out("lease renewal", renew) or []:
                 gone = self.active.get(rid)
                 if gone is not None and gone.ctx is not None:
                     log.warning("run %s: lease lost; stopping this attempt", rid)
@@ -226,25 +253,25 @@ class Worker:
 
     async def _retention_loop(self) -> None:
         """Delete finished runs whose retention has passed (every worker sweeps; the sweep is atomic)."""
+
+        async def sweep() -> None:
+            while await self.store.purge_expired(500) == 500:
+                pass
+
         while not self._stop.is_set():
-            try:
-                while await self.store.purge_expired(500) == 500:
-                    pass
-            except _DOWN as e:
-                log.warning("worker %s: retention sweep failed (%s)", self.name, e)
-            await asyncio.sleep(30.0)
+            await self._riding_out("retention sweep", sweep)
+            await self._nap(30.0)
 
     async def _cancel_loop(self) -> None:
+        async def listen() -> None:
+            async for rid in self.store.cancels():
+                a = self.active.get(rid)
+                if a is not None and a.ctx is not None:
+                    a.cancel_reason = "user"
+                    a.ctx.cancel_requested.set()
+
         while not self._stop.is_set():
-            try:
-                async for rid in self.store.cancels():
-                    a = self.active.get(rid)
-                    if a is not None and a.ctx is not None:
-                        a.cancel_reason = "user"
-                        a.ctx.cancel_requested.set()
-            except _DOWN as e:
-                log.warning("worker %s: cancel channel lost (%s)", self.name, e)
-                await asyncio.sleep(0.5)
+            await self._riding_out("cancel channel", listen)
 
 
 def local_router(settings: Settings) -> ModelRouter:
@@ -255,6 +282,7 @@ def local_router(settings: Settings) -> ModelRouter:
     return LocalRouter(
         {m.name: build_engine(m) for m in settings.models},
         {m.name: m.context_window for m in settings.models if m.context_window},
+        retry={m.name: m.retry for m in settings.models},
     )
 
 

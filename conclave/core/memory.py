@@ -591,4 +591,5 @@ def _dt(ts: float) -> datetime:
 
 
 def _ts(when: datetime | None, default: float) -> float:
-    return when.timestamp() if when is not None else default
+    """A record's time as Unix seconds, never later than ``default`` (datetimes keep microseconds only)."""
+    return min(when.timestamp(), default) if when is not None else default

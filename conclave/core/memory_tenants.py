@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from conclave.schema import PERIODS, BudgetLimits, Period, ScopeBudget, TenantSpend
+from conclave.schema.money import from_pico, to_pico
 
-from .money import from_pico, to_pico
 from .periods import period_bounds, period_id
 from .store_tenants import LIMITS, spend_lines
 from .store_types import Refusal

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from conclave.schema import Period, ScopeBudget, SpendLine, TenantSpend
+from conclave.schema.money import from_pico
 
-from .money import from_pico
 from .store_types import Refusal
 
 __all__ = ["LIMITS", "TenantStore", "key_scope", "spend_lines", "tenant_scope"]

@@ -65,7 +65,19 @@ from conclave.schema.steer import (
     ThreadPage,
     ThreadRuns,
 )
-from conclave.schema.tenants import PERIODS, BudgetLimits, Period, ScopeBudget, SpendLine, TenantSpend
+from conclave.schema.tenants import (
+    PERIODS,
+    BudgetLimits,
+    MySpend,
+    Period,
+    PurgeRequest,
+    PurgeResult,
+    RetentionInForce,
+    RetentionPolicy,
+    ScopeBudget,
+    SpendLine,
+    TenantSpend,
+)
 
 __all__ = [
     "ApiKey",
@@ -93,12 +105,17 @@ __all__ = [
     "LimitName",
     "LimitStatus",
     "MultitaskPolicy",
+    "MySpend",
     "NewKey",
     "NewKeyRequest",
     "OnApprovalTimeout",
     "PERIODS",
     "Period",
     "Price",
+    "PurgeRequest",
+    "PurgeResult",
+    "RetentionInForce",
+    "RetentionPolicy",
     "Run",
     "RunControlResponse",
     "RunPage",

@@ -7,11 +7,13 @@ counted by the ledger in integer pico-dollars so that sums are exact.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from conclave.schema.base import StrictModel
+from conclave.schema.money import from_pico
 
 __all__ = [
     "BUDGET_LIMITS",
@@ -52,6 +54,8 @@ class Price(StrictModel):
 
 
 NonNegInt = Annotated[int, Field(ge=0)]
+
+#: Pico-dollars in a dollar: the ledger counts money in integers so that sums are exact.
 
 
 def _finite_non_negative(name: str, value: float | None) -> float | None:
@@ -128,25 +132,57 @@ def _check_children(parent: _Limits) -> None:
 
 
 class Usage(StrictModel):
-    """Token and call counts, as the engines report them (never estimated from string lengths)."""
+    """Token and call counts, as the engines report them (never estimated from string lengths), and
+    their price as the ledger summed it.
+
+    The one usage record of the project: a run's total, a cost line, an ensemble layer, a search
+    candidate. (``CompletionUsage`` in ``schema.chat`` is only OpenAI's wire shape of one response.)
+    """
 
     input_tokens: NonNegInt = 0
     output_tokens: NonNegInt = 0
     cached_tokens: NonNegInt = 0
     model_calls: NonNegInt = 0
     tool_calls: dict[str, NonNegInt] = Field(default_factory=dict)
+    usd_pico: NonNegInt = Field(
+        default=0, description="Price in pico-dollars (1e-12 USD), exact as the ledger sums it; 0 when unpriced."
+    )
+
+    @property
+    def usd(self) -> float:
+        return from_pico(self.usd_pico)
+
+    @property
+    def tokens(self) -> int:
+        """Input and output tokens together."""
+        return self.input_tokens + self.output_tokens
+
+    @classmethod
+    def of_metrics(cls, metrics: Mapping[str, int]) -> Usage:
+        """From a ledger's amounts: ``input_tokens``, ``output_tokens``, ``cached_tokens``,
+        ``model_calls``, ``usd`` (pico-dollars) and ``tool:<name>`` (``tool:*``, their sum, is skipped)."""
+        return cls(
+            input_tokens=int(metrics.get("input_tokens", 0)),
+            output_tokens=int(metrics.get("output_tokens", 0)),
+            cached_tokens=int(metrics.get("cached_tokens", 0)),
+            model_calls=int(metrics.get("model_calls", 0)),
+            tool_calls={k[5:]: int(v) for k, v in metrics.items() if k.startswith("tool:") and k != "tool:*"},
+            usd_pico=int(metrics.get("usd", 0)),
+        )
+
+    def add(self, other: Usage) -> Usage:
+        """Add ``other`` into this record (in place; returns it), for running totals."""
+        for name in ("input_tokens", "output_tokens", "cached_tokens", "model_calls", "usd_pico"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for k, v in other.tool_calls.items():
+            self.tool_calls[k] = self.tool_calls.get(k, 0) + v
+        return self
 
     def __add__(self, other: Usage) -> Usage:
-        tools = dict(self.tool_calls)
-        for k, v in other.tool_calls.items():
-            tools[k] = tools.get(k, 0) + v
-        return Usage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            cached_tokens=self.cached_tokens + other.cached_tokens,
-            model_calls=self.model_calls + other.model_calls,
-            tool_calls=tools,
-        )
+        return self.model_copy(deep=True).add(other)
+
+    def __iadd__(self, other: Usage) -> Usage:
+        return self.add(other)
 
 
 class CostLine(StrictModel):

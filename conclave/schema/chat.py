@@ -295,12 +295,16 @@ def new_completion_id() -> str:
 
 class EngineError(RuntimeError):
     """A model call failed. ``retryable`` says whether the same call may succeed on another try
-    (an overloaded server, a dead replica), as opposed to a request the engine can never serve."""
+    (an overloaded server, a dead replica), as opposed to a request the engine can never serve;
+    ``retry_after_s``, when the server said how long to wait before trying again (``Retry-After``)."""
 
-    def __init__(self, message: str, *, retryable: bool = False, status: int = 500) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool = False, status: int = 500, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+        self.retry_after_s = retry_after_s
 
     def __reduce__(self) -> tuple[object, ...]:
         # Errors cross process boundaries (replica → caller) by pickle; keep the flags.

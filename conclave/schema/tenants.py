@@ -14,7 +14,19 @@ from pydantic import Field, field_validator
 
 from conclave.schema.base import StrictModel
 
-__all__ = ["Period", "PERIODS", "ScopeBudget", "SpendLine", "TenantSpend", "BudgetLimits"]
+__all__ = [
+    "BudgetLimits",
+    "MySpend",
+    "PERIODS",
+    "Period",
+    "PurgeRequest",
+    "PurgeResult",
+    "RetentionInForce",
+    "RetentionPolicy",
+    "ScopeBudget",
+    "SpendLine",
+    "TenantSpend",
+]
 
 Period = Literal["daily", "monthly", "none"]
 """A budget's period: ``daily`` and ``monthly`` restart at 00:00 UTC of each day / month; ``none`` never does."""
@@ -67,3 +79,33 @@ class TenantSpend(StrictModel):
     ends_at: float | None = Field(default=None, description="Unix time the period ends (UTC).")
     lines: list[SpendLine]
     by_model: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+class RetentionPolicy(StrictModel):
+    """Days a finished run of the tenant is kept (null: the deployment's default applies)."""
+
+    days: float | None = Field(default=None, ge=0)
+
+
+class RetentionInForce(StrictModel):
+    tenant: str
+    days: float | None = Field(description="Days finished runs are kept; null: for ever.")
+
+
+class PurgeRequest(StrictModel):
+    """Without ``older_than_days``: delete what the retention policy says is due. With it: delete the
+    tenant's runs that ended more than that many days ago."""
+
+    tenant: str | None = Field(default=None, min_length=1, max_length=64)
+    older_than_days: float | None = Field(default=None, ge=0)
+
+
+class PurgeResult(StrictModel):
+    purged: int
+
+
+class MySpend(StrictModel):
+    """The caller's spend: its tenant's in every period, and its key's when it called with one."""
+
+    tenant: list[TenantSpend]
+    key: list[TenantSpend] | None = None

@@ -2,11 +2,18 @@
 ``knowledge_base/sources/``.
 
 The agent's requests run from inside the cluster, so the tool must not become a way into it:
-hosts can be allow- and deny-listed, and addresses that are private, loopback, link-local or
-otherwise not public are refused unless the deployment allows them (``allow_private``, or the host
-is on the allow-list). Every redirect hop is checked the same way. Known limit: the address is
-checked when resolved here; a DNS answer that changes between this check and the connection
-(DNS rebinding) is not caught.
+hosts can be allow- and deny-listed, and addresses that are not public (private, loopback,
+link-local, shared, reserved, multicast…) are refused unless the deployment allows them
+(``allow_private``, or the host is on the allow-list).
+
+The address that is checked is the address that is connected to. Every connection goes through
+``CheckedBackend``, an ``httpcore`` network backend: it resolves the host once, refuses the
+connection if any answer is not allowed, and connects to the checked address itself — the host name
+is never handed to anything that would resolve it again, so a DNS answer that changes between the
+check and the connection (DNS rebinding) has nothing to change. The URL keeps its host name, so the
+``Host`` header, TLS SNI and certificate verification are for the name, as they should be. Redirects
+are followed here, hop by hop: each hop's URL is checked and its connection goes through the same
+backend.
 """
 
 from __future__ import annotations
@@ -14,8 +21,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
+import typing
+from collections.abc import Awaitable, Callable
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,7 +34,19 @@ from ._text import archive_source, html_to_text
 from .base import Tool, ToolContext, ToolError, ToolResult
 from .settings import FetchSettings, ToolSettings
 
-__all__ = ["FetchArgs", "FetchTool", "host_matches"]
+__all__ = ["CheckedBackend", "FetchArgs", "FetchTool", "Resolver", "host_matches", "system_resolver"]
+
+#: ``(host, port) → addresses``: how ``fetch_url`` resolves names (the system resolver by default).
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Every address ``getaddrinfo`` gives for ``host`` (in its order, without repeats)."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ToolError(f"cannot resolve host {host!r}: {e.strerror}") from None
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class FetchArgs(BaseModel):
@@ -44,12 +67,80 @@ def host_matches(host: str, patterns: list[str]) -> bool:
 
 
 def _public(addr: str) -> bool:
+    """Whether ``addr`` is a globally reachable unicast address (IANA's "globally reachable"; so
+    not private, loopback, link-local, shared 100.64/10, documentation, reserved, multicast)."""
     ip = ipaddress.ip_address(addr.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (
-        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified
-    )
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None and not _public(str(embedded)):
+            return False
+    return ip.is_global and not ip.is_multicast
+
+
+class CheckedBackend(httpcore.AsyncNetworkBackend):
+    """Connections only to addresses the policy allows, made to the very address that was checked.
+
+    ``private_ok(host)`` says whether ``host`` may be private (an allow-listed host, or
+    ``allow_private``); ``inner`` makes the actual connection (anyio's by default)."""
+
+    def __init__(
+        self,
+        private_ok: Callable[[str], bool],
+        resolver: Resolver = system_resolver,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        self.private_ok = private_ok
+        self.resolver = resolver
+        self.inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addrs = await self.resolver(host, port)
+        if not addrs:
+            raise ToolError(f"cannot resolve host {host!r}: no addresses")
+        if not self.private_ok(host):
+            for addr in addrs:
+                if not _public(addr):
+                    raise ToolError(
+                        f"host {host!r} resolves to {addr}, a private, loopback or reserved address; "
+                        "such addresses are refused unless the deployment allows them"
+                    )
+        error: Exception | None = None
+        for addr in addrs:  # each of them checked above; the name is not resolved again
+            try:
+                return await self.inner.connect_tcp(addr, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as e:
+                error = e
+        assert error is not None
+        raise error
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise ToolError("fetch_url never connects to a Unix socket")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+class _CheckedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport, with its connection pool built over a ``CheckedBackend`` (httpx 0.28 does
+    not take a network backend itself; the pool it builds is replaced before any use)."""
+
+    def __init__(self, backend: CheckedBackend, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context, trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context, network_backend=backend, http1=True, http2=False, max_connections=4
+        )
 
 
 class FetchTool(Tool):
@@ -57,11 +148,31 @@ class FetchTool(Tool):
     description = "Fetch a web page (HTML is converted to text); the page is also saved in knowledge_base/sources/."
     Args = FetchArgs
 
-    def __init__(self, settings: ToolSettings | None = None) -> None:
+    def __init__(
+        self,
+        settings: ToolSettings | None = None,
+        *,
+        resolver: Resolver = system_resolver,
+        network: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        """``resolver`` and ``network`` are how names are resolved and connections made (the
+        system's by default; tests put a network of their own underneath)."""
         self.cfg: FetchSettings = (settings or ToolSettings()).fetch
+        self.resolver = resolver
+        self.network = network
+
+    def private_ok(self, host: str) -> bool:
+        return self.cfg.allow_private or host_matches(host, self.cfg.allow_hosts)
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        ctx = httpx.create_ssl_context(trust_env=False)
+        if self.cfg.ca_bundle is not None:
+            ctx.load_verify_locations(cafile=str(self.cfg.ca_bundle))
+        return ctx
 
     async def check_url(self, url: str) -> None:
-        """Refuse, with the reason, a URL this deployment does not allow."""
+        """Refuse, with the reason, a URL this deployment does not allow (scheme, host lists); the
+        addresses are checked when the connection is made (``CheckedBackend``)."""
         cfg = self.cfg
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
@@ -74,25 +185,15 @@ class FetchTool(Tool):
         listed = host_matches(host, cfg.allow_hosts)
         if cfg.allow_hosts and not listed:
             raise ToolError(f"host {host!r} is not on the allow-list ({', '.join(cfg.allow_hosts)})")
-        if cfg.allow_private or listed:
-            return
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as e:
-            raise ToolError(f"cannot resolve host {host!r}: {e.strerror}") from None
-        for info in infos:
-            addr = str(info[4][0])
-            if not _public(addr):
-                raise ToolError(
-                    f"host {host!r} resolves to {addr}, a private, loopback or reserved address; "
-                    "such addresses are refused unless the deployment allows them"
-                )
 
     async def _get(self, url: str) -> tuple[str, httpx.Response, bytes, bool]:
         cfg = self.cfg
         headers = {"User-Agent": cfg.user_agent, "Accept": "text/html,text/plain,application/json;q=0.9,*/*;q=0.5"}
-        async with httpx.AsyncClient(timeout=cfg.timeout_s, follow_redirects=False, trust_env=False) as client:
+        backend = CheckedBackend(self.private_ok, self.resolver, self.network)
+        transport = _CheckedTransport(backend, self._ssl_context())
+        async with httpx.AsyncClient(
+            transport=transport, timeout=cfg.timeout_s, follow_redirects=False, trust_env=False
+        ) as client:
             for _ in range(cfg.max_redirects + 1):
                 await self.check_url(url)
                 async with client.stream("GET", url, headers=headers) as resp:

@@ -1,23 +1,32 @@
-"""``python``: run code in a sandboxed subprocess over a copy of the workspace.
+"""``python``: run code in a bubblewrap sandbox over a copy of the workspace.
 
 How it is confined, and why each piece is there:
 
-* The workspace is materialised into a fresh temporary directory (the code's working directory);
-  after the run, regular files are synced back into the workspace, so the changes commit with the
-  step. Links and special files the code creates are not synced back (nothing can point out of the
-  workspace), and the workspace's size limits apply to what comes back.
-* No network: the process runs in a new network namespace (``unshare --net``; its loopback is
-  down, so not even 127.0.0.1 is reachable) and, where possible, a new PID namespace, so every
-  process the code starts dies with it. Where the machine cannot make a network namespace, the
-  tool refuses to run unless ``tools.python.allow_network`` says otherwise.
+* The code runs under bubblewrap (``bwrap``) in new mount, PID, IPC, UTS and network namespaces.
+  Its root file system is built from nothing: ``/usr`` (and the ``/lib``, ``/bin`` links), the
+  dynamic loader's cache, the interpreter's own prefix and virtualenv, each mounted read-only at
+  its usual path; a fresh ``/proc`` that shows only the sandbox's processes; a private ``/dev``;
+  ``/tmp`` as a small tmpfs. The worker's files — its config with the Redis password, its home,
+  its source tree — are not in that tree at all, so there is nothing to read, whatever the file
+  permissions. The one writable mount is the workspace copy, at ``/workspace``.
+* No network: a new network namespace holds only its own loopback, so not even the worker's
+  127.0.0.1 services are reachable.
+* A worker running as root runs bubblewrap directly (no user namespace) with every capability
+  dropped but the two the launcher needs to become the unprivileged ``sandbox_user`` (``nobody``)
+  before the code starts; a non-root worker's bubblewrap makes a user namespace and the code keeps
+  the worker's uid, seeing none of the worker's files.
 * Limits by ``setrlimit`` in the child: CPU seconds, address space (memory), file size, processes
   (forks beyond the limit fail with EAGAIN), no core files; plus a wall-clock limit and an output
-  cap enforced from here by killing the process group.
-* A worker running as root runs the code as an unprivileged user (``nobody``), so the process
-  limit applies and the code cannot touch the worker's files. The environment is minimal: no
-  inherited variables, so no credentials leak into the code.
+  cap enforced from here by killing the process tree (bubblewrap dies, and with it the PID
+  namespace and everything in it). The environment is minimal: nothing is inherited.
+* Where bubblewrap cannot run (not installed, or user namespaces disabled for a non-root worker),
+  the tool refuses to start, saying why. It never falls back to a weaker sandbox.
 
-The result is the exit status, stdout and stderr (each bounded) and the files changed.
+The workspace is materialised into a fresh temporary directory; after the run, regular files are
+synced back into the workspace, so the changes commit with the step. Links and special files the
+code creates are not synced back (nothing can point out of the workspace), and the workspace's size
+limits apply to what comes back. The result is the exit status, stdout and stderr (each bounded)
+and the files changed.
 """
 
 from __future__ import annotations
@@ -25,11 +34,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import pwd
 import shutil
 import signal
 import stat
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,97 +47,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from conclave.core.workspace import PathError, WorkspaceLimitError, confine
 
 from .base import Tool, ToolContext, ToolError, ToolResult
-from .settings import PythonSettings, ToolSettings
+from .sandbox import (
+    WORKSPACE,
+    Sandbox,
+    SandboxUnavailable,
+    kill_group,
+    limits,
+    prepare_root,
+    probe_sandbox,
+    sandbox_command,
+    sandbox_ids,
+    tasks_of,
+)
+from .settings import ToolSettings
 
-__all__ = ["Isolation", "PythonArgs", "PythonTool", "probe_isolation"]
-
-# Runs as the namespace's first process: forks the user code with limits applied, waits for it,
-# reports a signal death on stderr and exits with its status (so every process the code left
-# behind dies with the namespace).
-_LAUNCHER = r"""
-import os, resource, signal, sys
-cpu, mem, fsize, nproc, uid, gid = (int(x) for x in sys.argv[1:7])
-code = sys.argv[7]
-pid = os.fork()
-if pid == 0:
-    try:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-        if uid >= 0:
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        os.execv(sys.executable, [sys.executable, "-I", code])
-    except BaseException as e:
-        os.write(2, ("conclave-sandbox: could not start the code: %s\n" % e).encode())
-        os._exit(127)
-while True:
-    try:
-        _, status = os.waitpid(pid, 0)
-        break
-    except InterruptedError:
-        continue
-if os.WIFSIGNALED(status):
-    sig = os.WTERMSIG(status)
-    os.write(2, ("\nconclave-sandbox: killed by signal %d (%s)\n" % (sig, signal.Signals(sig).name)).encode())
-    os._exit(128 + sig)
-os._exit(os.WEXITSTATUS(status))
-"""
-
-
-@dataclass(frozen=True)
-class Isolation:
-    """How the sandbox is cut off from the network on this machine."""
-
-    prefix: tuple[str, ...]  # command prefix, empty = no isolation
-    network: bool  # True = the code has no network
-    pid_namespace: bool
-    detail: str
-
-
-_isolation: Isolation | None = None
-_isolation_lock = asyncio.Lock()
-
-
-async def _try(cmd: list[str]) -> tuple[bool, str]:
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-        )
-    except OSError as e:
-        return False, str(e)
-    _, err = await proc.communicate()
-    return proc.returncode == 0, err.decode(errors="replace").strip()
-
-
-async def probe_isolation() -> Isolation:
-    """Find, once per process, the strongest isolation this machine allows: network + PID
-    namespaces, network only, the same inside a user namespace (unprivileged), or none."""
-    global _isolation
-    async with _isolation_lock:
-        if _isolation is not None:
-            return _isolation
-        unshare = shutil.which("unshare")
-        if unshare is None:
-            _isolation = Isolation((), False, False, "the unshare command is not installed")
-            return _isolation
-        reasons = []
-        for flags, pidns in (
-            (["--net", "--pid", "--fork", "--kill-child"], True),
-            (["--net"], False),
-            (["--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child"], True),
-            (["--user", "--map-root-user", "--net"], False),
-        ):
-            ok, err = await _try([unshare, *flags, "true"])
-            if ok:
-                _isolation = Isolation((unshare, *flags, "--"), True, pidns, f"unshare {' '.join(flags)}")
-                return _isolation
-            reasons.append(err or "failed")
-        _isolation = Isolation((), False, False, f"cannot create a network namespace ({reasons[-1]})")
-        return _isolation
+__all__ = ["PythonArgs", "PythonTool", "Sandbox", "SandboxUnavailable", "probe_sandbox", "sandbox_command"]
 
 
 class PythonArgs(BaseModel):
@@ -138,94 +69,6 @@ class PythonArgs(BaseModel):
 
     code: str = Field(min_length=1, max_length=200_000, description="Python source to run.")
     timeout_s: float | None = Field(default=None, gt=0, description="Wall-clock limit (capped by the settings).")
-
-
-def _sandbox_ids(cfg: PythonSettings, iso: Isolation) -> tuple[int, int]:
-    if os.geteuid() != 0 or not cfg.sandbox_user or "--user" in iso.prefix:
-        return -1, -1
-    try:
-        pw = pwd.getpwnam(cfg.sandbox_user)
-    except KeyError:
-        raise ToolError(f"python sandbox: no user {cfg.sandbox_user!r} on this machine") from None
-    return pw.pw_uid, pw.pw_gid
-
-
-def _usable_by(path: Path, uid: int, gid: int) -> bool:
-    """Whether ``uid`` can reach and read ``path`` (every directory above it searchable)."""
-
-    def allowed(st: os.stat_result, bits: int) -> bool:
-        if st.st_uid == uid:
-            return st.st_mode & (bits << 6) == bits << 6
-        if st.st_gid == gid:
-            return st.st_mode & (bits << 3) == bits << 3
-        return st.st_mode & bits == bits
-
-    try:
-        real = path.resolve()
-        for parent in reversed(real.parents):
-            if not allowed(parent.stat(), 0o1):
-                return False
-        return allowed(real.stat(), 0o5 if real.is_file() else 0o5)
-    except OSError:
-        return False
-
-
-def _interpreter(cfg: PythonSettings, uid: int, gid: int) -> tuple[str, str]:
-    """(interpreter, note). The worker's own Python when the sandbox user can run it (its binary and
-    its standard library), else the system ``python3``; an operator can name one explicitly."""
-    if cfg.python:
-        return cfg.python, ""
-    own = Path(sys.executable)
-    if uid < 0:
-        return str(own), ""
-    stdlib = Path(os.__file__).parent
-    if _usable_by(own, uid, gid) and _usable_by(stdlib, uid, gid):
-        return str(own), ""
-    system = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
-    if system and _usable_by(Path(system), uid, gid):
-        return system, f"note: ran with {system} (the worker's Python is not readable by the sandbox user)"
-    raise ToolError(
-        f"python sandbox: the sandbox user cannot run {own}; set tools.python.python to an interpreter it can run"
-    )
-
-
-def _tasks_of(uid: int) -> int:
-    """Processes and threads owned by ``uid`` now (RLIMIT_NPROC counts them all)."""
-    n = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/status") as f:
-                uid_line = threads = None
-                for line in f:
-                    if line.startswith("Uid:"):
-                        uid_line = line
-                    elif line.startswith("Threads:"):
-                        threads = line
-                        break
-            if uid_line and int(uid_line.split()[1]) == uid:
-                n += int(threads.split()[1]) if threads else 1
-        except (OSError, ValueError, IndexError):
-            continue
-    return n
-
-
-def _prepare(root: Path, files: dict[str, bytes], code: str, uid: int, gid: int) -> Path:
-    ws = root / "ws"
-    ws.mkdir()
-    for p, data in files.items():
-        target = ws / confine(p)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    script = root / "main.py"
-    script.write_text(code)
-    if uid >= 0:
-        for dirpath, dirnames, filenames in os.walk(root):
-            os.chown(dirpath, uid, gid)
-            for name in dirnames + filenames:
-                os.chown(os.path.join(dirpath, name), uid, gid)
-    return ws
 
 
 @dataclass
@@ -291,11 +134,6 @@ async def _read_capped(stream: asyncio.StreamReader, buf: bytearray, cap: int, o
             over.set()
 
 
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
 def _show(data: bytes, cap: int, over: bool) -> str:
     text = data.decode("utf-8", errors="replace")
     if over:
@@ -307,7 +145,8 @@ class PythonTool(Tool):
     name = "python"
     description = (
         "Run Python code in a sandbox whose working directory is a copy of the workspace; files it "
-        "writes there are saved back. No network. Returns exit status, stdout and stderr."
+        "writes there are saved back. No network; nothing outside the workspace is writable. "
+        "Returns exit status, stdout and stderr."
     )
     Args = PythonArgs
 
@@ -318,47 +157,29 @@ class PythonTool(Tool):
         cfg = self.cfg
         if not cfg.enabled:
             raise ToolError("the python tool is disabled on this deployment (tools.python.enabled = false)")
-        iso = await probe_isolation()
-        if not iso.network and not cfg.allow_network:
-            raise ToolError(
-                f"the python tool cannot run here: {iso.detail}, so the code would have network access; "
-                "an operator may allow that with tools.python.allow_network = true"
-            )
-        uid, gid = _sandbox_ids(cfg, iso)
+        sb = await probe_sandbox(cfg)  # SandboxUnavailable (a ToolError) when it cannot be built
+        uid, gid = sandbox_ids(cfg, sb)
         files = ctx.workspace.files()
         root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="conclave-py-"))
         try:
-            ws = await asyncio.to_thread(_prepare, root, files, args.code, uid, gid)
-            base = await asyncio.to_thread(_tasks_of, uid if uid >= 0 else os.getuid())
+            ws = await asyncio.to_thread(prepare_root, root, files, args.code, uid, gid)
+            base = await asyncio.to_thread(tasks_of, uid if uid >= 0 else os.getuid())
             nproc = base + cfg.max_processes
             wall = min(args.timeout_s or cfg.wall_seconds, cfg.wall_seconds)
-            exe, exe_note = await asyncio.to_thread(_interpreter, cfg, uid, gid)
-            cmd = [
-                *iso.prefix,
-                exe,
-                "-I",
-                "-c",
-                _LAUNCHER,
-                str(cfg.cpu_seconds),
-                str(cfg.memory_mb * 1024 * 1024),
-                str(cfg.max_file_mb * 1024 * 1024),
-                str(nproc),
-                str(uid),
-                str(gid),
-                str(root / "main.py"),
-            ]
             env = {
                 "PATH": "/usr/local/bin:/usr/bin:/bin",
-                "HOME": str(ws),
+                "HOME": WORKSPACE,
                 "LANG": "C.UTF-8",
                 "PYTHONDONTWRITEBYTECODE": "1",
                 "PYTHONUNBUFFERED": "1",
                 "MPLBACKEND": "Agg",
+                "TMPDIR": "/tmp",
             }
+            cmd = sandbox_command(sb, cfg, root, env, limits(cfg, nproc, uid, gid))
             proc = await asyncio.create_subprocess_exec(
                 *cmd,
-                cwd=str(ws),
-                env=env,
+                cwd=str(root),
+                env={"PATH": "/usr/bin:/bin"},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -381,19 +202,19 @@ class PythonTool(Tool):
                 done, _ = await asyncio.wait({readers, overflow}, timeout=wall, return_when=asyncio.FIRST_COMPLETED)
                 timed_out = not done
                 if readers not in done:  # out of time or of output: stop everything it started
-                    _kill_group(proc.pid)
+                    kill_group(proc.pid)
                 try:
                     code = await asyncio.wait_for(proc.wait(), timeout=max(0.1, deadline - loop.time()))
                 except TimeoutError:  # it closed its pipes but kept running
                     timed_out = True
-                    _kill_group(proc.pid)
+                    kill_group(proc.pid)
                     code = await proc.wait()
             finally:
                 overflow.cancel()
                 readers.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await readers
-                _kill_group(proc.pid)  # processes the code left behind
+                kill_group(proc.pid)  # processes the code left behind
                 if proc.returncode is None:
                     proc.kill()
                     await proc.wait()
@@ -401,10 +222,7 @@ class PythonTool(Tool):
         finally:
             await asyncio.to_thread(shutil.rmtree, root, True)
         overflowed = over_out.is_set() or over_err.is_set()
-        result = self._result(code, bytes(out), bytes(err), overflowed, timed_out, wall, synced, ctx)
-        if exe_note:
-            result.content += "\n" + exe_note
-        return result
+        return self._result(code, bytes(out), bytes(err), overflowed, timed_out, wall, synced, ctx)
 
     @staticmethod
     async def _first_overflow(a: asyncio.Event, b: asyncio.Event) -> None:

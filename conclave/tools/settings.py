@@ -28,6 +28,9 @@ class FetchSettings(_Section):
     )
     deny_hosts: list[str] = Field(default_factory=list, description="Hosts never fetched (same syntax).")
     allow_private: bool = Field(default=False, description="Allow private, loopback and link-local addresses.")
+    ca_bundle: Path | None = Field(
+        default=None, description="Extra CA certificates (PEM) to trust besides the system's, e.g. a corporate CA."
+    )
     max_bytes: int = Field(default=2_000_000, ge=1_000, description="Bytes read from a response at most.")
     timeout_s: float = Field(default=20.0, gt=0, description="Whole-request time limit.")
     max_redirects: int = Field(default=5, ge=0, le=20)
@@ -36,23 +39,35 @@ class FetchSettings(_Section):
 
 
 class PythonSettings(_Section):
-    """``python``: limits of the sandbox. Network isolation uses a new network namespace; where the
-    machine cannot make one the tool refuses to run unless ``allow_network`` is set."""
+    """``python``: how the sandbox is built and limited. The code runs only under bubblewrap
+    (``bwrap``): a read-only minimal root (the interpreter and the system libraries), a fresh
+    ``/proc``, ``/tmp`` as a small tmpfs, no network, and the workspace copy as its only writable
+    mount. Where bubblewrap cannot run, the tool refuses to start; it never runs code less confined."""
 
     enabled: bool = True
+    bwrap: str = Field(default="bwrap", description="The bubblewrap binary: a path, or a name looked up on PATH.")
     cpu_seconds: int = Field(default=10, ge=1, description="RLIMIT_CPU of the process.")
     wall_seconds: float = Field(default=30.0, gt=0, description="Killed after this long, whatever it does.")
     memory_mb: int = Field(default=512, ge=64, description="RLIMIT_AS (address space).")
     max_output_bytes: int = Field(default=64_000, ge=1_000, description="stdout + stderr kept; more kills it.")
     max_processes: int = Field(default=16, ge=1, description="Processes and threads the code may add.")
     max_file_mb: int = Field(default=16, ge=1, description="RLIMIT_FSIZE: largest file the code may write.")
+    tmp_mb: int = Field(default=64, ge=1, description="Size of the sandbox's /tmp (a tmpfs, gone after the run).")
     allow_network: bool = Field(
-        default=False, description="Run even where no network namespace can be made (the code then has network)."
+        default=False,
+        description="Keep the worker's network namespace (the code can then reach the network, the worker's "
+        "loopback included); the file system stays confined.",
     )
     sandbox_user: str | None = Field(
         default="nobody", description="When the worker runs as root, the code runs as this user."
     )
-    python: str | None = Field(default=None, description="Interpreter; default: the worker's own.")
+    python: str | None = Field(
+        default=None, description="Interpreter; default: the worker's own (mounted read-only in the sandbox)."
+    )
+    ro_paths: list[Path] = Field(
+        default_factory=list,
+        description="More host folders the code may read (mounted read-only at the same path), e.g. a data set.",
+    )
 
 
 class SearchSettings(_Section):

@@ -1,8 +1,11 @@
 """A Ray node lost under load (run as a script: it owns its own multi-node Ray cluster).
 
 Three raylets on loopback (a head and two worker nodes); the workers application gets one replica per
-node; runs are in flight; one worker node is removed. Its runs must resume on the surviving nodes and
-Serve must bring the replica count back. Prints a JSON summary; exits non-zero on any violation.
+node; runs are in flight; one worker node is removed. The runs that were running on that node's
+worker must resume on a surviving node's worker (a later attempt, its committed steps not
+repeated) and succeed. With one replica per node and two nodes left, Serve can place only two
+worker replicas; the third stays unplaced (the summary reports the replica states as they are).
+Prints a JSON summary; exits non-zero on any violation.
 
     python -m tests.chaos.node_loss REDIS_URL PREFIX
 """
@@ -17,11 +20,22 @@ import time
 import ray
 from ray import serve
 from ray.cluster_utils import Cluster
+from ray.util.state import list_actors
 from redis.asyncio import Redis
 
 from conclave.controller.redis_store import RedisRunStore
 from conclave.schema import TaskSpec
 from tests.integration._helpers import sim_settings, wait_terminal
+
+
+def worker_nodes() -> dict[str, str]:
+    """Worker name (``worker-<replica id>``) → the node its replica actor lives on."""
+    out = {}
+    for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000):
+        name = actor.name or ""
+        if name.startswith("SERVE_REPLICA::workers#worker#"):
+            out["worker-" + name.rsplit("#", 1)[1]] = actor.node_id
+    return out
 
 
 async def scenario(url: str, prefix: str, cluster: Cluster, nodes: list) -> dict:
@@ -38,12 +52,26 @@ async def scenario(url: str, prefix: str, cluster: Cluster, nodes: list) -> dict
         for _ in range(30)
     ]
     await asyncio.sleep(2.0)
-    before = [await store.get(rid) for rid in ids]
-    running_before = sum(1 for x in before if x is not None and x.status.value == "running")
+    lost = nodes[0].node_id
+    where = worker_nodes()
+    before = {rid: await r.hmget(f"{prefix}:run:{rid}", "status", "worker", "attempts") for rid in ids}
+    running_before = sum(1 for status, _, _ in before.values() if status == "running")
+    on_lost = [rid for rid, (status, worker, _) in before.items() if status == "running" and where.get(worker) == lost]
     t0 = time.monotonic()
     cluster.remove_node(nodes[0])
     runs = [await wait_terminal(store, rid, timeout=240) for rid in ids]
     elapsed = time.monotonic() - t0
+    where_after = worker_nodes()
+    moved = 0
+    for rid in on_lost:
+        run = next(x for x in runs if x.id == rid)
+        worker = await r.hget(f"{prefix}:run:{rid}", "worker")
+        if (
+            run.status.value == "succeeded"
+            and run.attempts > int(before[rid][2] or 1)
+            and where_after.get(worker) not in (None, lost)
+        ):
+            moved += 1
     repeated = 0
     bad_events = 0
     for run in runs:
@@ -59,6 +87,10 @@ async def scenario(url: str, prefix: str, cluster: Cluster, nodes: list) -> dict
     return {
         "runs": len(runs),
         "running_when_node_removed": running_before,
+        "running_on_the_lost_node": len(on_lost),
+        "of_those_finished_by_a_surviving_node": moved,
+        "workers_before": len(where),
+        "workers_after": len(where_after),
         "succeeded": sum(1 for x in runs if x.status.value == "succeeded"),
         "resumed": sum(1 for x in runs if x.attempts > 1),
         "in_flight_steps_rerun": repeated,
@@ -81,7 +113,12 @@ def main() -> int:
         ray.shutdown()
         cluster.shutdown()
     print(json.dumps(out))
-    ok = out["succeeded"] == out["runs"] and out["runs_with_bad_events"] == 0
+    ok = (
+        out["succeeded"] == out["runs"]
+        and out["runs_with_bad_events"] == 0
+        and out["running_on_the_lost_node"] > 0
+        and out["of_those_finished_by_a_surviving_node"] == out["running_on_the_lost_node"]
+    )
     return 0 if ok else 1
 
 

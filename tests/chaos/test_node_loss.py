@@ -33,3 +33,10 @@ def test_runs_resume_on_surviving_nodes_after_a_node_is_lost(redis_server: Embed
     assert out["succeeded"] == out["runs"] == 30
     assert out["runs_with_bad_events"] == 0
     assert out["running_when_node_removed"] > 0
+    # The runs of the node that went away: some were running there, and every one of them was
+    # taken over by a worker on a surviving node (a later attempt) and finished.
+    assert out["running_on_the_lost_node"] > 0, out
+    assert out["of_those_finished_by_a_surviving_node"] == out["running_on_the_lost_node"], out
+    # One worker replica per node: the lost node's replica cannot be placed on the two left.
+    assert out["workers_before"] == 3 and out["workers_after"] == 2, out
+    assert out["replicas_after"].get("RUNNING") == 2, out

@@ -1,7 +1,8 @@
 """Chaos: a model replica is killed while runs are making metered calls through Ray Serve.
 
-Calls in flight on the dead replica are retried on the other one; the budget reservations of the
-failed attempts are released (nothing stays held), and every run finishes with exactly one committed
+Calls in flight on the dead replica are retried on the other one; no reservation stays held: while
+the runs are still going (not after ``finish``, which releases whatever is left), each run holds at
+most the one reservation of the call it is making; and every run finishes with exactly one committed
 model call per step.
 """
 
@@ -16,6 +17,7 @@ from redis.asyncio import Redis
 from conclave.cluster.config import ModelSpec
 from conclave.cluster.deployment import deploy_models
 from conclave.cluster.pool import ServeRouter
+from conclave.cluster.retry import RetryPolicy
 from conclave.controller.redis_server import EmbeddedRedis
 from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.worker import Worker
@@ -36,7 +38,7 @@ async def test_replica_killed_under_load_calls_retried_and_holds_released(
     app = f"models-{prefix}"
     spec = ModelSpec(name="simr", engine="sim", replicas=2, num_cpus=0, options={"mode": "echo", "latency_s": 0.15})
     deploy_models([spec], app_name=app)
-    router = ServeRouter([spec], app_name=app, max_attempts=4)
+    router = ServeRouter([spec], app_name=app, retry=RetryPolicy(attempts=4))
     settings = sim_settings(prefix, models=[spec], worker_concurrency=RUNS)
     store = RedisRunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
     await store.ready()
@@ -53,12 +55,34 @@ async def test_replica_killed_under_load_calls_retried_and_holds_released(
     ]
     worker = Worker(settings, router, redis_url=redis_server.url, name="w-serve")
     task = asyncio.ensure_future(worker.run())
+    killed = asyncio.Event()
+    most_held: dict[str, int] = dict.fromkeys(ids, 0)
+    samples_after_kill = 0
+
+    async def watch_holds() -> None:
+        """Reservations open per run, sampled while it runs (a run's own call: at most one)."""
+        nonlocal samples_after_kill
+        while True:
+            async with redis.pipeline(transaction=False) as p:
+                for rid in ids:
+                    p.hget(f"{prefix}:run:{rid}", "status")
+                    p.hlen(f"{prefix}:run:{rid}:resv")
+                got = await p.execute()
+            for rid, status, held in zip(ids, got[0::2], got[1::2], strict=True):
+                if status == "running":
+                    most_held[rid] = max(most_held[rid], int(held))
+                    samples_after_kill += killed.is_set()
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.ensure_future(watch_holds())
     try:
         await asyncio.sleep(0.6)
         info = await router.whoami("simr")
         ray.kill(ray.get_actor(info["actor_name"], namespace="serve"), no_restart=True)
+        killed.set()
         runs = [await wait_terminal(store, rid, timeout=120) for rid in ids]
     finally:
+        watcher.cancel()
         worker.stop()
         await task
         serve.delete(app)
@@ -66,9 +90,9 @@ async def test_replica_killed_under_load_calls_retried_and_holds_released(
         (r.id, r.status, r.stop_detail) for r in runs if r.status != RunStatus.SUCCEEDED
     ]
     assert router.retries >= 1, "no call was on the killed replica"
+    assert samples_after_kill > 0, "the runs were not watched while running after the kill"
+    # While running, never more than the one hold of the call in flight: no failed attempt left one.
+    assert max(most_held.values()) <= 1, most_held
     for r in runs:
         # exactly one committed call per step, though some attempts died with the replica
         assert r.usage.model_calls == STEPS
-        held = {k: v for k, v in (await redis.hgetall(f"{prefix}:run:{r.id}:ledger")).items() if k.startswith("resv|")}
-        assert all(int(v) == 0 for v in held.values()), held
-        assert await redis.hlen(f"{prefix}:run:{r.id}:resv") == 0

@@ -43,7 +43,7 @@ async def running_worker(settings: Settings, url: str, name: str = "w-local") ->
         await asyncio.wait_for(task, 10)
 
 
-async def wait_terminal(store: RedisRunStore, rid: str, timeout: float = 30.0) -> Run:
+async def wait_terminal(store: RedisRunStore, rid: str, timeout: float = 30.0) -> Run:  # noqa: ASYNC109 - a polling helper
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while loop.time() < end:

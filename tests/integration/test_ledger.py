@@ -94,21 +94,44 @@ def test_100_concurrent_agents_never_overshoot_and_totals_are_exact(
     asyncio.run(scenario())
 
 
+LEASE_MS = 1500
+
+
 async def test_reservation_of_a_crashed_worker_is_released_when_its_lease_ends(
     redis_server: EmbeddedRedis, prefix: str
 ) -> None:
+    """While its worker renews the lease the run cannot be taken over and its hold stays; once the
+    worker has died and the lease has run out, a rescuer that waits for the lease (XAUTOCLAIM with
+    min-idle = the lease, as workers do) takes the run over, and that claim releases the hold."""
     budget = Budget(output_tokens=100)
     store, ledger, r = await _ledger(redis_server, prefix, budget)
-    res, refusal = await ledger.reserve("run", {"output_tokens": 80}, ttl_s=0.5)
+    qid = await r.hget(store.keys.run(ledger.rid), "qid")
+    # A TTL far beyond the test: only the lease's end may free this hold, not the expiry sweep.
+    res, refusal = await ledger.reserve("run", {"output_tokens": 80}, ttl_s=3600)
     assert res and refusal is None
-    # The worker dies here: no commit, no release. A new worker claims the run ...
-    entries = await r.xautoclaim(store.keys.queue, "workers", "rescuer", 0, "0-0")
-    qid = entries[1][0][0]
-    assert (await store.claim(ledger.rid, owner="owner-2", qid=qid, worker="rescuer", max_attempts=3)).outcome == "ok"
+
+    async def held() -> int:
+        return (await ledger.snapshot()).reserved.get(("run", "output_tokens"), 0)
+
+    for _ in range(4):  # the worker is alive and renews: nobody can take the run
+        await asyncio.sleep(LEASE_MS / 5000)
+        assert await store.renew("tester", [(ledger.rid, ledger.owner, qid)]) == []
+        assert await store.reclaim("rescuer", LEASE_MS, 10) == []
+    assert await held() == 80
+    # The worker dies here: no commit, no release, no renewal. Its lease has not ended yet ...
+    assert await store.reclaim("rescuer", LEASE_MS, 10) == []
+    assert await held() == 80
+    _, refusal = await ledger.reserve("run", {"output_tokens": 30})
+    assert refusal is not None and refusal.room == 20
+    await asyncio.sleep(LEASE_MS / 1000 + 0.2)
+    # ... now it has: the rescuer gets the run, and claiming it releases the dead worker's hold.
+    entries = await store.reclaim("rescuer", LEASE_MS, 10)
+    assert [e.rid for e in entries] == [ledger.rid]
+    claim = await store.claim(ledger.rid, owner="owner-2", qid=entries[0].qid, worker="rescuer", max_attempts=3)
+    assert claim.outcome == "ok"
+    assert await held() == 0, "the dead worker's hold was released by the claim"
     ledger2 = RunLedger(store, ledger.rid, "owner-2")
     await install_budget(ledger2, budget)
-    snap = await ledger2.snapshot()
-    assert snap.reserved.get(("run", "output_tokens"), 0) == 0, "the dead worker's hold was released on claim"
     res2, refusal2 = await ledger2.reserve("run", {"output_tokens": 100})
     assert refusal2 is None and res2
 

@@ -116,6 +116,43 @@ async def test_event_iterator_reconnects_by_itself(redis_server: EmbeddedRedis, 
     assert got == list(range(1, len(got) + 1)) and got[-1] >= 9
 
 
+async def test_sync_event_iterator_reconnects_by_itself(redis_server: EmbeddedRedis, prefix: str) -> None:
+    settings = sim_settings(prefix)
+    port = free_port()
+    restarted = threading.Event()
+
+    def bounce() -> None:
+        with serve_http(create_app(settings, redis_server.url), port):
+            restarted.wait(60)
+
+    with serve_http(create_app(settings, redis_server.url), port):
+        async with AsyncClient(f"http://127.0.0.1:{port}") as ac:
+            run = await ac.runs.submit({"kind": "steps", "input": "x", "options": {"n": 6, "sleep": 0.4}})
+
+    def follow() -> list[int]:
+        # No server now: the blocking iterator must retry until one is back, then resume.
+        threading.Timer(1.0, threading.Thread(target=bounce, daemon=True).start).start()
+        with Client(f"http://127.0.0.1:{port}") as c:
+            return [ev.id for ev in c.runs.events(run.id)]
+
+    async with running_worker(settings, redis_server.url):
+        got = await asyncio.to_thread(follow)
+    restarted.set()
+    assert got == list(range(1, len(got) + 1)) and got[-1] >= 9
+
+
+async def test_ids_with_slashes_reach_no_other_route(redis_server: EmbeddedRedis, prefix: str) -> None:
+    # Unencoded, "../admin/keys" would resolve to /v1/admin/keys and list the keys.
+    settings = sim_settings(prefix)
+    with serve_http(create_app(settings, redis_server.url)) as base:
+        async with AsyncClient(base) as c:
+            with pytest.raises(NotFound):
+                await c.runs.get("../admin/keys")
+            run = await c.runs.submit({"kind": "chat", "input": "x"})
+            with pytest.raises(NotFound):
+                await c.workspace.read(run.id, "../../admin/keys")
+
+
 async def test_api_keys_tenants_and_revocation(redis_server: EmbeddedRedis, redis: Redis, prefix: str) -> None:
     settings = sim_settings(prefix, auth=True, admin_key="boot-secret")
     with serve_http(create_app(settings, redis_server.url)) as base:

@@ -16,6 +16,7 @@ from conclave.cluster.config import ModelSpec
 from conclave.cluster.defaults import DEFAULT_MODEL_NAME, default_model_spec
 from conclave.cluster.deployment import deploy_models
 from conclave.cluster.pool import ServeRouter
+from conclave.cluster.retry import RetryPolicy
 from conclave.controller.redis_server import free_port
 from conclave.schema.chat import ChatRequest, ModelNotFound
 
@@ -81,7 +82,7 @@ async def test_streaming_passes_through(specs: list[ModelSpec]) -> None:
 
 
 async def test_killed_replica_mid_call_is_retried_elsewhere(specs: list[ModelSpec]) -> None:
-    router = ServeRouter(specs, app_name=APP, max_attempts=4)
+    router = ServeRouter(specs, app_name=APP, retry=RetryPolicy(attempts=4))
     story = _req("Write a long story about a dragon and a knight.", max_tokens=160, temperature=0.0)
     # Four calls keep both replicas busy (each replica runs one generation at a time).
     calls = [asyncio.create_task(router.chat(DEFAULT_MODEL_NAME, story)) for _ in range(4)]

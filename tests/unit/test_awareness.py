@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conclave.budgets.awareness import INSTRUCTIONS, Level, budget_view, level_for
-from conclave.core.money import PICO
 from conclave.core.store import LedgerSnapshot
+from conclave.schema.money import PICO
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ import pytest
 
 from conclave.cluster.config import ModelSpec
 from conclave.cluster.deployment import RoutedRequest, _serve_options, build_app, deployment_name
-from conclave.cluster.pool import ServeRouter, replica_failure
+from conclave.cluster.pool import ServeRouter
+from conclave.cluster.retry import RetryPolicy, retryable
 from conclave.core.router import ModelRouter
 from conclave.schema.chat import ChatRequest, EngineError, ModelNotFound, NoHealthyReplica
 
@@ -76,28 +77,32 @@ def test_router_unknown_model_and_pickling() -> None:
         router.context_window("zzz")
     clone = pickle.loads(pickle.dumps(router))
     assert clone.models() == ["a", "s"] and clone._handles == {}
-    with pytest.raises(ValueError, match="max_attempts"):
-        ServeRouter([SIM], max_attempts=0)
+    assert router.policy("a") == RetryPolicy()  # the spec's, by default
+    assert ServeRouter([SIM], retry=RetryPolicy(attempts=5)).policy("s").attempts == 5
+    with pytest.raises(ValueError, match="attempts"):
+        RetryPolicy(attempts=0)
 
 
 def test_engine_errors_survive_pickling() -> None:
     for err in (
-        EngineError("x", retryable=True, status=429),
+        EngineError("x", retryable=True, status=429, retry_after_s=1.5),
         ModelNotFound("m", ["b", "a"]),
         NoHealthyReplica("m", "d"),
     ):
         back = pickle.loads(pickle.dumps(err))
         assert type(back) is type(err) and str(back) == str(err)
-        assert (back.retryable, back.status) == (err.retryable, err.status)
+        assert (back.retryable, back.status, back.retry_after_s) == (err.retryable, err.status, err.retry_after_s)
 
 
-def test_what_counts_as_a_replica_failure() -> None:
-    from ray.exceptions import ActorDiedError
+def test_what_the_retry_policy_retries() -> None:
+    from ray.exceptions import ActorDiedError, TaskCancelledError
 
-    assert replica_failure(ActorDiedError())
-    assert replica_failure(EngineError("busy", retryable=True))
-    assert not replica_failure(EngineError("bad request", status=400))
-    assert not replica_failure(ValueError("x"))
+    assert retryable(ActorDiedError())
+    assert retryable(EngineError("busy", retryable=True))
+    assert retryable(ConnectionRefusedError("refused"))
+    assert not retryable(EngineError("bad request", status=400))
+    assert not retryable(ValueError("x"))
+    assert not retryable(TaskCancelledError())
 
 
 def test_engine_option_errors_are_reported_under_options() -> None:

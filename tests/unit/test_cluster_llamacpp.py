@@ -11,7 +11,8 @@ import pytest
 
 from conclave.cluster.defaults import default_model_spec
 from conclave.cluster.engines import build_engine
-from conclave.cluster.engines.llamacpp import LlamaCppEngine, bound_strings
+from conclave.cluster.engines.constrained import bound_strings
+from conclave.cluster.engines.llamacpp import LlamaCppEngine
 from conclave.schema.chat import ChatRequest
 
 TOOLS = [

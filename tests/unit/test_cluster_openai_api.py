@@ -28,7 +28,7 @@ TOOLS = [
 ]
 
 
-async def _ensemble(name: str, request: ChatRequest) -> ChatResponse:
+async def _ensemble(name: str, request: ChatRequest, tenant: str) -> ChatResponse:
     return ChatResponse(
         model=name,
         choices=[ChatChoice(index=0, message=AssistantMessage(content=f"ensemble {name} says hi"))],

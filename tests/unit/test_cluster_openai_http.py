@@ -1,5 +1,6 @@
 """The ``openai_http`` engine against real HTTP servers on 127.0.0.1: Conclave's own OpenAI
-endpoint serving the ``sim`` engine, and small FastAPI apps that answer 429/5xx on purpose."""
+endpoint serving the ``sim`` engine, and small FastAPI apps that answer 429/5xx on purpose. The
+engine tries once; the router retries under the model's one policy, so a call's tries never multiply."""
 
 from __future__ import annotations
 
@@ -7,18 +8,17 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from conclave.cluster.config import ModelSpec
 from conclave.cluster.engines import build_engine
 from conclave.cluster.engines.openai_http import OpenAIHttpEngine, OpenAIHttpOptions
 from conclave.cluster.engines.sim import SimEngine
+from conclave.cluster.retry import RetryPolicy
 from conclave.cluster.router import LocalRouter
-from conclave.schema.chat import ChatRequest, EngineError
+from conclave.schema.chat import ChatRequest, EngineError, NoHealthyReplica
 
-from ._cluster_http import openai_app, serve_http
+from ._cluster_http import Flaky, openai_app, serve_http
 
 
 def _req(text: str = "alpha beta gamma", **kw: object) -> ChatRequest:
@@ -64,8 +64,8 @@ async def test_tool_calls_round_trip(upstream: str) -> None:
     await engine.close()
 
 
-async def test_client_errors_are_not_retried(upstream: str) -> None:
-    engine = OpenAIHttpEngine({"base_url": upstream, "model": "missing", "backoff_s": 0})
+async def test_client_errors_are_not_retryable(upstream: str) -> None:
+    engine = OpenAIHttpEngine({"base_url": upstream, "model": "missing"})
     with pytest.raises(EngineError) as e:
         await engine.chat(_req())
     assert e.value.status == 404 and not e.value.retryable
@@ -73,82 +73,68 @@ async def test_client_errors_are_not_retried(upstream: str) -> None:
     await engine.close()
 
 
-class Flaky:
-    """Fails the first ``fail`` calls with ``status`` (and a Retry-After), then answers."""
-
-    def __init__(self, fail: int, status: int, retry_after: str | None = "0") -> None:
-        self.fail, self.status, self.retry_after = fail, status, retry_after
-        self.calls = 0
-        self.auth: list[str | None] = []
-        self.bodies: list[dict[str, object]] = []
-        self.app = FastAPI()
-        self.app.post("/v1/chat/completions")(self.handle)
-
-    async def handle(self, request: Request) -> Response:
-        self.calls += 1
-        self.auth.append(request.headers.get("authorization"))
-        body = await request.json()
-        self.bodies.append(body)
-        if self.calls <= self.fail:
-            headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
-            return JSONResponse({"error": {"message": "slow down"}}, status_code=self.status, headers=headers)
-        if body.get("stream"):
-            # A server that ignores include_usage: the engine must still report usage.
-            events = [
-                {"id": "c1", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi there"}}]},
-                {"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-            ]
-            data = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-            return StreamingResponse(iter([data]), media_type="text/event-stream")
-        return JSONResponse(
-            {
-                "id": "c1",
-                "object": "chat.completion",
-                "created": 1,
-                "model": "m",
-                "service_tier": "default",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "ok", "refusal": None},
-                        "logprobs": None,
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": 5,
-                    "completion_tokens": 1,
-                    "total_tokens": 6,
-                    "prompt_tokens_details": {"cached_tokens": 3},
-                },
-            }
-        )
+def _routed(url: str, policy: RetryPolicy | None, **options: object) -> tuple[LocalRouter, OpenAIHttpEngine]:
+    engine = OpenAIHttpEngine({"base_url": f"{url}/v1", **options}, name="m")
+    return LocalRouter({"m": engine}, retry={"m": policy} if policy else None), engine
 
 
-async def test_retries_429_honouring_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_engine_tries_once_and_says_what_the_server_asked() -> None:
+    flaky = Flaky(fail=100, status=429, retry_after="7")
+    with serve_http(flaky.app) as url:
+        engine = OpenAIHttpEngine({"base_url": f"{url}/v1"})
+        with pytest.raises(EngineError) as e:
+            await engine.chat(_req())
+        await engine.close()
+    assert flaky.calls == 1
+    assert e.value.retryable and e.value.status == 429 and e.value.retry_after_s == 7.0
+    assert "slow down" in str(e.value)
+
+
+async def test_a_retryable_error_is_retried_up_to_the_policy_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONCLAVE_TEST_KEY", "sk-test")
+    flaky = Flaky(fail=100, status=503, retry_after=None)
+    with serve_http(flaky.app) as url:
+        router, engine = _routed(url, RetryPolicy(attempts=3, backoff_s=0), api_key_env="CONCLAVE_TEST_KEY")
+        with pytest.raises(NoHealthyReplica) as e:
+            await router.chat("m", _req())
+        await engine.close()
+    assert flaky.calls == 3  # the policy's three tries, not three router tries of several engine tries
+    assert flaky.auth == ["Bearer sk-test"] * 3
+    assert e.value.retryable and e.value.status == 503 and "3 attempts failed" in str(e.value)
+    assert "slow down" in str(e.value)
+
+
+async def test_a_non_retryable_error_is_tried_once() -> None:
+    flaky = Flaky(fail=100, status=400, retry_after=None)
+    with serve_http(flaky.app) as url:
+        router, engine = _routed(url, RetryPolicy(attempts=5, backoff_s=0))
+        with pytest.raises(EngineError) as e:
+            await router.chat("m", _req())
+        await engine.close()
+    assert flaky.calls == 1
+    assert type(e.value) is EngineError and e.value.status == 400 and not e.value.retryable
+
+
+async def test_retry_after_is_honoured_and_usage_read() -> None:
     flaky = Flaky(fail=2, status=429, retry_after="0")
     with serve_http(flaky.app) as url:
-        engine = OpenAIHttpEngine(
-            {"base_url": f"{url}/v1", "api_key_env": "CONCLAVE_TEST_KEY", "backoff_s": 30}, name="m"
-        )
-        r = await engine.chat(_req())  # backoff_s=30 would hang: Retry-After: 0 is what is honoured
+        # backoff_s=30 would hang: Retry-After: 0 is what is honoured
+        router, engine = _routed(url, RetryPolicy(attempts=3, backoff_s=30, max_backoff_s=30))
+        r = await router.chat("m", _req())
         await engine.close()
     assert flaky.calls == 3
-    assert flaky.auth == ["Bearer sk-test"] * 3
     assert r.message.content == "ok"
     assert (r.usage.prompt_tokens, r.usage.cached_tokens) == (5, 3)  # extra server fields tolerated
 
 
-async def test_5xx_exhaustion_is_retryable() -> None:
-    flaky = Flaky(fail=100, status=503, retry_after=None)
+async def test_a_stream_is_retried_before_its_first_chunk() -> None:
+    flaky = Flaky(fail=1, status=502, retry_after=None)
     with serve_http(flaky.app) as url:
-        engine = OpenAIHttpEngine({"base_url": f"{url}/v1", "max_retries": 2, "backoff_s": 0})
-        with pytest.raises(EngineError) as e:
-            await engine.chat(_req())
+        router, engine = _routed(url, RetryPolicy(attempts=2, backoff_s=0))
+        chunks = [c async for c in router.stream("m", _req())]
         await engine.close()
-    assert flaky.calls == 3
-    assert e.value.retryable and e.value.status == 503 and "slow down" in str(e.value)
+    assert flaky.calls == 2
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hi there"
 
 
 async def test_stream_without_server_usage_is_estimated() -> None:
@@ -165,7 +151,7 @@ async def test_stream_without_server_usage_is_estimated() -> None:
 async def test_unreachable_server_is_retryable() -> None:
     from conclave.controller.redis_server import free_port
 
-    engine = OpenAIHttpEngine({"base_url": f"http://127.0.0.1:{free_port()}/v1", "max_retries": 1, "backoff_s": 0})
+    engine = OpenAIHttpEngine({"base_url": f"http://127.0.0.1:{free_port()}/v1"})
     with pytest.raises(EngineError) as e:
         await engine.chat(_req())
     assert e.value.retryable
@@ -187,6 +173,22 @@ def test_options_are_validated_with_the_field_named() -> None:
         OpenAIHttpOptions.model_validate({"base_url": "http://x/v1", "api_key_env": "sk-abc-123"})
     with pytest.raises(ValidationError, match="extra"):
         ModelSpec(name="m", engine="openai_http", options={"base_url": "http://x/v1", "apikey": "oops"})
+
+
+def test_engine_retry_options_of_old_configs_become_the_models_policy() -> None:
+    spec = ModelSpec(
+        name="m",
+        engine="openai_http",
+        options={"base_url": "http://x/v1", "max_retries": 5, "backoff_s": 0.1, "max_retry_after_s": 9},
+    )
+    assert spec.retry == RetryPolicy(attempts=6, backoff_s=0.1, max_retry_after_s=9)
+    assert "max_retries" not in spec.options
+    given = ModelSpec(
+        name="m", engine="openai_http", options={"base_url": "http://x/v1", "max_retries": 5}, retry={"attempts": 2}
+    )
+    assert given.retry.attempts == 2
+    with pytest.raises(ValidationError, match="extra"):
+        ModelSpec(name="m", engine="sim", options={"max_retries": 5})  # only openai_http ever had them
 
 
 def test_build_engine_from_spec() -> None:

@@ -6,16 +6,16 @@ import math
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from conclave.budgets.caps import compute_caps
 from conclave.budgets.pricing import Pricing
 from conclave.cluster.config import ModelSpec
-from conclave.config import ConfigError, load_settings
+from conclave.config import ConfigError, Settings, load_settings
 from conclave.core.kinds import SpecError, validate_spec
-from conclave.core.money import to_pico
 from conclave.schema import Budget, Cost, TaskSpec
 from conclave.schema.budget import Price
+from conclave.schema.money import to_pico
 
 
 def _msg(e: pytest.ExceptionInfo[ValidationError]) -> str:
@@ -105,6 +105,75 @@ def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(ConfigError) as e:
         load_settings(cfg)
     assert "name=module" in str(e.value)
+
+
+def _toml(path: Path, workers: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'workers = {workers}\n[[models]]\nname = "m"\nengine = "sim"\n')
+    return path
+
+
+def test_the_first_config_file_found_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--config``, then ``$CONCLAVE_CONFIG``, then ``./conclave.toml``, then ``~/.conclave/conclave.toml``."""
+    for var in ("CONCLAVE_CONFIG", "CONCLAVE_WORKERS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CONCLAVE_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    _toml(tmp_path / "home" / "conclave.toml", 4)
+    assert load_settings().workers == 4
+    _toml(tmp_path / "conclave.toml", 5)
+    assert load_settings().workers == 5
+    monkeypatch.setenv("CONCLAVE_CONFIG", str(_toml(tmp_path / "env.toml", 6)))
+    assert load_settings().workers == 6
+    assert load_settings(_toml(tmp_path / "flag.toml", 7)).workers == 7
+    monkeypatch.setenv("CONCLAVE_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match="CONCLAVE_CONFIG points to"):
+        load_settings()
+
+
+def test_arguments_beat_environment_beats_file_beats_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "conclave.toml"
+    cfg.write_text('workers = 3\nkey_prefix = "file"\napi_port = 9001\n[[models]]\nname = "m"\nengine = "sim"\n')
+    monkeypatch.setenv("CONCLAVE_WORKERS", "5")
+    monkeypatch.setenv("CONCLAVE_KEY_PREFIX", "env")
+    monkeypatch.setenv("CONCLAVE_API_HOST", "")  # empty is unset, as before
+    monkeypatch.setenv("CONCLAVE_LOG_LEVEL", "DEBUG")  # a CONCLAVE_ variable that is no setting is no error
+    s = load_settings(cfg, workers=9, api_port=None)
+    assert (s.workers, s.key_prefix, s.api_port, s.api_host) == (9, "env", 9001, "127.0.0.1")
+    assert s.lease_seconds == 15.0  # nobody set it: the default
+
+
+def test_a_bad_value_names_the_variable_or_the_file_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "conclave.toml"
+    cfg.write_text('api_port = 0\n[[models]]\nname = "m"\nengine = "sim"\n')
+    monkeypatch.setenv("CONCLAVE_WORKERS", "0")
+    with pytest.raises(ConfigError) as e:
+        load_settings(cfg)
+    lines = str(e.value).splitlines()
+    assert any(line.startswith("CONCLAVE_WORKERS: workers:") for line in lines), lines
+    assert any(line.startswith(f"{cfg}: api_port:") for line in lines), lines
+    monkeypatch.delenv("CONCLAVE_WORKERS")
+    monkeypatch.setenv("CONCLAVE_MODELS", "[not json")
+    with pytest.raises(ConfigError, match="models"):
+        load_settings(cfg)
+
+
+def test_settings_round_trip_to_actors_without_rereading_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONCLAVE_ADMIN_KEY", "s3cret")
+    monkeypatch.setenv("CONCLAVE_MODELS", '[{"name": "m", "engine": "sim"}]')
+    monkeypatch.setenv("CONCLAVE_CONFIG", str(_toml(tmp_path / "c.toml", 3)))
+    s = load_settings()
+    assert s.models[0].name == "m" and s.workers == 3  # the variable wins over the file's models
+    assert isinstance(s.admin_key, SecretStr) and s.admin_key.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(s)
+    monkeypatch.setenv("CONCLAVE_WORKERS", "11")  # a replica's own environment must not change them
+    back = Settings.model_validate(s.model_dump())
+    assert back == s and back.workers == 3
+    assert isinstance(back.admin_key, SecretStr) and back.admin_key.get_secret_value() == "s3cret"
 
 
 def test_default_model_is_the_bundled_cpu_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

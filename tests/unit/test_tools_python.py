@@ -1,4 +1,6 @@
-"""The python sandbox: hostile code is stopped or refused with a clear error; files sync back."""
+"""The python sandbox: hostile code is stopped or refused with a clear error; files sync back.
+
+Confinement tests in ``test_python_sandbox.py``; these are the limits and the file round trip."""
 
 from __future__ import annotations
 
@@ -7,16 +9,18 @@ import pytest
 from conclave.core.workspace import Workspace
 from conclave.tools import ToolContext, ToolSettings
 from conclave.tools.base import ToolResult, execute
-from conclave.tools.python import PythonTool, probe_isolation
+from conclave.tools.python import PythonTool, SandboxUnavailable, probe_sandbox
 from conclave.tools.settings import PythonSettings
 
 
 @pytest.fixture
 async def sandbox() -> PythonTool:
-    iso = await probe_isolation()
-    if not iso.network:
-        pytest.skip(f"no network namespace on this machine: {iso.detail}")
-    return PythonTool(ToolSettings(python=PythonSettings(cpu_seconds=1, wall_seconds=4, max_output_bytes=4000)))
+    cfg = PythonSettings(cpu_seconds=1, wall_seconds=4, max_output_bytes=4000)
+    try:
+        await probe_sandbox(cfg)
+    except SandboxUnavailable as e:  # scripts/test.sh installs bubblewrap where it can
+        pytest.skip(str(e))
+    return PythonTool(ToolSettings(python=cfg))
 
 
 async def run(tool: PythonTool, code: str, ws: Workspace | None = None) -> ToolResult:
@@ -42,7 +46,9 @@ async def test_files_round_trip_and_links_stay_out(sandbox: PythonTool) -> None:
 
 
 async def test_an_endless_loop_hits_the_cpu_limit(sandbox: PythonTool) -> None:
-    r = await run(sandbox, "while True: pass")
+    # A generous wall clock: on a loaded machine 1 s of CPU can take many seconds to use up.
+    tool = PythonTool(ToolSettings(python=sandbox.cfg.model_copy(update={"wall_seconds": 120})))
+    r = await run(tool, "while True: pass")
     assert r.is_error and "CPU-time limit of 1 s" in r.content
 
 
@@ -64,12 +70,6 @@ async def test_forking_is_bounded(sandbox: PythonTool) -> None:
     assert r.is_error and "BlockingIOError" in r.content and "Resource temporarily unavailable" in r.content
 
 
-async def test_no_network_not_even_loopback(sandbox: PythonTool) -> None:
-    for host in ("127.0.0.1", "1.1.1.1"):
-        r = await run(sandbox, f"import socket; socket.create_connection(('{host}', 80), timeout=2)")
-        assert r.is_error and "Network is unreachable" in r.content
-
-
 async def test_output_is_capped(sandbox: PythonTool) -> None:
     r = await run(sandbox, "import sys\nwhile True: sys.stdout.write('x' * 1000)")
     assert r.is_error and "output passed the 4000-byte limit" in r.content
@@ -81,12 +81,7 @@ async def test_no_inherited_environment(sandbox: PythonTool, monkeypatch: pytest
     assert "SECRET_TOKEN" not in r.content and "PATH" in r.content
 
 
-async def test_refused_without_isolation_unless_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from conclave.tools import python as py
-
-    monkeypatch.setattr(py, "_isolation", py.Isolation((), False, False, "cannot create a network namespace (test)"))
-    r = await run(PythonTool(), "print(1)")
-    assert r.is_error and "cannot run here" in r.content and "allow_network" in r.content
+async def test_disabled_tool_refuses() -> None:
     disabled = PythonTool(ToolSettings(python=PythonSettings(enabled=False)))
     r = await run(disabled, "print(1)")
     assert r.is_error and "disabled" in r.content

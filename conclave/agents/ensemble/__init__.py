@@ -9,7 +9,7 @@ imported by the controller only when needed.
 """
 
 from .answer import answer_with_ensemble, flatten_for_ensemble
-from .components import Candidate, EnsembleState, Tally
+from .components import Candidate, EnsembleState
 from .config import (
     ComponentSpec,
     ConfigFileError,
@@ -28,7 +28,7 @@ from .coverage import CoverageReport, CurvePoint, ProblemResult, pass_at_k, repe
 from .drafting import draft_with_ensemble
 from .executor import EnsembleError, EnsembleResult, Executor, LayerResult, ModelResolver, run_ensemble
 from .library import builtin_names, load_named, resolve_ensemble
-from .scoring import Checker, CheckerError, Problem, Spend, checker_names, exact_match, register_checker
+from .scoring import Checker, CheckerError, Problem, checker_names, exact_match, register_checker
 from .serving import ensemble_chat
 
 __all__ = [
@@ -51,9 +51,7 @@ __all__ = [
     "ModelResolver",
     "Problem",
     "ProblemResult",
-    "Spend",
     "StrategySpec",
-    "Tally",
     "answer_with_ensemble",
     "builtin_names",
     "checker_names",

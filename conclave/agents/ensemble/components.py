@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from conclave.core.context import Metered
-from conclave.schema.chat import ChatChoice, ChatMessage, ChatRequest, ChatResponse
+from conclave.schema.chat import ChatChoice, ChatMessage, ChatRequest
 
 from . import parsing, prompts
 from .config import MAX_N, ComponentSpec
@@ -42,7 +42,6 @@ __all__ = [
     "Candidate",
     "ComponentOutput",
     "EnsembleState",
-    "Tally",
     "run_component",
     "run_generators",
     "stable_seed",
@@ -72,29 +71,6 @@ class EnsembleState(_Rec):
     unit_tests: list[str] = Field(default_factory=list)
 
 
-class Tally(_Rec):
-    """Usage of a set of calls, as the engines reported it."""
-
-    requests: int = 0
-    completions: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-
-    def add(self, response: ChatResponse) -> None:
-        u = response.usage
-        self.requests += 1
-        self.completions += len(response.choices)
-        self.prompt_tokens += u.prompt_tokens
-        self.completion_tokens += u.completion_tokens
-        self.cached_tokens += u.cached_tokens
-
-    def __iadd__(self, other: Tally) -> Tally:
-        for name in type(self).model_fields:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        return self
-
-
 def stable_seed(*parts: object) -> int:
     """A seed derived from its parts (run seed, layer, component, attempt), the same on every run."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
@@ -108,7 +84,6 @@ class Call:
     meter: Metered
     model: str
     spec: ComponentSpec
-    tally: Tally
     seed: int
     max_tokens_cap: int | None = None
     sequential: bool = False
@@ -134,7 +109,6 @@ class Call:
             seed=stable_seed(self.seed, salt),
         )
         response = await self.meter.chat(request, model=self.model)
-        self.tally.add(response)
         return list(response.choices)
 
     async def samples(self, messages: Sequence[ChatMessage], count: int, *, salt: object = 0) -> list[str]:

@@ -30,11 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conclave.core.context import Emitter, Metered
 from conclave.core.ledger import BudgetExhausted
+from conclave.schema import Usage
 
 from .components import stable_seed
 from .config import ComponentSpec, EnsembleConfig, LayerSpec
 from .executor import Executor, ModelResolver
-from .scoring import Checker, Problem, Spend, make_checker, recording, run_checker
+from .scoring import Checker, Problem, make_checker, recording, run_checker
 
 __all__ = [
     "CoverageReport",
@@ -64,7 +65,7 @@ class ProblemResult(_Rec):
     samples: int = Field(description="Samples drawn.")
     samples_planned: int
     scores: list[float] = Field(description="Checker score of each sample, in sample order.")
-    spend: Spend = Field(default_factory=Spend)
+    spend: Usage = Field(default_factory=Usage)
 
     @property
     def correct(self) -> int:
@@ -91,7 +92,7 @@ class CoverageReport(_Rec):
     coverage: float = Field(description="solved / evaluated (0 when nothing was evaluated).")
     coverage_ci95: tuple[float, float] = Field(description="Wilson 95% interval of coverage.")
     curve: list[CurvePoint]
-    spend: Spend
+    spend: Usage
     usd: float
     results: list[ProblemResult]
     incomplete: list[int] = Field(default_factory=list, description="Problems whose samples the budget cut.")
@@ -141,7 +142,7 @@ def report_of(
     detail: str | None = None,
 ) -> CoverageReport:
     """Figures over the problems that got all ``n`` samples; spend over every problem that ran."""
-    spend = Spend()
+    spend = Usage()
     for r in results:
         spend += r.spend
     full = sorted((r for r in results if r.samples == n), key=lambda r: r.index)
@@ -218,7 +219,7 @@ async def repeated_sampling(
     results: list[ProblemResult] = []
 
     async def sample(i: int, problem: Problem) -> dict[str, Any]:
-        spend = Spend()
+        spend = Usage()
         scoped = recording(meter.child(f"coverage/p{i}", stage="coverage", agent=f"p{i}"), spend)
         res = await Executor(config, problem.messages(), scoped, resolver=resolver, seed=stable_seed(seed, i)).run()
         if res.stop != "completed":  # pragma: no cover - one layer either completes or raises

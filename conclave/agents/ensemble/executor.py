@@ -23,10 +23,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conclave.core.context import Emitter, Metered
 from conclave.core.ledger import BudgetExhausted, enclosing
+from conclave.schema import Usage
 from conclave.schema.chat import ChatMessage
 
 from .components import (
@@ -35,14 +36,13 @@ from .components import (
     ComponentOutput,
     EnsembleState,
     Env,
-    Tally,
     gather_all,
     run_component,
     run_generators,
 )
 from .config import ComponentSpec, EnsembleConfig, Plan, plan
 from .prompts import with_unit_tests
-from .scoring import CheckerError, Problem, get_checker
+from .scoring import CheckerError, Problem, get_checker, recording
 
 __all__ = [
     "ComponentReport",
@@ -80,12 +80,27 @@ class ComponentReport(_Rec):
 
 
 class LayerResult(_Rec):
-    """The durable record of one finished layer (the value of step ``layer/<i>``)."""
+    """The durable record of one finished layer (the value of step ``layer/<i>``). ``usage`` is what
+    the ledger committed for the layer's calls."""
 
     index: int
     state: EnsembleState
-    usage: Tally
+    usage: Usage
     components: list[ComponentReport]
+
+    @field_validator("usage", mode="before")
+    @classmethod
+    def _recorded_tally(cls, v: Any) -> Any:
+        """A layer committed before usage was one type recorded ``requests``, ``prompt_tokens`` and
+        ``completion_tokens``; a run resumed across the upgrade replays it as the same ``Usage``."""
+        if isinstance(v, dict) and "requests" in v:
+            return Usage(
+                input_tokens=v.get("prompt_tokens", 0),
+                output_tokens=v.get("completion_tokens", 0),
+                cached_tokens=v.get("cached_tokens", 0),
+                model_calls=v.get("requests", 0),
+            )
+        return v
 
 
 class EnsembleResult(_Rec):
@@ -95,7 +110,7 @@ class EnsembleResult(_Rec):
     layers_total: int
     stop: Literal["completed", "budget_exhausted"] = "completed"
     detail: str | None = None
-    usage: Tally = Field(default_factory=Tally)
+    usage: Usage = Field(default_factory=Usage, description="What the ledger committed for every call.")
     layers: list[LayerResult] = Field(default_factory=list)
 
 
@@ -249,11 +264,11 @@ class Executor:
     async def run(self) -> EnsembleResult:
         state = EnsembleState()
         done: list[LayerResult] = []
-        usage = Tally()
+        usage = Usage()
         for i in range(len(self.config.layers)):
             if self._check_cancel is not None:
                 self._check_cancel()
-            live = Tally()
+            live = Usage()
             try:
                 result = await self._run_step(i, state, live)
             except BudgetExhausted as e:
@@ -273,7 +288,7 @@ class Executor:
         self,
         state: EnsembleState,
         done: list[LayerResult],
-        usage: Tally,
+        usage: Usage,
         *,
         stop: Literal["completed", "budget_exhausted"] = "completed",
         detail: str | None = None,
@@ -291,7 +306,7 @@ class Executor:
             layers=done,
         )
 
-    async def _run_step(self, i: int, state: EnsembleState, live: Tally) -> LayerResult:
+    async def _run_step(self, i: int, state: EnsembleState, live: Usage) -> LayerResult:
         async def body() -> LayerResult:
             return await self._layer(i, state, live)
 
@@ -301,7 +316,7 @@ class Executor:
         # A step runner that replays without the model hands back the recorded JSON.
         return value if isinstance(value, LayerResult) else LayerResult.model_validate(value)
 
-    async def _layer(self, i: int, prev: EnsembleState, tally: Tally) -> LayerResult:
+    async def _layer(self, i: int, prev: EnsembleState, usage: Usage) -> LayerResult:
         layer = self.config.layers[i]
         n_cand = len(prev.candidates)
         room = await _ledger_room(self.meter, [f"{self.meter.scope}/layer{i}"])
@@ -338,10 +353,9 @@ class Executor:
             assert model is not None
             meter = self.meter.child(f"layer{i}", stage=f"layer{i}/{spec.type}", agent=label)
             return Call(
-                meter=meter,
+                meter=recording(meter, usage),
                 model=model,
                 spec=spec,
-                tally=tally,
                 seed=self.seed,
                 max_tokens_cap=self.cap,
                 sequential=self.sequential,
@@ -390,7 +404,7 @@ class Executor:
             )
             for j, c in enumerate(layer.components)
         ]
-        result = LayerResult(index=i, state=state, usage=tally.model_copy(), components=reports)
+        result = LayerResult(index=i, state=state, usage=usage.model_copy(deep=True), components=reports)
         if self._emit is not None:
             await self._emit("ensemble.layer", _event(self.config.name, result))
         return result
@@ -425,9 +439,8 @@ def _event(name: str, r: LayerResult) -> dict[str, Any]:
         "layer": r.index,
         "candidates": len(r.state.candidates),
         "unit_tests": len(r.state.unit_tests),
-        "requests": r.usage.requests,
-        "completions": r.usage.completions,
-        "usage": {"prompt_tokens": r.usage.prompt_tokens, "completion_tokens": r.usage.completion_tokens},
+        "requests": r.usage.model_calls,
+        "usage": {"prompt_tokens": r.usage.input_tokens, "completion_tokens": r.usage.output_tokens},
         "components": [
             {
                 "type": c.type,

@@ -6,8 +6,8 @@ checker. Checkers are plain callables ``(response, problem) -> bool | float``; t
 config (JSON, YAML, an inline ensemble in a task) register it under a name first
 (``register_checker``), so a config can only name code the deployment chose to expose.
 
-``Spend`` is what calls cost as the ledger committed it: ``recording(meter, spend)`` gives a meter
-whose commit ops are summed into ``spend`` on their way to the run's commit sink, so the figures
+What calls cost is a ``Usage`` as the ledger committed it: ``recording(meter, usage)`` gives a meter
+whose commit ops are summed into ``usage`` on their way to the run's commit sink, so the figures
 are the ledger's own (engine-reported tokens, priced in pico-dollars), also inside a durable step
 whose ledger ops commit later.
 """
@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conclave.core.context import Metered
-from conclave.core.money import from_pico
-from conclave.schema import ChatMessageIn
+from conclave.core.pending import LedgerOp
+from conclave.schema import ChatMessageIn, Usage
 from conclave.schema.chat import ChatMessage
 
 from . import parsing
@@ -32,7 +32,6 @@ __all__ = [
     "Checker",
     "CheckerError",
     "Problem",
-    "Spend",
     "checker_names",
     "exact_match",
     "get_checker",
@@ -148,38 +147,11 @@ def run_checker(checker: Checker, response: str, problem: Problem) -> float:
     raise CheckerError(f"checker {name} returned {got!r}; a checker returns a bool or a score in [0, 1]")
 
 
-class Spend(BaseModel):
-    """Usage and price of a set of calls, as committed to the ledger."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
-    model_calls: int = 0
-    usd_pico: int = Field(default=0, description="Price in pico-dollars (1e-12 USD), exact as the ledger sums it.")
-
-    @property
-    def usd(self) -> float:
-        return from_pico(self.usd_pico)
-
-    @property
-    def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-    def add_used(self, used: Mapping[str, Any]) -> None:
-        for limit, value in used.items():
-            field = "usd_pico" if limit == "usd" else limit
-            if field in type(self).model_fields:
-                setattr(self, field, getattr(self, field) + int(value))
-
-    def __iadd__(self, other: Spend) -> Spend:
-        for name in type(self).model_fields:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        return self
-
-
-def recording(meter: Metered, spend: Spend) -> Metered:
+def recording(meter: Metered, usage: Usage) -> Metered:
     """A meter like ``meter`` (same ledger, scope, caps) whose committed usage is also summed into
-    ``spend``; its children record too."""
-    return meter.observed(lambda op: spend.add_used(op.used))
+    ``usage``; its children record too."""
+
+    def observe(op: LedgerOp) -> None:
+        usage.add(Usage.of_metrics(op.used))
+
+    return meter.observed(observe)

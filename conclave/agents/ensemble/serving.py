@@ -65,5 +65,5 @@ async def ensemble_chat(
                 finish_reason="stop" if result.stop == "completed" else "length",
             )
         ],
-        usage=CompletionUsage.of(u.prompt_tokens, u.completion_tokens, u.cached_tokens),
+        usage=CompletionUsage.of(u.input_tokens, u.output_tokens, u.cached_tokens),
     )

@@ -30,15 +30,16 @@ import functools
 import json
 import logging
 import threading
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from conclave.cluster.engine import Engine
+from conclave.cluster.engines.constrained import ToolMenu, bound_strings, strict_json, tool_call, tool_menu
+from conclave.cluster.engines.options import GenerationOptions
 from conclave.schema.chat import (
     AssistantMessage,
     ChatChoice,
@@ -49,13 +50,11 @@ from conclave.schema.chat import (
     ChatResponse,
     CompletionUsage,
     EngineError,
-    FunctionCall,
     FunctionDef,
-    ToolCall,
     new_completion_id,
 )
 
-__all__ = ["LlamaCppEngine", "LlamaCppOptions", "bound_strings"]
+__all__ = ["LlamaCppEngine", "LlamaCppOptions"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,26 +64,18 @@ _CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>'"
     " + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-_NO_TOOL = "none"
 
 
-class LlamaCppOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class LlamaCppOptions(GenerationOptions):
     model_path: str = Field(description="Path of a GGUF file.")
     n_threads: int = Field(default=1, ge=1, le=256, description="One per replica measured fastest (DESIGN.md).")
     n_ctx: int = Field(default=2048, ge=128)
     n_batch: int = Field(default=256, ge=8)
     chat_template: str | None = Field(default=None, description="Jinja chat template; default: the GGUF's own.")
-    default_max_tokens: int = Field(default=256, ge=1, description="When a request sets no max_tokens.")
-    seed: int = Field(default=0, description="Seed when a request sets none (deterministic by default).")
     temperature: float = Field(default=0.2, ge=0, le=2, description="When a request sets none.")
     top_k: int = Field(default=40, ge=0)
     min_p: float = Field(default=0.05, ge=0, le=1)
     repeat_penalty: float = Field(default=1.1, gt=0)
-    max_string_length: int = Field(
-        default=200, ge=1, description="maxLength given to free strings in tool arguments and JSON schemas."
-    )
     tool_args_max_tokens: int = Field(default=192, ge=16, description="Least token allowance for tool arguments.")
 
     @field_validator("model_path")
@@ -93,24 +84,6 @@ class LlamaCppOptions(BaseModel):
         if not Path(v).is_file():
             raise ValueError(f"no GGUF file at {v!r}")
         return v
-
-
-def bound_strings(schema: dict[str, Any], max_length: int) -> dict[str, Any]:
-    """A copy of ``schema`` in which every free string (no enum, const, pattern or format, no
-    maxLength) gets ``maxLength``: a small model otherwise keeps writing inside a string."""
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            node = {k: walk(v) for k, v in node.items()}
-            if node.get("type") == "string" and not {"enum", "const", "pattern", "format", "maxLength"} & node.keys():
-                node["maxLength"] = max_length
-            return node
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    out: dict[str, Any] = walk(schema)
-    return out
 
 
 def _messages(request: ChatRequest) -> list[dict[str, str]]:
@@ -170,7 +143,7 @@ class LlamaCppEngine(Engine):
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        self.options = options if isinstance(options, LlamaCppOptions) else LlamaCppOptions.model_validate(options)
+        self.options = LlamaCppOptions.of(options)
         self.name = name
         o = self.options
         self.llm: Any = Llama(
@@ -286,27 +259,18 @@ class LlamaCppEngine(Engine):
 
     def _tool_step(self, request: ChatRequest, seed: int, cancel: threading.Event) -> tuple[_Gen, FunctionDef | None]:
         """Step one of a tool call: which function (``None`` = answer in text, under ``auto``)."""
-        assert request.tools is not None
-        tools = {t.function.name: t.function for t in request.tools}
-        named = request.chosen_tool()
-        if named:
-            return _Gen("", "stop", 0, 0, 0), tools[named]
-        choices = list(tools) + ([_NO_TOOL] if request.tool_choice in (None, "auto") else [])
-        listing = ", ".join(f"{n} ({f.description})" if f.description else n for n, f in tools.items())
-        if _NO_TOOL in choices:
-            listing += f", or {_NO_TOOL} (no function needed)"
-        question = f"Which function fits the user's request? {listing}. Answer with the function name."
+        menu = tool_menu(request)
+        if not isinstance(menu, ToolMenu):
+            return _Gen("", "stop", 0, 0, 0), menu
+        question = f"{menu.question}. Answer with the function name."
         messages = [{"role": "system", "content": question}, *_messages(request)]
-        gbnf = "root ::= " + " | ".join(json.dumps(c) for c in choices)
+        gbnf = "root ::= " + " | ".join(json.dumps(c) for c in menu.names)
         job = self._job(request, messages, seed, grammar=self._grammar(gbnf, "gbnf"), max_tokens=32)
         job.cancel = cancel
         if request.temperature is None:
             job.sampling["temperature"] = 0.0
         gen = self._generate(job)
-        pick = gen.text.strip()
-        if pick == _NO_TOOL:
-            return gen, None
-        return gen, tools.get(pick, next(iter(tools.values())))
+        return gen, menu.pick(gen.text)
 
     def _sample(
         self, request: ChatRequest, seed: int, cancel: threading.Event
@@ -333,22 +297,15 @@ class LlamaCppEngine(Engine):
                 gen = self._generate(job)
                 usage = usage + CompletionUsage.of(gen.prompt, gen.completion, gen.cached)
                 try:
-                    # llama.cpp's JSON grammar admits raw control characters inside strings; accept
-                    # them and hand the caller strictly valid JSON.
-                    args = json.dumps(json.loads(gen.text, strict=False), ensure_ascii=False)
+                    args = strict_json(gen.text)
                 except ValueError:
                     if cancel.is_set():
                         break
                     logger.info("%s: tool arguments did not parse (try %d); retrying", self.name, attempt + 1)
                     continue
-                call = ToolCall(id=f"call_{uuid.uuid4().hex[:16]}", function=FunctionCall(name=fn.name, arguments=args))
-                return AssistantMessage(content=None, tool_calls=[call]), "tool_calls", usage
-            call = ToolCall(id=f"call_{uuid.uuid4().hex[:16]}", function=FunctionCall(name=fn.name, arguments=gen.text))
-            return (
-                AssistantMessage(content=None, tool_calls=[call]),
-                "cancelled" if cancel.is_set() else "length",
-                usage,
-            )
+                return AssistantMessage(content=None, tool_calls=[tool_call(fn.name, args)]), "tool_calls", usage
+            finish = "cancelled" if cancel.is_set() else "length"
+            return AssistantMessage(content=None, tool_calls=[tool_call(fn.name, gen.text)]), finish, usage
         job = self._text_job(request, messages, seed)
         job.cancel = cancel
         gen = self._generate(job)
@@ -381,6 +338,13 @@ class LlamaCppEngine(Engine):
                 await _drain(task)
                 raise
 
+    def _failure(self, err: Exception) -> EngineError:
+        """A generation's exception as the engine's error: llama.cpp's own checks (a prompt longer
+        than ``n_ctx``) raise ``ValueError``, the request's fault; anything else is the engine's."""
+        if isinstance(err, ValueError):
+            return EngineError(f"{self.name}: {err}", status=400)
+        return EngineError(f"{self.name}: generation failed: {type(err).__name__}: {err}")
+
     def _seed(self, request: ChatRequest) -> int:
         return request.seed if request.seed is not None else self.options.seed
 
@@ -397,10 +361,8 @@ class LlamaCppEngine(Engine):
                 )
             except EngineError:
                 raise
-            except ValueError as e:  # llama.cpp's own checks, e.g. a prompt longer than n_ctx
-                raise EngineError(f"{self.name}: {e}", status=400) from e
             except Exception as e:
-                raise EngineError(f"{self.name}: generation failed: {type(e).__name__}: {e}") from e
+                raise self._failure(e) from e
             choices.append(ChatChoice(index=i, message=msg, finish_reason=finish))  # type: ignore[arg-type]
             usage = usage + u
         return ChatResponse(model=self.name, choices=choices, usage=usage)
@@ -477,10 +439,8 @@ class LlamaCppEngine(Engine):
                     gen = task.result()
                 except EngineError:
                     raise
-                except ValueError as e:
-                    raise EngineError(f"{self.name}: {e}", status=400) from e
                 except Exception as e:
-                    raise EngineError(f"{self.name}: generation failed: {type(e).__name__}: {e}") from e
+                    raise self._failure(e) from e
                 yield ChatChunk(
                     id=cid,
                     model=self.name,

@@ -1,31 +1,31 @@
 """``openai_http``: any OpenAI-compatible chat endpoint (``vllm serve``, llama.cpp's server, a hosted
 API, another Conclave) over httpx.
 
-Retries: 429 and 5xx answers, timeouts and refused connections are retried with exponential backoff,
-honouring ``Retry-After`` (seconds or an HTTP date) up to ``max_retry_after_s``; after the last try
-the error is raised as a *retryable* ``EngineError`` so the pool may still try another replica.
-Other 4xx answers are the request's fault and are raised at once with the server's message and
-status. Usage is the server's own; when streaming, the engine always asks for
-``stream_options.include_usage`` so the final chunk carries it. A server that still sends no usage
-gets an estimate (4 characters a token), logged as such, so that budgets are never charged zero.
+Failures: 408/409/429 and 5xx answers, timeouts and refused connections are raised at once as
+*retryable* ``EngineError``s carrying the server's ``Retry-After`` (seconds or an HTTP date), for
+the router to retry under the model's policy (``cluster/retry.py``; the engine itself never retries,
+so tries do not multiply). Other 4xx answers are the request's fault and are raised with the
+server's message and status, not retryable. Usage is the server's own; when streaming, the engine
+always asks for ``stream_options.include_usage`` so the final chunk carries it. A server that still
+sends no usage gets an estimate (4 characters a token), logged as such, so that budgets are never
+charged zero.
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from conclave.cluster.engine import Engine
+from conclave.cluster.engines.options import EngineOptions
 from conclave.schema.chat import (
     AssistantMessage,
     ChatChoice,
@@ -48,10 +48,8 @@ logger = logging.getLogger(__name__)
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
-class OpenAIHttpOptions(BaseModel):
-    """Where the endpoint is and how patiently to talk to it."""
-
-    model_config = ConfigDict(extra="forbid")
+class OpenAIHttpOptions(EngineOptions):
+    """Where the endpoint is and how long to wait for it (how often to retry is the model's ``retry``)."""
 
     base_url: str = Field(description="Base URL including the version, e.g. http://127.0.0.1:8001/v1.")
     model: str | None = Field(default=None, description="Model name at the endpoint; default: the spec's name.")
@@ -61,9 +59,6 @@ class OpenAIHttpOptions(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
     timeout_s: float = Field(default=600.0, gt=0, description="Read timeout per request (long generations).")
     connect_timeout_s: float = Field(default=10.0, gt=0)
-    max_retries: int = Field(default=3, ge=0, le=20, description="Retries after the first try.")
-    backoff_s: float = Field(default=0.5, ge=0, description="First retry pause; doubles each try, with jitter.")
-    max_retry_after_s: float = Field(default=60.0, ge=0, description="Cap on a server's Retry-After.")
     max_connections: int = Field(default=64, ge=1)
 
     @field_validator("base_url")
@@ -201,7 +196,7 @@ class OpenAIHttpEngine(Engine):
     provider = "openai"
 
     def __init__(self, options: OpenAIHttpOptions | dict[str, Any], *, name: str = "openai_http") -> None:
-        self.options = options if isinstance(options, OpenAIHttpOptions) else OpenAIHttpOptions.model_validate(options)
+        self.options = OpenAIHttpOptions.of(options)
         self.name = name
         self.remote_model = self.options.model or name
         self._client: httpx.AsyncClient | None = None
@@ -239,45 +234,28 @@ class OpenAIHttpEngine(Engine):
             body["stream_options"] = {"include_usage": True}
         return body
 
-    def _pause(self, attempt: int, response: httpx.Response | None) -> float:
-        after = _retry_after(response) if response is not None else None
-        if after is not None:
-            return min(after, self.options.max_retry_after_s)
-        base = self.options.backoff_s * 2**attempt
-        return base * (0.5 + random.random() / 2)
-
     async def _send(self, body: dict[str, Any], *, stream: bool) -> httpx.Response:
-        """POST with retries; returns a 2xx response (streaming responses still open)."""
+        """POST once; returns a 2xx response (a streaming one still open), else raises ``EngineError``."""
         headers = self._headers()
-        last = ""
-        for attempt in range(self.options.max_retries + 1):
-            response: httpx.Response | None = None
-            try:
-                req = self.client.build_request("POST", "/chat/completions", json=body, headers=headers)
-                response = await self.client.send(req, stream=stream)
-            except (httpx.TimeoutException, httpx.TransportError) as e:
-                last = f"{type(e).__name__}: {e}"
-            else:
-                if response.status_code < 400:
-                    return response
-                if stream:
-                    await response.aread()
-                    await response.aclose()
-                message = _server_message(response)
-                if response.status_code not in _RETRY_STATUSES:
-                    raise EngineError(
-                        f"{self.name}: {self.options.base_url} answered {response.status_code}: {message}",
-                        status=response.status_code,
-                    )
-                last = f"HTTP {response.status_code}: {message}"
-            if attempt < self.options.max_retries:
-                pause = self._pause(attempt, response)
-                logger.warning("%s: %s; retry %d in %.2fs", self.name, last, attempt + 1, pause)
-                await asyncio.sleep(pause)
+        where = f"{self.name}: {self.options.base_url}"
+        try:
+            req = self.client.build_request("POST", "/chat/completions", json=body, headers=headers)
+            response = await self.client.send(req, stream=stream)
+        except (httpx.TimeoutException, httpx.TransportError) as e:
+            raise EngineError(f"{where} failed: {type(e).__name__}: {e}", retryable=True, status=503) from e
+        if response.status_code < 400:
+            return response
+        if stream:
+            await response.aread()
+            await response.aclose()
+        message = _server_message(response)
+        if response.status_code not in _RETRY_STATUSES:
+            raise EngineError(f"{where} answered {response.status_code}: {message}", status=response.status_code)
         raise EngineError(
-            f"{self.name}: {self.options.base_url} failed after {self.options.max_retries + 1} tries: {last}",
+            f"{where} answered {response.status_code}: {message}",
             retryable=True,
-            status=503,
+            status=response.status_code,
+            retry_after_s=_retry_after(response),
         )
 
     # -- Engine ---------------------------------------------------------------------------------------

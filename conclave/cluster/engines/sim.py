@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from conclave.cluster.engine import Engine
+from conclave.cluster.engines.options import EngineOptions
 from conclave.schema.chat import (
     AssistantMessage,
     ChatChoice,
@@ -60,7 +61,7 @@ class SimReply(_Opts):
     finish_reason: Literal["stop", "length", "tool_calls"] | None = None
 
 
-class SimOptions(_Opts):
+class SimOptions(EngineOptions):
     """How the simulated model behaves.
 
     Modes: ``echo`` answers with the last message; ``script`` plays ``replies`` in order, one per
@@ -114,7 +115,7 @@ class SimEngine(Engine):
     provider = "sim"
 
     def __init__(self, options: SimOptions | dict[str, Any] | None = None, *, name: str = "sim") -> None:
-        self.options = options if isinstance(options, SimOptions) else SimOptions.model_validate(options or {})
+        self.options = SimOptions.of(options)
         self.name = name
         self._rng = random.Random(self.options.seed)
         self.calls = 0

@@ -16,15 +16,16 @@ install it. vLLM batches concurrent requests itself, so, unlike llama.cpp, no lo
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from conclave.cluster.engine import Engine
+from conclave.cluster.engines.constrained import ToolMenu, bound_strings, strict_json, tool_call, tool_menu
+from conclave.cluster.engines.options import GenerationOptions
 from conclave.schema.chat import (
     AssistantMessage,
     ChatChoice,
@@ -35,14 +36,26 @@ from conclave.schema.chat import (
     ChatResponse,
     CompletionUsage,
     EngineError,
-    FunctionCall,
     FunctionDef,
-    ToolCall,
     new_completion_id,
 )
 
-if TYPE_CHECKING:
-    from conclave.cluster.config import ModelSpec
+
+class Placed(Protocol):
+    """What placing a vLLM replica needs from its model's spec (``cluster.config.ModelSpec`` has it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def options(self) -> Mapping[str, Any]: ...
+
+    @property
+    def num_cpus(self) -> float: ...
+
+    @property
+    def num_gpus(self) -> float: ...
+
 
 __all__ = ["VllmEngine", "VllmOptions", "serve_options", "vllm_available"]
 
@@ -64,17 +77,14 @@ _RESERVED = {
     "download_dir",
     "distributed_executor_backend",
 }
-_NO_TOOL = "none"
 
 
 def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-class VllmOptions(BaseModel):
+class VllmOptions(GenerationOptions):
     """vLLM engine options; ``engine_kwargs`` passes anything else to ``AsyncEngineArgs``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, description="Hugging Face id or local directory of the weights.")
     tokenizer: str | None = None
@@ -86,10 +96,10 @@ class VllmOptions(BaseModel):
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
     quantization: str | None = None
     max_num_seqs: int | None = Field(default=None, ge=1)
-    seed: int = 0
     trust_remote_code: bool = False
     download_dir: str | None = None
-    default_max_tokens: int = Field(default=512, ge=1)
+    # Larger models than the CPU default: longer answers and strings by default.
+    default_max_tokens: int = Field(default=512, ge=1, description="When a request sets no max_tokens.")
     max_string_length: int = Field(default=500, ge=1, description="maxLength for free strings in tool arguments.")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="More AsyncEngineArgs fields.")
 
@@ -128,7 +138,7 @@ class VllmOptions(BaseModel):
         return args
 
 
-def serve_options(spec: ModelSpec) -> dict[str, Any]:
+def serve_options(spec: Placed) -> dict[str, Any]:
     """Serve deployment options a vLLM model needs beyond the generic ones: its GPUs, and for more
     than one GPU a placement group holding the replica (CPU only) and one bundle per worker."""
     opts = VllmOptions.model_validate(spec.options)
@@ -163,7 +173,7 @@ class VllmEngine(Engine):
     provider = "vllm"
 
     def __init__(self, options: VllmOptions | dict[str, Any], *, name: str = "vllm") -> None:
-        self.options = options if isinstance(options, VllmOptions) else VllmOptions.model_validate(options)
+        self.options = VllmOptions.of(options)
         self.name = name
         if not vllm_available():
             raise EngineError(
@@ -247,29 +257,19 @@ class VllmEngine(Engine):
         return {"type": "object"}
 
     async def _tool_choice(self, request: ChatRequest, seed: int | None) -> tuple[FunctionDef | None, CompletionUsage]:
-        assert request.tools is not None
-        tools = {t.function.name: t.function for t in request.tools}
-        named = request.chosen_tool()
-        if named:
-            return tools[named], CompletionUsage.of(0, 0)
-        names = list(tools) + ([_NO_TOOL] if request.tool_choice in (None, "auto") else [])
-        listing = ", ".join(f"{n} ({f.description})" if f.description else n for n, f in tools.items())
-        question = f"Which function fits the user's request? {listing}"
-        if _NO_TOOL in names:
-            question += f", or {_NO_TOOL} (no function needed)"
-        prompt = await self._prompt([{"role": "system", "content": question + "."}, *_messages(request)])
+        menu = tool_menu(request)
+        if not isinstance(menu, ToolMenu):
+            return menu, CompletionUsage.of(0, 0)
+        prompt = await self._prompt([{"role": "system", "content": menu.question + "."}, *_messages(request)])
         pick = ChatRequest(messages=request.messages, max_tokens=16, temperature=request.temperature or 0.0)
-        out = await self._run(prompt, self._params(pick, n=1, seed=seed, choice=names))
-        name = out.outputs[0].text.strip()
-        return (None if name == _NO_TOOL else tools.get(name, next(iter(tools.values())))), self._usage(out)
+        out = await self._run(prompt, self._params(pick, n=1, seed=seed, choice=menu.names))
+        return menu.pick(out.outputs[0].text), self._usage(out)
 
     # -- Engine ---------------------------------------------------------------------------------------
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """Text or JSON: one generation with ``n`` samples (vLLM batches them). A tool call: the
         function is chosen under a ``choice`` constraint, then its arguments are generated under
         the function's JSON schema, as in the llama.cpp engine."""
-        from conclave.cluster.engines.llamacpp import bound_strings
-
         seed = request.seed if request.seed is not None else self.options.seed
         usage = CompletionUsage.of(0, 0)
         choices: list[ChatChoice] = []
@@ -292,14 +292,11 @@ class VllmEngine(Engine):
                 usage = usage + self._usage(out)
                 text = out.outputs[0].text
                 try:
-                    args = json.dumps(json.loads(text, strict=False), ensure_ascii=False)
-                    finish = "tool_calls"
+                    args, finish = strict_json(text), "tool_calls"
                 except ValueError:
                     args, finish = text, "length"
-                call = ToolCall(id=f"call_{uuid.uuid4().hex[:16]}", function=FunctionCall(name=fn.name, arguments=args))
-                choices.append(
-                    ChatChoice(index=i, message=AssistantMessage(tool_calls=[call]), finish_reason=finish)  # type: ignore[arg-type]
-                )
+                message = AssistantMessage(tool_calls=[tool_call(fn.name, args)])
+                choices.append(ChatChoice(index=i, message=message, finish_reason=finish))  # type: ignore[arg-type]
             return ChatResponse(model=self.name, choices=choices, usage=usage)
         prompt = await self._prompt(_messages(request))
         out = await self._run(prompt, self._params(request, n=request.n, seed=seed, json_schema=self._schema(request)))

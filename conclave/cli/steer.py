@@ -1,47 +1,42 @@
 """``conclave threads …``, ``conclave approvals …``, ``conclave runs pause|resume|steps|fork``, and the
 approval prompt of ``conclave submit --follow`` — over the SDK (``client.threads``, ``client.approvals``).
 
-``register(subparsers, runs_subparsers)`` adds the commands; each sets ``fn`` (parsed arguments → exit
-code) like every other command. ``prompt_approvals`` asks about a waiting run's pending calls on the
-terminal (or whatever feeds stdin) and records each answer; it returns False when nobody is there to
-answer (end of input), so a follow can stop instead of waiting for ever.
+``register(subparsers)`` adds ``threads`` and ``approvals``; ``register_runs(runs)`` adds the steering
+commands to ``conclave runs`` (``runs.py`` calls it). ``prompt_approvals`` asks about a waiting run's
+pending calls on the terminal (or whatever feeds stdin) and records each answer; it returns False when
+nobody is there to answer (end of input), so a follow can stop instead of waiting for ever.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-__all__ = ["prompt_approvals", "register"]
+from conclave.schema import Decision
+from conclave.sdk import Client
 
-out = Console()
-err = Console(stderr=True)
+from .common import Exit, Subparsers, add_client_options, client, err, out, print_json
 
-#: The exit code of a run that ended otherwise than succeeded (as ``conclave.cli``'s).
-_NOT_OK = 1
+__all__ = ["prompt_approvals", "register", "register_runs"]
 
 Ask = Callable[[str], str]
 
+_DECISIONS: dict[str, Decision] = {"approve": "approve", "deny": "deny", "edit": "edit"}
 
-def _client(args: argparse.Namespace) -> Any:
-    from conclave.sdk import Client
 
-    url = args.url or os.environ.get("CONCLAVE_URL") or "http://127.0.0.1:8000"
-    return Client(url, api_key=getattr(args, "api_key", None))
+def _client(args: argparse.Namespace) -> Client:
+    return client(args)
 
 
 def _json(obj: Any) -> None:
     if isinstance(obj, list):
-        sys.stdout.write(json.dumps([o.model_dump(mode="json") for o in obj], indent=2) + "\n")
+        print_json([o.model_dump(mode="json") for o in obj])
     else:
-        sys.stdout.write(obj.model_dump_json(indent=2) + "\n")
+        print_json(obj)
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
@@ -72,7 +67,7 @@ def _ask(prompt: str) -> str:
     return input()
 
 
-def prompt_approvals(c: Any, run_id: str, *, ask: Ask = _ask) -> bool:
+def prompt_approvals(c: Client, run_id: str, *, ask: Ask = _ask) -> bool:
     """Ask about every pending call of ``run_id`` and send each decision. False when input ended
     before the run's calls were all decided (nobody is there to answer)."""
     from conclave.sdk import Conflict, ValidationError
@@ -81,7 +76,7 @@ def prompt_approvals(c: Any, run_id: str, *, ask: Ask = _ask) -> bool:
     for a in pending:
         err.print(f"run {run_id} waits: {_describe(a)}", highlight=False)
         while True:
-            decision: str
+            decision: Decision
             kw: dict[str, Any]
             try:
                 if a.kind == "question":
@@ -176,7 +171,7 @@ def cmd_threads_send(args: argparse.Namespace) -> int:
             out.print(f"{run.id} ({res.result}): {run.status.value}", highlight=False)
             if args.wait and run.output:
                 out.print(run.output, markup=False)
-        return 0 if not args.wait or run.status.value == "succeeded" else _NOT_OK
+        return 0 if not args.wait or run.status.value == "succeeded" else Exit.RUN_NOT_OK
 
 
 def cmd_runs_control(args: argparse.Namespace) -> int:
@@ -204,7 +199,7 @@ def cmd_runs_fork(args: argparse.Namespace) -> int:
         if args.wait:
             run = c.runs.wait(run.id, timeout=args.timeout)
         _json(run) if args.json else out.print(f"{run.id}: {run.status.value}", highlight=False)
-        return 0 if not args.wait or run.status.value == "succeeded" else _NOT_OK
+        return 0 if not args.wait or run.status.value == "succeeded" else Exit.RUN_NOT_OK
 
 
 def cmd_approvals_ls(args: argparse.Namespace) -> int:
@@ -221,7 +216,7 @@ def cmd_approvals_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_approvals_decide(args: argparse.Namespace) -> int:
-    decision = {"approve": "approve", "deny": "deny", "edit": "edit"}[args.decision]
+    decision: Decision = _DECISIONS[args.decision]
     kw: dict[str, Any] = {"reason": args.reason}
     if decision == "approve":
         kw["answer"] = args.answer
@@ -236,12 +231,9 @@ def cmd_approvals_decide(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    runs: argparse._SubParsersAction[argparse.ArgumentParser],
-    client_opts: Callable[[argparse.ArgumentParser], None],
-) -> None:
-    """Add ``threads`` and ``approvals`` to ``sub`` and pause/resume/steps/fork to ``runs``."""
+def register(sub: Subparsers) -> None:
+    """``conclave threads …`` and ``conclave approvals …``."""
+    client_opts = add_client_options
     th = sub.add_parser("threads", help="conversations over several runs").add_subparsers(dest="th_cmd", required=True)
     p = th.add_parser("create", help="create a thread")
     p.add_argument("--id", help="its id (made when not given)")
@@ -267,6 +259,28 @@ def register(
     for q in th.choices.values():
         client_opts(q)
 
+    ap = sub.add_parser("approvals", help="calls waiting for a person").add_subparsers(dest="ap_cmd", required=True)
+    p = ap.add_parser("list", help="pending approvals (all with --all)")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--run", help="one run's")
+    p.set_defaults(fn=cmd_approvals_ls)
+    client_opts(p)
+    for decision in ("approve", "deny", "edit"):
+        p = ap.add_parser(decision, help=f"{decision} a pending call")
+        p.add_argument("run_id")
+        p.add_argument("approval_id")
+        p.add_argument("--reason")
+        if decision == "approve":
+            p.add_argument("--answer", help="the answer to an ask_human question")
+        if decision == "edit":
+            p.add_argument("--arguments", required=True, help="the call's new arguments (JSON)")
+        p.set_defaults(fn=cmd_approvals_decide, decision=decision)
+        client_opts(p)
+
+
+def register_runs(runs: Subparsers) -> None:
+    """``conclave runs pause|resume|steps|fork`` (``runs.py`` hands its ``runs`` group over)."""
+    client_opts = add_client_options
     for action in ("pause", "resume"):
         p = runs.add_parser(action, help=f"{action} a run")
         p.add_argument("run_id")
@@ -285,21 +299,3 @@ def register(
     p.add_argument("--timeout", type=float)
     p.set_defaults(fn=cmd_runs_fork)
     client_opts(p)
-
-    ap = sub.add_parser("approvals", help="calls waiting for a person").add_subparsers(dest="ap_cmd", required=True)
-    p = ap.add_parser("list", help="pending approvals (all with --all)")
-    p.add_argument("--all", action="store_true")
-    p.add_argument("--run", help="one run's")
-    p.set_defaults(fn=cmd_approvals_ls)
-    client_opts(p)
-    for decision in ("approve", "deny", "edit"):
-        p = ap.add_parser(decision, help=f"{decision} a pending call")
-        p.add_argument("run_id")
-        p.add_argument("approval_id")
-        p.add_argument("--reason")
-        if decision == "approve":
-            p.add_argument("--answer", help="the answer to an ask_human question")
-        if decision == "edit":
-            p.add_argument("--arguments", required=True, help="the call's new arguments (JSON)")
-        p.set_defaults(fn=cmd_approvals_decide, decision=decision)
-        client_opts(p)

@@ -1,5 +1,5 @@
-"""Money in the ledger: integer pico-dollars (1e-12 USD), so that sums in the store are exact. Conversions
-round up, so a cap is never undercounted."""
+"""Money as the ledger counts it: integer pico-dollars (1e-12 USD), so that sums in the store are exact.
+Conversions round up, so a cap is never undercounted."""
 
 from __future__ import annotations
 

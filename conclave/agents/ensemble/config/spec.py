@@ -1,4 +1,4 @@
-"""Ensemble configurations: Archon's JSON format as published, and Conclave's validated superset.
+"""The schema of an ensemble config: Archon's JSON format as published, and Conclave's validated superset.
 
 Archon describes an ensemble as ``{"name": ..., "layers": [...]}`` where each layer is a list of
 components (``{"type": "generator", "model": ..., "model_type": ..., "temperature": ...,
@@ -18,38 +18,24 @@ Conclave serves) and ``default_model`` (for names the map does not cover); a ``v
 
 from __future__ import annotations
 
-import json
-import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "ALIASES",
+    "CALL_FREE",
     "COMPONENT_TYPES",
+    "NEEDS_CANDIDATES",
     "PROVIDERS",
     "ComponentSpec",
-    "ConfigFileError",
-    "EnsembleCheck",
+    "ComponentType",
     "EnsembleConfig",
     "LayerBudget",
-    "LayerPlan",
     "LayerSpec",
-    "Plan",
     "StrategySpec",
-    "format_errors",
-    "load_config",
-    "load_file",
-    "parse_config",
-    "plan",
-    "validate_file",
-    "validate_paths",
 ]
-
-log = logging.getLogger(__name__)
 
 ComponentType = Literal[
     "generator",
@@ -62,17 +48,7 @@ ComponentType = Literal[
     "voter",
     "checker",
 ]
-COMPONENT_TYPES: tuple[str, ...] = (
-    "generator",
-    "critic",
-    "ranker",
-    "fuser",
-    "verifier",
-    "unit_test_generator",
-    "unit_test_evaluator",
-    "voter",
-    "checker",
-)
+COMPONENT_TYPES: tuple[str, ...] = get_args(ComponentType)
 
 #: ``model_type`` values Archon's configs use (``""`` = unspecified, as its PairRM rankers have),
 #: plus ``conclave`` for a model Conclave serves under that very name.
@@ -90,10 +66,10 @@ PROVIDERS: tuple[str, ...] = (
 )
 
 #: Archon's misspelling, accepted with a warning.
-_ALIASES = {"length_contorl": "length_control"}
+ALIASES = {"length_contorl": "length_control"}
 
 #: Components that read the previous layer's candidates and need at least one.
-_NEEDS_CANDIDATES = ("critic", "ranker", "fuser", "verifier", "unit_test_evaluator", "voter", "checker")
+NEEDS_CANDIDATES = ("critic", "ranker", "fuser", "verifier", "unit_test_evaluator", "voter", "checker")
 
 #: Components that make no model call.
 CALL_FREE = ("voter", "checker")
@@ -167,7 +143,7 @@ class ComponentSpec(_Strict):
     @classmethod
     def _aliases(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            for wrong, right in _ALIASES.items():
+            for wrong, right in ALIASES.items():
                 if wrong in data:
                     data = dict(data)
                     value = data.pop(wrong)
@@ -337,299 +313,3 @@ class EnsembleConfig(_Strict):
                 if c.model:
                     seen.setdefault(c.model, None)
         return list(seen)
-
-
-# ------------------------------------------------------------------------------------------------
-# Errors and loading
-# ------------------------------------------------------------------------------------------------
-
-
-class ConfigFileError(ValueError):
-    """A config that cannot be loaded; the message names the file and where in it."""
-
-
-def _loc(loc: Sequence[int | str]) -> str:
-    """``("layers", 2, "components", 0, "tmperature")`` → ``layers[2][0].tmperature``."""
-    out = ""
-    parts = list(loc)
-    i = 0
-    while i < len(parts):
-        p = parts[i]
-        if isinstance(p, int):
-            out += f"[{p}]"
-        elif p == "components" and i > 0 and isinstance(parts[i - 1], int) and i + 1 < len(parts):
-            pass  # a layer's component list is indexed directly, as in Archon's files
-        elif p in ("function-after[_coherent()]", "function-before[_aliases()]"):
-            pass
-        else:
-            out += f".{p}" if out else str(p)
-        i += 1
-    return out or "(root)"
-
-
-def format_errors(err: ValidationError, source: str | None = None) -> str:
-    """One line per problem, naming its path in the file: ``f.json: layers[2][0].tmperature: unknown field``."""
-    lines = []
-    for e in err.errors():
-        where = _loc(e["loc"])
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field"
-        else:
-            msg = str(e["msg"]).removeprefix("Value error, ")
-        got = e.get("input")
-        got_s = (
-            f" (got {got!r})" if isinstance(got, str | int | float | bool) and e["type"] != "extra_forbidden" else ""
-        )
-        head = "" if where == "(root)" and msg.startswith("layers[") else f"{where}: "
-        lines.append(f"{source + ': ' if source else ''}{head}{msg}{got_s}")
-    return "\n".join(lines)
-
-
-def _warnings_of(raw: Any) -> list[str]:
-    """Warnings about a raw config that still loads (today: Archon's known misspelling)."""
-    out: list[str] = []
-    layers = raw.get("layers") if isinstance(raw, dict) else None
-    if not isinstance(layers, list):
-        return out
-    for i, layer in enumerate(layers):
-        comps: Any = layer
-        if isinstance(layer, dict):
-            comps = layer.get("models", layer.get("components", [layer]))
-        if not isinstance(comps, list):
-            continue
-        for j, c in enumerate(comps):
-            if isinstance(c, dict):
-                for wrong, right in _ALIASES.items():
-                    if wrong in c:
-                        out.append(f"layers[{i}][{j}].{wrong}: misspelling of {right!r}, read as {right}")
-    return out
-
-
-def parse_config(raw: Any, source: str | None = None) -> tuple[EnsembleConfig, list[str]]:
-    """Validate a config already parsed from JSON/YAML (or built in Python). Returns the config and
-    its warnings; raises ``ConfigFileError`` with one line per problem."""
-    if not isinstance(raw, dict):
-        raise ConfigFileError(
-            f"{source + ': ' if source else ''}an ensemble config is a JSON object, got {type(raw).__name__}"
-        )
-    try:
-        cfg = EnsembleConfig.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigFileError(format_errors(e, source)) from None
-    warnings = _warnings_of(raw)
-    for j, c in enumerate(cfg.layers[0].components):
-        if c.type in _NEEDS_CANDIDATES:
-            warnings.append(f"layers[0][{j}]: a {c.type} in the first layer has no candidates to read; it does nothing")
-    for w in warnings:
-        log.warning("%s: %s", source or cfg.name, w)
-    return cfg, warnings
-
-
-def _read(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigFileError(f"{path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigFileError(f"{path}: not UTF-8 text: {e}") from None
-    if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            raise ConfigFileError(f"{path}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigFileError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-
-
-def load_file(path: str | Path) -> tuple[EnsembleConfig, list[str]]:
-    """Load and validate one config file (JSON, or YAML by suffix)."""
-    p = Path(path)
-    return parse_config(_read(p), str(p))
-
-
-def load_config(path: str | Path) -> EnsembleConfig:
-    return load_file(path)[0]
-
-
-# ------------------------------------------------------------------------------------------------
-# Static plan: model calls and critical-path rounds
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LayerPlan:
-    """What one layer will do, with candidate counts as upper bounds (verifiers may keep fewer)."""
-
-    completions: int  # completions drawn (Archon issues each as one call)
-    requests: int  # requests Conclave sends (samples of one prompt batched with ``n``)
-    rounds: int  # calls one after another on the layer's critical path
-    candidates_out: int
-    output_tokens: int = 0  # worst case: every call writes max_tokens
-
-
-@dataclass
-class Plan:
-    layers: list[LayerPlan] = field(default_factory=list)
-
-    @property
-    def total_model_calls(self) -> int:
-        return sum(lp.completions for lp in self.layers)
-
-    @property
-    def total_requests(self) -> int:
-        return sum(lp.requests for lp in self.layers)
-
-    @property
-    def output_tokens(self) -> int:
-        return sum(lp.output_tokens for lp in self.layers)
-
-    @property
-    def critical_path_rounds(self) -> int:
-        return sum(lp.rounds for lp in self.layers)
-
-
-#: Most samples one request carries (the OpenAI ``n`` limit of ``ChatRequest``).
-MAX_N = 128
-
-
-def _batches(samples: int) -> int:
-    return -(-samples // MAX_N)
-
-
-def plan(
-    cfg: EnsembleConfig,
-    *,
-    samples: Mapping[int, Sequence[int]] | None = None,
-    start: int = 0,
-    n_cand: int = 0,
-    cap: int | None = None,
-) -> Plan:
-    """The calls a config makes when every parse succeeds, every candidate passes the verifier and
-    the voter, and the unit-test generator writes ``unit_test_cap`` tests (so candidate counts and
-    calls are upper bounds, retries aside). ``samples`` overrides per-component samples of the layers
-    it names; ``start`` and ``n_cand`` plan the rest of a run from a layer on; ``cap`` caps every
-    call's ``max_tokens`` (for ``output_tokens``, the worst case)."""
-    out = Plan()
-    for i in range(start, len(cfg.layers)):
-        layer = cfg.layers[i]
-        completions = requests = rounds = tokens = 0
-        produced: list[int] = []
-        batched: dict[tuple[str, float, int, bool], int] = {}
-        for j, c in enumerate(layer.components):
-            s = samples[i][j] if samples is not None and i in samples else c.samples
-            mt = min(c.max_tokens, cap) if cap else c.max_tokens
-            calls = 0
-            if c.type == "generator":
-                calls = s
-                if c.first_finish:
-                    requests += s
-                    produced.append(1)
-                else:
-                    key = (c.model or "", c.temperature, c.max_tokens, c.no_system)
-                    batched[key] = batched.get(key, 0) + s
-                    produced.append(s)
-                rounds = max(rounds, 1)
-            elif c.type == "unit_test_generator":
-                calls = 1
-                requests += 1
-                rounds = max(rounds, 1)
-            elif not n_cand:
-                continue  # a judge with nothing to judge makes no call
-            elif c.type == "fuser":
-                calls = s
-                requests += _batches(s)
-                produced.append(s)
-                rounds = max(rounds, 1)
-            elif c.type == "critic":
-                calls = 1
-                requests += 1
-                rounds = max(rounds, 1)
-            elif c.type == "ranker":
-                calls = 1 if n_cand > 1 else 0
-                requests += calls
-                produced.append(min(c.top_k or n_cand, n_cand))
-                rounds = max(rounds, calls)
-            elif c.type == "verifier":
-                calls = 2 * n_cand
-                requests += calls
-                produced.append(min(c.first_k or n_cand, n_cand))
-                rounds = max(rounds, 2)
-            elif c.type == "unit_test_evaluator":
-                calls = n_cand
-                requests += calls
-                produced.append(min(c.first_k or c.top_k or n_cand, n_cand))
-                rounds = max(rounds, 1)
-            elif c.type in CALL_FREE:
-                produced.append(n_cand)
-            completions += calls
-            tokens += calls * mt
-        requests += sum(_batches(s) for s in batched.values())
-        if produced:
-            n_cand = sum(produced)
-        out.layers.append(LayerPlan(completions, requests, rounds, n_cand, tokens))
-    return out
-
-
-# ------------------------------------------------------------------------------------------------
-# Validation of files and folders
-# ------------------------------------------------------------------------------------------------
-
-
-class EnsembleCheck(BaseModel):
-    """The verdict on one config file (what ``conclave ensemble validate`` prints a line for)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: str
-    ok: bool
-    error: str | None = None
-    name: str | None = None
-    warnings: list[str] = Field(default_factory=list)
-    layers: int = 0
-    total_model_calls: int = Field(default=0, description="Completions drawn; Archon makes each a call in turn.")
-    requests: int = Field(default=0, description="Requests Conclave sends (same-prompt samples share one).")
-    critical_path_rounds: int = Field(default=0, description="Calls one after another when layers run concurrently.")
-
-
-def validate_file(path: str | Path) -> EnsembleCheck:
-    """Load one file and report; never raises for a bad config."""
-    p = Path(path)
-    try:
-        cfg, warnings = load_file(p)
-    except ConfigFileError as e:
-        return EnsembleCheck(path=str(p), ok=False, error=str(e))
-    pl = plan(cfg)
-    return EnsembleCheck(
-        path=str(p),
-        ok=True,
-        name=cfg.name,
-        warnings=warnings,
-        layers=len(cfg.layers),
-        total_model_calls=pl.total_model_calls,
-        requests=pl.total_requests,
-        critical_path_rounds=pl.critical_path_rounds,
-    )
-
-
-_SUFFIXES = (".json", ".yaml", ".yml")
-
-
-def validate_paths(paths: Iterable[str | Path]) -> list[EnsembleCheck]:
-    """Validate files and folders (recursed for ``.json``/``.yaml``/``.yml``), in sorted order."""
-    out: list[EnsembleCheck] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in _SUFFIXES)
-            out += [validate_file(f) for f in files]
-        elif p.exists():
-            out.append(validate_file(p))
-        else:
-            out.append(EnsembleCheck(path=str(p), ok=False, error=f"{p}: no such file or folder"))
-    return out
