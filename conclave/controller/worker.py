@@ -1,8 +1,8 @@
 """A worker: consumes the run queue and executes many runs at once on one asyncio loop.
 
 It reads new entries with XREADGROUP, takes over entries whose worker stopped renewing its lease
-with XAUTOCLAIM (idle time = the lease), renews the leases of the runs it holds every third of a
-lease, and listens on a pub/sub channel so a cancel reaches a running body within a second. A lost
+with XAUTOCLAIM (idle time = the lease) and applies approval timeouts (on the store's clock) in the
+same loop, renews the leases of the runs it holds every third of a lease, and listens on a pub/sub channel so a cancel reaches a running body within a second. A lost
 Redis connection is survived: loops back off and retry, and runs in flight are abandoned to be
 reclaimed (their committed steps are not repeated).
 
@@ -218,6 +218,10 @@ class Worker:
                     self._start(entry)
             depth = await self.store.queue_depth()
             telemetry.set_queue_depth(depth.waiting, depth.in_flight)
+            # calls that waited for approval past their timeout: denied (the run goes on) or failed
+            expired = await self.store.expire_approvals()
+            if expired:
+                log.info("worker %s: %d approvals timed out", self.name, expired)
 
         while not self._stop.is_set():
             await self._riding_out("reclaim", reclaim)
