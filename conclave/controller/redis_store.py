@@ -136,6 +136,9 @@ class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention):
             return None
         return self._to_run(data)
 
+    async def tenants(self) -> list[str]:
+        return sorted(await self.redis.smembers(f"{self.prefix}:tenants"))
+
     async def get_many(self, rids: Sequence[str]) -> list[Run]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for rid in rids:
@@ -168,6 +171,7 @@ class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention):
             pause_requested=d.get("pause") or None,
             pause_reason=d.get("pause_reason") or None,
             forked_from=d.get("fork_of") or None,
+            key_id=d.get("key") or None,
             fork_step=d.get("fork_step") or None,
             idle_seconds=float(d.get("idle_s") or 0),
         )

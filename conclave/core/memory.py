@@ -169,7 +169,7 @@ class InMemoryRunStore(InMemorySteerMixin, MemoryTenants, MemoryRetention):
                 return SubmitResult(run=d.run, created=False, spec_hash=d.spec_hash)
         now = time.time()
         rid = f"run_{int(now * 1000):011x}{secrets.token_hex(6)}"
-        run = Run(id=rid, tenant=tenant, spec=spec, status=RunStatus.QUEUED, created_at=_dt(now))
+        run = Run(id=rid, tenant=tenant, spec=spec, status=RunStatus.QUEUED, created_at=_dt(now), key_id=key_id)
         d = _RunData(run=run, spec_hash=spec_hash, key_id=key_id, trace=dict(trace) if trace else None)
         self._runs[rid] = d
         if spec.idempotency_key:
@@ -189,6 +189,9 @@ class InMemoryRunStore(InMemorySteerMixin, MemoryTenants, MemoryRetention):
         if d is None or (tenant is not None and d.run.tenant != tenant):
             return None
         return d.run
+
+    async def tenants(self) -> list[str]:
+        return sorted({d.run.tenant for d in self._runs.values()})
 
     async def get_many(self, rids: Sequence[str]) -> list[Run]:
         return [self._runs[r].run for r in rids if r in self._runs]

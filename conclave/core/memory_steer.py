@@ -225,7 +225,7 @@ class InMemorySteerMixin:
 
     def _new_run(self, spec: TaskSpec, tenant: str, spec_hash: str, now: float, key_id: str | None) -> _RunData:
         rid = f"run_{int(now * 1000):011x}{secrets.token_hex(6)}"
-        run = Run(id=rid, tenant=tenant, spec=spec, status=RunStatus.QUEUED, created_at=_dt(now))
+        run = Run(id=rid, tenant=tenant, spec=spec, status=RunStatus.QUEUED, created_at=_dt(now), key_id=key_id)
         d: _RunData = self._run_data_type(run=run, spec_hash=spec_hash, key_id=key_id)
         self._runs[rid] = d
         return d

@@ -118,6 +118,9 @@ class RunStore(SteerStore, TenantStore, RetentionStore, Protocol):
 
     async def get_many(self, rids: Sequence[str]) -> list[Run]: ...
 
+    async def tenants(self) -> list[str]:
+        """Every tenant that has submitted a run."""
+
     async def list_runs(
         self,
         *,

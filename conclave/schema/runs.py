@@ -204,6 +204,9 @@ class Run(StrictModel):
     forked_from: str | None = Field(default=None, description="The run this one was forked from.")
     fork_step: str | None = Field(default=None, description="The step key of forked_from it continues after.")
     idle_seconds: float = Field(default=0.0, description="Time spent waiting or paused (not counted as running).")
+    key_id: str | None = Field(
+        default=None, description="The API key that submitted it (its budget binds the run too)."
+    )
 
 
 class RunPage(StrictModel):
