@@ -209,3 +209,34 @@ async def test_a_run_its_tenants_budget_paused_continues_when_there_is_room(
         done = await wait_terminal(store, other)
         assert done.status is RunStatus.SUCCEEDED, "a worker resumed it by itself"
     await store.close()
+
+
+async def test_an_ensemble_run_pauses_at_its_tenants_cap_instead_of_ending(
+    redis_server: EmbeddedRedis, prefix: str
+) -> None:
+    from conclave.controller.tenants import TenantAdmin
+    from conclave.core.store_tenants import tenant_scope
+    from conclave.schema import BudgetLimits, ScopeBudget
+
+    settings = sim_settings(prefix)
+    store = RedisRunStore(connect(redis_server.url), prefix)
+    await store.ready()
+    await store.set_budget(tenant_scope("t-ens"), ScopeBudget(periods={"none": BudgetLimits(model_calls=1)}))
+    ensemble = {
+        "name": "two-layers",
+        "layers": [[{"type": "generator", "model": "sim", "samples": 3}], [{"type": "fuser", "model": "sim"}]],
+    }
+    spec = TaskSpec(kind="ensemble", input="Name a colour.", ensemble=ensemble)
+    async with running_worker(settings, redis_server.url):
+        rid = (await store.submit(spec, tenant="t-ens")).run.id
+        for _ in range(400):
+            run = await store.get(rid)
+            assert run is not None and not run.status.terminal, f"it ended instead of pausing: {run}"
+            if run.status is RunStatus.PAUSED:
+                break
+            await asyncio.sleep(0.05)
+        assert run.pause_reason == "tenant_budget"
+        await TenantAdmin(store).set_tenant_budget("t-ens", ScopeBudget(periods={"none": BudgetLimits(model_calls=5)}))
+        done = await wait_terminal(store, rid)
+    assert done.status is RunStatus.SUCCEEDED and done.usage.model_calls == 2, done
+    await store.close()
