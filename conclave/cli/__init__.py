@@ -20,12 +20,12 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from . import admin, bench, corpus, ensemble, models, runs, tenants, up
+from . import admin, bench, corpus, ensemble, models, runs, steer, tenants, up
 from .common import Exit, err
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS: tuple[ModuleType, ...] = (up, runs, models, admin, tenants, bench, ensemble, corpus)
+COMMANDS: tuple[ModuleType, ...] = (up, runs, steer, models, admin, tenants, bench, ensemble, corpus)
 """The command modules, in the order ``conclave --help`` lists them."""
 
 

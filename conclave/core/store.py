@@ -29,6 +29,8 @@ The contract, in the order a run meets it:
   left there; holds expire after their TTL. Commit ops release a hold and record actual usage.
 - **Events** are read with ``events`` (``after`` an id; optionally blocking for new ones).
 - **Keys.** API keys are stored by the hash of their secret.
+- **Steering** (pause / resume, approvals, threads, forks) is ``SteerStore``'s contract, in
+  ``core/store_steer.py``; ``commit`` answers ``pause_requested`` and ``claim`` may answer ``stale`` for it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from conclave.schema import ApiKey, Event, Run, RunPage, RunStatus, TaskSpec
 
 from .pending import PendingCommit
 from .store_retention import RetentionStore
+from .store_steer import SteerStore
 from .store_tenants import TenantStore
 from .store_types import (
     CancelOutcome,
@@ -86,8 +89,9 @@ def spec_hash(spec: TaskSpec) -> str:
 
 
 @runtime_checkable
-class RunStore(TenantStore, RetentionStore, Protocol):
-    """See the module docstring for the contract every method keeps."""
+class RunStore(SteerStore, TenantStore, RetentionStore, Protocol):
+    """See the module docstring for the contract every method keeps (``store_steer``'s, ``store_tenants``'
+    and ``store_retention``'s for theirs)."""
 
     # -- submission and reading ------------------------------------------------------------------
     async def ready(self) -> None:
@@ -113,6 +117,9 @@ class RunStore(TenantStore, RetentionStore, Protocol):
         """The run, or None — also when it belongs to another tenant than ``tenant``."""
 
     async def get_many(self, rids: Sequence[str]) -> list[Run]: ...
+
+    async def tenants(self) -> list[str]:
+        """Every tenant that has submitted a run."""
 
     async def list_runs(
         self,

@@ -75,7 +75,8 @@ async def test_a_run_the_stuck_detector_ended_early_fails_the_checks(cluster: _C
     w = Workload(steps=6, latency_s=0.0)
     same_call = {**w.sim_options(), "tool_arguments": {"path": "a.md", "content": "x"}}
     seen = await cluster.run(same_call, w, runs=1)
-    with pytest.raises(BenchCheckFailed, match=r"succeeded/stuck .*expected succeeded/end_turn"):
+    # a stuck run ends failed (honest endings, docs/steering.md)
+    with pytest.raises(BenchCheckFailed, match=r"failed/stuck .*expected succeeded/end_turn"):
         await verify(cluster.store, seen, w)
 
 
