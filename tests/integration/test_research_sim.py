@@ -514,3 +514,84 @@ async def test_sections_can_be_drafted_by_an_ensemble(
     assert any(k.startswith("research/write/s") and k.endswith("/draft") for k in steps)
     ensemble_sections = [x for x in state.sections if x.origin.startswith("ensemble")]
     assert done.usage.model_calls >= 2 * len(ensemble_sections)  # a generator request and a fuser call each
+
+
+# -- the tenant's budget pauses the run ----------------------------------------------------------
+
+
+async def wait_paused(store: RedisRunStore, rid: str) -> Run:
+    for _ in range(600):
+        run = await store.get(rid)
+        assert run is not None and not run.status.terminal, f"it ended instead of pausing: {run}"
+        if run.status is RunStatus.PAUSED:
+            return run
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {rid} never paused")
+
+
+async def test_the_tenants_cap_at_planning_pauses_the_run_and_planning_resumes(
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str, corpus: Path
+) -> None:
+    """An outer-scope (tenant) cap is not the run's own budget: the planner does not fall back to
+    the question alone and record a stop; the run pauses, and once the tenant has room the planner
+    is asked again (its key questions are used)."""
+    from conclave.controller.tenants import TenantAdmin
+    from conclave.core.store_tenants import tenant_scope
+    from conclave.schema import BudgetLimits, ScopeBudget
+
+    settings = settings_for(prefix, corpus, rules())
+    await store.set_budget(tenant_scope("t-res"), ScopeBudget(periods={"none": BudgetLimits(model_calls=0)}))
+    async with running_worker(settings, redis_server.url):
+        rid = (await store.submit(research_spec(rounds=1), tenant="t-res")).run.id
+        paused = await wait_paused(store, rid)
+        assert paused.pause_reason == "tenant_budget"
+        await TenantAdmin(store).set_tenant_budget(
+            "t-res", ScopeBudget(periods={"none": BudgetLimits(model_calls=100)})
+        )
+        done = await wait_terminal(store, rid, timeout=60)
+    assert done.status is RunStatus.SUCCEEDED, done.stop_detail
+    ws = await workspace_of(store, rid)
+    state = ResearchState.model_validate_json(ws.read("logs/research_state.json"))
+    assert not state.stops, state.stops
+    assert [kq.origin for kq in state.key_questions] == ["question", "model", "model"]
+    assert state.todo("plan").status.value == "done"
+    assert_report_resolves(ws)
+
+
+async def test_the_tenants_cap_while_an_ensemble_drafts_pauses_the_run(
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str, corpus: Path
+) -> None:
+    """A section ensemble refused by the tenant's cap does not leave its section to the evidence:
+    the run pauses, and once resumed the ensemble drafts the sections."""
+    from conclave.controller.tenants import TenantAdmin
+    from conclave.core.store_tenants import tenant_scope
+    from conclave.schema import BudgetLimits, ScopeBudget
+
+    fused = "Tasks switch only at await points on one event loop [1], while threads are preempted [2]."
+    replies = rules(gen={"when": r"Section to write", "content": fused}, fuse={"when": r"(?s).", "content": fused})
+    ensemble = {
+        "name": "draft-one",
+        "layers": [[{"type": "generator", "model": "sim", "model_type": "conclave", "samples": 1, "max_tokens": 64}]],
+    }
+    settings = settings_for(prefix, corpus, replies)
+    spec = research_spec(rounds=1, section_ensemble=ensemble, plan_with_model=False, builder_steps=1)
+    # without the model planning and titling, the only model calls before the drafts are the
+    # librarian's one turn
+    await store.set_budget(tenant_scope("t-ens"), ScopeBudget(periods={"none": BudgetLimits(model_calls=1)}))
+    async with running_worker(settings, redis_server.url):
+        rid = (await store.submit(spec, tenant="t-ens")).run.id
+        paused = await wait_paused(store, rid)
+        assert paused.pause_reason == "tenant_budget"
+        steps = await store.load_steps(rid)
+        assert not any(k.endswith("/draft") for k in steps), "a refused draft is not committed"
+        await TenantAdmin(store).set_tenant_budget(
+            "t-ens", ScopeBudget(periods={"none": BudgetLimits(model_calls=100)})
+        )
+        done = await wait_terminal(store, rid, timeout=60)
+    assert done.status is RunStatus.SUCCEEDED, done.stop_detail
+    ws = await workspace_of(store, rid)
+    state = ResearchState.model_validate_json(ws.read("logs/research_state.json"))
+    assert state.sections and all(s.origin.startswith("ensemble") for s in state.sections), [
+        s.origin for s in state.sections
+    ]
+    assert not state.stops, state.stops

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from conclave.core.kinds import Outcome
 from conclave.core.ledger import BudgetExhausted, limit_label
+from conclave.core.steering import is_outer_scope
 from conclave.schema import RunStatus
 from conclave.schema.chat import EngineError
 from conclave.tools._text import archive_source
@@ -143,6 +144,8 @@ class ContextBuilder(Workflow):
                         },
                     )
             except BudgetExhausted as e:
+                if is_outer_scope(e.scope):
+                    raise  # the tenant's (or key's) budget: the runner pauses the run, planning resumes
                 s.record_stop(
                     BudgetStop(
                         stage="build",
@@ -262,6 +265,8 @@ class ContextBuilder(Workflow):
                     status, detail = "error", result.content[:300]
                 paths = [str(p) for p in (result.data or {}).get("saved", [])]
         except BudgetExhausted as e:
+            if is_outer_scope(e.scope):
+                raise  # the tenant's (or key's) budget: the runner pauses the run, the search resumes
             status, detail = "budget", str(e)
             limit, scope = limit_label(e.limit), e.scope
         except ToolError as e:

@@ -11,6 +11,7 @@ from typing import Any
 
 from conclave.core.context import Metered
 from conclave.core.ledger import BudgetExhausted, limit_label
+from conclave.core.steering import is_outer_scope
 from conclave.schema import RunStatus, StopReason
 from conclave.schema.chat import EngineError
 
@@ -102,6 +103,8 @@ class ReportWriter(Workflow):
                         h if float(sims[i, i]) >= self.meaning.t.heading else titles[i] for i, h in enumerate(headings)
                     ] + titles[len(headings) :]
             except BudgetExhausted as e:
+                if is_outer_scope(e.scope):
+                    raise  # the tenant's (or key's) budget: the runner pauses the run
                 detail = f"no budget for titles ({e}); the key questions are the headings"
             except EngineError as e:
                 s.problems.append(f"outliner: {e}")
@@ -216,6 +219,8 @@ class ReportWriter(Workflow):
         try:
             text = await self.drafter(self.ctx, request, meter=meter)
         except BudgetExhausted as e:
+            if is_outer_scope(e.scope):
+                raise  # the tenant's (or key's) budget: the runner pauses the run, the draft resumes
             return {
                 "status": RunStatus.BUDGET_EXHAUSTED.value,
                 "stop_reason": "budget_exhausted",
