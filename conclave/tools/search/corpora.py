@@ -5,7 +5,8 @@
 ``tools.search.python_docs_html``) it indexes the library reference, the language reference, the
 HOWTOs, the tutorial and the FAQ (``sphinx.py``). Otherwise it falls back to what ships with every
 Python: the language-reference topics of ``pydoc_data.topics`` and the docstrings of the
-standard-library modules, one entry per documented function, class and method (read with
+standard-library modules and their public submodules (``urllib.parse``, ``concurrent.futures``), one
+entry per documented function, class and method (read with
 ``inspect``, so no pydoc headers, class trees or "It may be incomplete" notes). The corpus is
 built once, in a separate process (importing every stdlib module must not touch the worker; the
 embeddings take a while and must not hold the event loop), and cached under
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 PYTHON_DOCS = "python-docs"
-_CORPUS_VERSION = 2
+_CORPUS_VERSION = 3
 _EXTS = {".txt", ".md", ".markdown", ".rst", ".html", ".htm"}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
@@ -319,10 +320,51 @@ def _api_entries(module: Any, seen: set[int]) -> list[tuple[str, str, str]]:
     return out
 
 
-def _pydoc_passages() -> list[Passage]:
+#: Packages whose submodules are not documentation (one codec per module).
+_NO_WALK = frozenset({"encodings"})
+#: Submodule name parts that mark tests, not the library.
+_TEST_PARTS = frozenset({"test", "tests", "idle_test"})
+
+
+def _import_quietly(name: str) -> Any | None:
     import importlib
-    import inspect
     import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return importlib.import_module(name)
+    except BaseException:  # noqa: BLE001 - a module that cannot be imported here is left out
+        return None
+
+
+def _stdlib_modules() -> Iterator[Any]:
+    """Every importable public standard-library module: the top-level ones of
+    ``sys.stdlib_module_names`` and, for a package, its public submodules (``urllib.parse``,
+    ``concurrent.futures``, ``logging.handlers``, ``xml.etree.ElementTree``…), which a top-level
+    import does not load and which hold much of the library's documentation."""
+    import pkgutil
+
+    for name in sorted(sys.stdlib_module_names):
+        if name.startswith("_") or name in _DENY:
+            continue
+        module = _import_quietly(name)
+        if module is None:
+            continue
+        yield module
+        path = getattr(module, "__path__", None)
+        if path is None or name in _NO_WALK:
+            continue
+        subs = sorted(info.name for info in pkgutil.walk_packages(path, prefix=name + ".", onerror=lambda _: None))
+        for sub in subs:
+            parts = sub.split(".")[1:]
+            if any(p.startswith("_") or p in _TEST_PARTS or p in _DENY for p in parts):
+                continue
+            if (submodule := _import_quietly(sub)) is not None:
+                yield submodule
+
+
+def _pydoc_passages() -> list[Passage]:
+    import inspect
     import warnings
     from pydoc_data.topics import topics
 
@@ -334,14 +376,8 @@ def _pydoc_passages() -> list[Passage]:
         title = f"{head.group(1).strip()} (Python language reference)" if head else f"Python language reference: {name}"
         passages += split_passages(title, f"{PYTHON_DOCS}/topic/{name}", text[head.end() :] if head else text)
     seen: set[int] = set()
-    for name in sorted(sys.stdlib_module_names):
-        if name.startswith("_") or name in _DENY:
-            continue
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                module = importlib.import_module(name)
-        except BaseException:  # noqa: BLE001 - a module that cannot be imported here is left out
-            continue
+    for module in _stdlib_modules():
+        name = module.__name__
         doc = inspect.getdoc(module)
         if doc:
             passages += split_passages(f"{name} (module)", f"{PYTHON_DOCS}/module/{name}", doc)
