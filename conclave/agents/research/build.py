@@ -22,7 +22,7 @@ from conclave.tools.search import SearchTool
 
 from ..loop import AgentSetup, run_agent_with
 from .base import Workflow
-from .evidence import allocate_evidence, candidates, distinct_questions
+from .evidence import RERANK_POOL, allocate_evidence, candidates, distinct_questions, rerank
 from .options import LIBRARIAN_SYSTEM
 from .state import (
     SOURCES_DIR,
@@ -245,7 +245,9 @@ class ContextBuilder(Workflow):
         try:
             if isinstance(self.search, SearchTool):
                 provider = self.search.provider(o.corpus)
-                hits = await meter.tool("search", lambda: provider.search(query, k))
+                # a wider net, re-judged by meaning against the key question and the report's question
+                wide = await meter.tool("search", lambda: provider.search(query, min(100, k * RERANK_POOL)))
+                hits = await asyncio.to_thread(rerank, wide, query, self.question, self.meaning, k)
                 for h in hits:
                     path = known.get(h.source)
                     if path is None:

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from conclave.tools.search.embed import Embedder, Vectors, embedder
-from conclave.tools.search.text import is_prose, sentences, terms
+from conclave.tools.search.text import Hit, is_prose, sentences, terms
 
 __all__ = [
+    "RERANK_POOL",
     "Candidate",
     "Meaning",
     "Thresholds",
@@ -38,6 +39,8 @@ __all__ = [
     "distinct_questions",
     "ground",
     "near_copy",
+    "rerank",
+    "spread",
 ]
 
 _MAX_SENTENCE = 420
@@ -139,6 +142,26 @@ _LEANS = re.compile(
 )
 
 
+_API_NAME = re.compile(r"[A-Za-z_][\w.]*\(")
+
+
+def _signed_prose(unit: str) -> bool:
+    """Whether ``unit`` is an API entry's signature followed by prose ("shutil.rmtree(path,
+    ignore_errors=False, …) Recursively delete a directory tree."): the signature makes it read as
+    code, but it is the entry's summary, and names the parameters the rest of the entry explains."""
+    m = _API_NAME.match(unit)
+    if m is None:
+        return False
+    depth = 0
+    for k in range(m.end() - 1, len(unit)):
+        depth += {"(": 1, ")": -1}.get(unit[k], 0)
+        if depth == 0:
+            rest = unit[k + 1 :].strip()
+            rest = re.sub(r"^->\s*\S+\s*", "", rest)
+            return is_prose(rest, min_words=3)
+    return False
+
+
 def candidates(n: int, path: str, body: str, title: str = "") -> list[Candidate]:
     """The prose sentences of a source, each one evidence candidate; a sentence that leans on the
     one before it is kept with it, so an extract does not lose what "this" or "otherwise" means."""
@@ -149,7 +172,7 @@ def candidates(n: int, path: str, body: str, title: str = "") -> list[Candidate]
             units[-1] = f"{units[-1]} {s}"
         else:
             units.append(s)
-    units = [u for u in units if len(u) >= 25 and is_prose(u)]
+    units = [u for u in units if len(u) >= 25 and (is_prose(u) or _signed_prose(u))]
     context = f"{title}\n{body[:1200]}".strip()
     out = []
     for s in units:
@@ -164,7 +187,7 @@ RELATIVE = 0.55
 #: A section quotes only sources whose best sentence scores at least this share of its best source's.
 SOURCE_SHARE = 0.65
 #: ... and at least this share of the best candidate's relevance to the report's own question.
-ON_SUBJECT = 0.55
+ON_SUBJECT = 0.65
 #: A sentence's relevance: its own similarity to the question, and some of its source's.
 _OWN = 0.6
 
@@ -256,9 +279,55 @@ def allocate_evidence(
         # a source whose best sentence is far below the best source's is about something else
         top = max(best_of.values(), default=0.0)
         rows = [r for r in rows if best_of[unique[r[0]].n] >= SOURCE_SHARE * top]
-        ranked = sorted(rows, key=lambda r: (-best_of[unique[r[0]].n], unique[r[0]].n, r[0]))
-        out.append([Picked(unique[i], round(score, 4)) for i, score in ranked[:per_section]])
+        chosen = spread(rows, [unique[i] for i in range(len(unique))], per_section)
+        ranked = sorted(chosen, key=lambda r: (-best_of[unique[r[0]].n], unique[r[0]].n, r[0]))
+        out.append([Picked(unique[i], round(score, 4)) for i, score in ranked])
     return out
+
+
+#: Lines one source may give a section while another source still has a line to give (a share of the section).
+PER_SOURCE = 0.5
+
+
+def spread(rows: Sequence[tuple[int, float]], pool: Sequence[Candidate], limit: int) -> list[tuple[int, float]]:
+    """At most ``limit`` of ``rows`` (pool index, relevance), spread over their sources: sources are
+    taken best first and each one's sentences in reading order (a passage that answers the question
+    is quoted, not cherry-picked), but one source gives at most ``PER_SOURCE`` of the lines while
+    other sources still have lines to give, so a long first source does not crowd out the facts of
+    the next ones. Returns the chosen rows in that order."""
+    best: dict[int, float] = {}
+    for i, score in rows:
+        best[pool[i].n] = max(best.get(pool[i].n, 0.0), score)
+    order = sorted(rows, key=lambda r: (-best[pool[r[0]].n], pool[r[0]].n, r[0]))
+    cap = max(2, math.ceil(PER_SOURCE * limit))
+    taken: dict[int, int] = {}
+    first: list[tuple[int, float]] = []
+    later: list[tuple[int, float]] = []
+    for r in order:
+        n = pool[r[0]].n
+        (first if taken.get(n, 0) < cap else later).append(r)
+        taken[n] = taken.get(n, 0) + 1
+    return (first + later)[:limit]
+
+
+def rerank(hits: Sequence[Hit], query: str, anchor: str, meaning: Meaning, k: int) -> list[Hit]:
+    """The ``k`` of ``hits`` closest in meaning to ``query`` and to ``anchor`` (the report's
+    question), best first: the search engine's wider net (BM25 finds exact API names, embeddings
+    paraphrases) re-judged by what the section is about, so a passage that only shares words with
+    a key question, or that is about another subject, gives way to one about the question."""
+    if len(hits) <= 1:
+        return list(hits)[:k]
+    texts = [f"{h.title}\n{h.text}" for h in hits]
+    sims = meaning.matrix(texts, [query, anchor])
+    value = _QUERY * sims[:, 0] + (1 - _QUERY) * sims[:, 1]
+    order = sorted(range(len(hits)), key=lambda i: (-float(value[i]), i))
+    return [hits[i] for i in order[:k]]
+
+
+#: In re-ranking, the weight of a passage's similarity to its key question (the rest: to the report's question).
+_QUERY = 0.5
+#: Seed searches ask the engine for this many times the passages they keep, then re-rank them.
+RERANK_POOL = 5
 
 
 _SENT = re.compile(r"(?<=[.!?])\s+(?=\S)")
