@@ -15,9 +15,12 @@ from conclave.agents.research.evidence import (
     distinct_questions,
     ground,
     near_copy,
+    rerank,
+    spread,
 )
 from conclave.agents.research.state import assemble_report
 from conclave.tools.search import embedder
+from conclave.tools.search.text import Hit
 
 pytestmark = pytest.mark.skipif(embedder() is None, reason="the cpu extra (embedding model) is not installed")
 
@@ -115,3 +118,47 @@ def test_the_report_does_not_repeat_a_line() -> None:
     )
     assert report.count(line) == 1
     assert "## Two" in report and "Another line that is long enough" in report
+
+
+def test_an_api_entrys_signature_and_summary_sentence_is_evidence() -> None:
+    """The first sentence of a docstring entry follows its signature; the parameter list makes it
+    look like code, but it is the entry's summary and names the parameters."""
+    body = (
+        "shutil.rmtree(path, ignore_errors=False, onerror=None, *, dir_fd=None)\n"
+        "Recursively delete a directory tree.\n\n"
+        "callable(src, names) -> ignored_names\n\n"
+        "If ignore_errors is set, errors are ignored and the tree is removed as far as it can be."
+    )
+    got = [c.text for c in candidates(1, "rmtree.md", body, "shutil.rmtree")]
+    assert got[0].startswith("shutil.rmtree(path, ignore_errors=False") and got[0].endswith("directory tree.")
+    assert not any(t.startswith("callable(") for t in got), "a bare signature says nothing"
+    assert len(got) == 2
+
+
+def test_a_long_first_source_does_not_crowd_out_the_next_sources_facts() -> None:
+    """A section quotes its best source first and each source in reading order, but one source
+    gives at most half the lines while another still has lines to give."""
+    pool = [Candidate(1, "long.md", f"The first source says fact {i} in its own sentence.") for i in range(6)]
+    pool += [Candidate(2, "next.md", f"The second source says other fact {i} in a sentence.") for i in range(2)]
+    rows = [(i, 0.9 - 0.01 * i) for i in range(6)] + [(6, 0.6), (7, 0.55)]
+    chosen = spread(rows, pool, 4)
+    assert [pool[i].n for i, _ in chosen] == [1, 1, 2, 2]
+    assert [i for i, _ in chosen] == [0, 1, 6, 7], "reading order within a source"
+    # with no other source left to give lines, the first source fills the section
+    assert [i for i, _ in spread(rows[:6], pool, 4)] == [0, 1, 2, 3]
+
+
+def test_re_ranking_puts_the_passage_about_the_question_before_one_that_shares_its_words(meaning: Meaning) -> None:
+    hits = [
+        Hit("build tasks", "make/tasks", "Tasks of the build system are listed in a task file; threads of work.", 2.0),
+        Hit("sewing", "sewing/threads", "Threads in a sewing machine are wound on a bobbin.", 1.5),
+        Hit(
+            "asyncio tasks",
+            "asyncio/tasks",
+            "An asyncio task runs a coroutine on the event loop and switches only at await points, "
+            "unlike a thread, which the operating system preempts.",
+            1.0,
+        ),
+    ]
+    got = rerank(hits, "How do asyncio tasks differ from threads?", QUESTION, meaning, 2)
+    assert [h.source for h in got][0] == "asyncio/tasks" and len(got) == 2

@@ -248,6 +248,26 @@ async def test_python_docs_pydoc_fallback_is_built_once_and_searchable() -> None
     assert "It may be incomplete" not in text and "Data descriptors defined here" not in text
 
 
+async def test_python_docs_pydoc_fallback_documents_the_submodules_of_packages() -> None:
+    """A question about ``urllib.parse`` or ``concurrent.futures`` finds their own entries: a
+    top-level import of a package does not load them, so the corpus walks the public submodules
+    (not private ones, not test packages)."""
+    cfg = shared_python_docs()
+    tool = SearchTool(ToolSettings(search=cfg))
+    r = await execute(
+        tool,
+        {"query": "urlparse split a URL into scheme netloc path", "max_results": 3},
+        ToolContext(workspace=Workspace()),
+    )
+    assert "python-docs/module/urllib.parse" in r.content, r.content
+    sources = [s for _, s, _ in json.loads(python_docs_path(cfg.cache_dir).read_text())["passages"]]
+    modules = {s.split("/")[2].split("#")[0] for s in sources if s.startswith("python-docs/module/")}
+    assert "concurrent.futures.ThreadPoolExecutor" in modules or any(
+        m.startswith("concurrent.futures.") for m in modules
+    )
+    assert not any(".test." in m or ".tests." in m or "._" in m for m in modules)
+
+
 def test_hosted_providers_need_a_key() -> None:
     with pytest.raises(ValueError, match="needs api_key"):
         SearchSettings(provider="brave")
