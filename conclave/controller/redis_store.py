@@ -19,6 +19,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from conclave.controller.redis_outbox import RedisOutboxMixin
+from conclave.controller.redis_schedules import RedisSchedulesMixin
 from conclave.controller.scripts import Scripts
 from conclave.core.keys import GROUP, Keys
 from conclave.core.pending import PendingCommit
@@ -58,7 +60,7 @@ def _now() -> str:
     return f"{time.time():.6f}"
 
 
-class RedisRunStore:
+class RedisRunStore(RedisOutboxMixin, RedisSchedulesMixin):
     """All Redis access of Conclave. ``redis`` decodes responses (text); ``binary`` does not (workspace
     files are bytes). ``prefix`` namespaces every key."""
 

@@ -1,6 +1,7 @@
 """Loads the Lua scripts that make every state change of a run atomic.
 
-Each script is ``common.lua`` + the ledger helpers + its own body, so a step's checkpoint, events,
+Each script is the outbox helper (``outbox.lua``, which ``emit`` calls) + ``common.lua`` + the ledger
+helpers + its own body, so a step's checkpoint, events,
 workspace writes and ledger usage commit in one round trip (the design's "one Lua call per step").
 redis-py's ``Script`` re-loads a script after ``NOSCRIPT`` (e.g. after a Redis restart).
 """
@@ -24,7 +25,7 @@ def _read(name: str) -> str:
 @cache
 def script_source(name: str) -> str:
     """The full text of a script: shared helpers first, then the body."""
-    return f"{_read('common')}\n{_read('ledger')}\n{_read(name)}"
+    return f"{_read('outbox')}\n{_read('common')}\n{_read('ledger')}\n{_read(name)}"
 
 
 class Scripts:
@@ -40,3 +41,9 @@ class Scripts:
         self.reserve: AsyncScript = redis.register_script(script_source("reserve"))
         self.set_caps: AsyncScript = redis.register_script(script_source("set_caps"))
         self.poison: AsyncScript = redis.register_script(script_source("poison"))
+        self.rotate_secret: AsyncScript = redis.register_script(script_source("rotate_secret"))
+        self.delivery_done: AsyncScript = redis.register_script(script_source("delivery_done"))
+        self.schedule_claim: AsyncScript = redis.register_script(script_source("schedule_claim"))
+        self.schedule_done: AsyncScript = redis.register_script(script_source("schedule_done"))
+        self.schedule_skip: AsyncScript = redis.register_script(script_source("schedule_skip"))
+        self.schedule_status: AsyncScript = redis.register_script(script_source("schedule_status"))

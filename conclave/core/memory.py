@@ -20,6 +20,8 @@ from typing import Any
 
 from conclave.schema import ApiKey, Event, EventType, Run, RunPage, RunStatus, StopReason, TaskSpec, Usage
 
+from .memory_outbox import MemoryOutboxMixin
+from .memory_schedules import MemorySchedulesMixin
 from .pending import LedgerOp, PendingCommit
 from .store import (
     CancelOutcome,
@@ -75,7 +77,7 @@ class _RunData:
     holds: dict[str, _Hold] = field(default_factory=dict)
 
 
-class InMemoryRunStore:
+class InMemoryRunStore(MemoryOutboxMixin, MemorySchedulesMixin):
     """See the module docstring. Not thread-safe: use it from one event loop."""
 
     def __init__(self) -> None:
@@ -106,6 +108,7 @@ class InMemoryRunStore:
             Event(id=seq, run_id=d.run.id, type=etype, ts=now, data=json.loads(json.dumps(data, default=str)))
         )
         d.run = d.run.model_copy(update={"last_event_id": seq})
+        self._outbox_record(d.run, seq, etype, data, now)  # memory_outbox: the twin of outbox.lua
         return seq
 
     def _set(self, d: _RunData, **changes: Any) -> None:

@@ -42,6 +42,9 @@ from typing import Any, Protocol, runtime_checkable
 from conclave.schema import ApiKey, Cost, Event, Run, RunPage, RunStatus, StopReason, TaskSpec, Usage
 
 from .pending import PendingCommit
+from .store_outbox import OutboxStore
+from .store_schedules import ScheduleStore
+from .store_stats import StatsStore
 
 __all__ = [
     "CancelOutcome",
@@ -194,8 +197,10 @@ class LedgerSnapshot:
 
 
 @runtime_checkable
-class RunStore(Protocol):
-    """See the module docstring for the contract every method keeps."""
+class RunStore(OutboxStore, ScheduleStore, StatsStore, Protocol):
+    """See the module docstring for the contract every method keeps; the webhook outbox, schedules and
+    the service's gauges have contracts of their own (``store_outbox``, ``store_schedules``,
+    ``store_stats``)."""
 
     # -- submission and reading ------------------------------------------------------------------
     async def ready(self) -> None:

@@ -8,6 +8,8 @@ else of Conclave: every layer may stand on it.
 - ``budget``: ``Budget``, ``Usage``, ``Cost``, ``Price``.
 - ``chat``: the OpenAI chat-completions models every engine speaks, and the errors of a model call.
 - ``admin``: API keys.
+- ``webhooks``: ``RunWebhook`` (``TaskSpec.webhook``), subscriptions, deliveries.
+- ``schedules``: ``ScheduleRequest``, ``Schedule``.
 - ``errors``: the one formatter of validation errors.
 """
 
@@ -40,37 +42,69 @@ from conclave.schema.runs import (
     WorkspaceFile,
     WorkspaceListing,
 )
+from conclave.schema.schedules import MissedTicks, Schedule, ScheduleList, ScheduleRequest, ScheduleStatus
+from conclave.schema.webhooks import (
+    DEFAULT_WEBHOOK_EVENTS,
+    WEBHOOK_EVENTS,
+    DeliveryPage,
+    DeliveryStatus,
+    NewWebhookSecret,
+    NewWebhookSubscription,
+    RunWebhook,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookPayload,
+    WebhookSubscription,
+    WebhookSubscriptionRequest,
+)
 
 __all__ = [
     "ApiKey",
-    "BUDGET_LIMITS",
     "Budget",
+    "BUDGET_LIMITS",
     "CancelResponse",
     "ChatMessageIn",
     "Cost",
     "CostLine",
-    "EVENT_TYPES",
+    "DEFAULT_WEBHOOK_EVENTS",
+    "DeliveryPage",
+    "DeliveryStatus",
     "Event",
+    "EVENT_TYPES",
     "EventType",
+    "field_problems",
     "FieldProblem",
+    "format_problems",
+    "format_validation_error",
     "LimitName",
     "LimitStatus",
+    "MissedTicks",
     "NewKey",
     "NewKeyRequest",
+    "NewWebhookSecret",
+    "NewWebhookSubscription",
     "Price",
     "Run",
     "RunPage",
     "RunStatus",
+    "RunWebhook",
+    "Schedule",
+    "ScheduleList",
+    "ScheduleRequest",
+    "ScheduleStatus",
     "StopReason",
     "StrictModel",
     "SubBudget",
-    "TERMINAL_STATUSES",
     "TaskSpec",
+    "TERMINAL_STATUSES",
     "Usage",
+    "utcnow",
+    "WEBHOOK_EVENTS",
+    "WebhookDelivery",
+    "WebhookEvent",
+    "WebhookPayload",
+    "WebhookSubscription",
+    "WebhookSubscriptionRequest",
     "WorkspaceFile",
     "WorkspaceListing",
-    "field_problems",
-    "format_problems",
-    "format_validation_error",
-    "utcnow",
 ]

@@ -8,38 +8,14 @@ Valkey in the main pass, Debian's redis-server when CI reruns the Redis tests ag
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
-from conclave.controller.redis_server import EmbeddedRedis
-from conclave.controller.redis_store import RedisRunStore
 from conclave.core.ledger import RunLedger
-from conclave.core.memory import InMemoryRunStore
 from conclave.core.pending import PendingCommit
 from conclave.core.store import ClaimOutcome, FinishFields, LeaseLost, RunStore
 from conclave.core.workspace import WorkspaceOp, WorkspaceOpKind
 from conclave.schema import ApiKey, RunStatus, StopReason, TaskSpec
-
-BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[RunStore]:
-    if request.param == "memory":
-        s: RunStore = InMemoryRunStore()
-    else:
-        server: EmbeddedRedis = request.getfixturevalue("redis_server")
-        s = RedisRunStore(
-            Redis.from_url(server.url, decode_responses=True),
-            f"c{secrets.token_hex(4)}",
-            binary=Redis.from_url(server.url),
-        )
-    await s.ready()
-    yield s
-    await s.close()
 
 
 def spec(text: str = "hello", **kw: object) -> TaskSpec:
