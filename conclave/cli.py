@@ -549,6 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
             k.add_argument("key_id")
         k.set_defaults(fn=cmd_keys)
 
+    from conclave.cli_reporting import register as register_reporting
+
+    register_reporting(sub, client_opts=_client_opts, client=_client)
+
     b = sub.add_parser("bench", help="run a benchmark from a checkout (prints JSON, writes a PNG)")
     b.add_argument("name", choices=["overhead", "scale", "ledger", "ensemble", "cpu_path"])
     b.add_argument("rest", nargs=argparse.REMAINDER)

@@ -20,11 +20,90 @@ from conclave.core.paths import default_home
 from conclave.schema.errors import format_validation_error
 from conclave.tools.settings import ToolSettings
 
-__all__ = ["ConfigError", "Settings", "default_home", "load_settings"]
+__all__ = [
+    "ConfigError",
+    "MetricsSettings",
+    "ScheduleSettings",
+    "Settings",
+    "WebhookSettings",
+    "default_home",
+    "load_settings",
+]
 
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names where and what."""
+
+
+class WebhookSettings(BaseModel):
+    """``[webhooks]``: where deliveries may go, and how hard each one is tried.
+
+    Destinations obey ``fetch_url``'s address rules: private, loopback and link-local addresses are
+    refused (at submission, and again before every attempt) unless ``allow_private`` is set or the
+    host is on ``allow_hosts``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Run a dispatcher in every worker.")
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts (exact, or '.example.com' for subdomains) that may be private or loopback.",
+    )
+    deny_hosts: list[str] = Field(default_factory=list, description="Hosts never delivered to.")
+    allow_private: bool = Field(default=False, description="Allow private, loopback and link-local addresses.")
+    timeout_s: float = Field(default=10.0, gt=0, le=300, description="Time limit of one attempt.")
+    concurrency: int = Field(default=32, ge=1, le=10_000, description="Deliveries one worker makes at once.")
+    retry_window_s: float = Field(
+        default=6 * 3600.0, gt=0, description="Retry a delivery this long after its first attempt, then dead-letter it."
+    )
+    backoff_initial_s: float = Field(default=1.0, gt=0, description="Wait before the first retry; doubles after.")
+    backoff_max_s: float = Field(default=600.0, gt=0, description="Longest wait between two attempts.")
+    lease_s: float = Field(default=60.0, gt=0, description="A delivery whose worker stops renewing it is taken over.")
+    secret_grace_s: float = Field(
+        default=86_400.0, ge=0, description="After a rotation, the previous secret also signs for this long."
+    )
+    keep_deliveries_s: float = Field(
+        default=7 * 86_400.0, gt=0, description="Ended delivery records are kept this long."
+    )
+    max_subscriptions: int = Field(default=20, ge=1, le=1_000, description="Subscriptions per tenant.")
+
+
+class ScheduleSettings(BaseModel):
+    """``[schedules]``: the scheduler loop every worker runs (a Redis claim makes each tick run once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Tick schedules in every worker.")
+    poll_s: float = Field(default=0.25, gt=0, le=60, description="How often a worker looks for due schedules.")
+    grace_s: float = Field(
+        default=60.0, gt=0, description="A tick found later than this is missed (then the schedule's policy applies)."
+    )
+    stale_claim_s: float = Field(
+        default=30.0, gt=0, description="A tick claimed this long ago without a run is finished by another worker."
+    )
+    max_per_tenant: int = Field(default=100, ge=1, le=100_000, description="Schedules per tenant.")
+
+
+class MetricsSettings(BaseModel):
+    """``[metrics]``: Prometheus metrics (``/metrics`` on the API; a listener in each worker)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    worker_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of each worker's /metrics listener (CONCLAVE_METRICS_PORT); unset = none. A port "
+        "already taken (several workers on one host) makes the worker try the next ones, up to port_span.",
+    )
+    port_span: int = Field(default=8, ge=1, le=256, description="Ports tried from worker_port on.")
+    host: str = Field(default="0.0.0.0", description="Address the worker listener binds.")
+    max_tenants: int = Field(
+        default=50,
+        ge=0,
+        le=10_000,
+        description="Tenants that get a label of their own in a process; the rest are counted as '_other'.",
+    )
 
 
 class Settings(BaseModel):
@@ -58,6 +137,9 @@ class Settings(BaseModel):
     kinds: dict[str, str] = Field(
         default_factory=dict, description="Extra run kinds: name → module exposing KIND (a RunKind)."
     )
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings, description="Webhook deliveries.")
+    schedules: ScheduleSettings = Field(default_factory=ScheduleSettings, description="Scheduled runs.")
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus metrics.")
 
     @field_validator("kinds", mode="before")
     @classmethod
@@ -148,6 +230,8 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
     for env, field in _ENV.items():
         if env in os.environ and os.environ[env] != "":
             data[field] = os.environ[env]
+    if os.environ.get("CONCLAVE_METRICS_PORT"):
+        data["metrics"] = {**(data.get("metrics") or {}), "worker_port": os.environ["CONCLAVE_METRICS_PORT"]}
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         settings = Settings.model_validate(data)

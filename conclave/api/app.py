@@ -37,6 +37,9 @@ from conclave.schema import (
 
 from .auth import Caller, admin_dependency, caller_dependency
 from .errors import ApiError, ErrorResponse, install_error_handlers
+from .metrics import metrics_router
+from .schedules import schedules_router
+from .webhooks import webhooks_router
 
 __all__ = ["Services", "create_app"]
 
@@ -275,6 +278,8 @@ def create_app(
 
     app.include_router(runs_router(services))
     app.include_router(admin_router(services))
+    for reporting in (webhooks_router, schedules_router, metrics_router):  # issue 18: runs that report back
+        app.include_router(reporting(services))
     for router in extra_routers or []:
         app.include_router(router)
 

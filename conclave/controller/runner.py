@@ -82,7 +82,7 @@ class Runner:
         active.ctx = ctx
         parent = await self.store.trace_context(rid)
         try:
-            with telemetry.run_span(rid, run.spec.kind, parent, claim.attempt) as span:
+            with telemetry.run_span(rid, run.spec.kind, parent, claim.attempt, tenant=run.tenant) as span:
                 outcome = await self._body(active, ctx)
                 span.set_attribute("conclave.run.status", outcome.status.value)
         except LeaseLost:
@@ -93,7 +93,7 @@ class Runner:
             return "abandoned"
         if active.lease_lost:
             return "lease_lost"
-        return await self._finish(ctx, outcome)
+        return await self._finish(ctx, outcome, run.tenant)
 
     async def _body(self, active: ActiveRun, ctx: RunContext) -> Outcome:
         spec = ctx.spec
@@ -155,7 +155,7 @@ class Runner:
             result={"exhausted_limit": limit, "scope": scope},
         )
 
-    async def _finish(self, ctx: RunContext, outcome: Outcome) -> str:
+    async def _finish(self, ctx: RunContext, outcome: Outcome, tenant: str) -> str:
         await ctx.flush()
         wall = time.time() - ctx.started_at
         cost = cost_from_snapshot(await ctx.ledger.snapshot(), wall_cap_s=ctx.ledger.wall_cap_s, wall_seconds=wall)
@@ -174,7 +174,7 @@ class Runner:
             exhausted_limit=exhausted,
         )
         ok = await self.store.finish(ctx.run_id, ctx.owner, outcome.status, fields)
-        telemetry.run_finished(outcome.status.value, ctx.spec.kind)
+        telemetry.run_finished(outcome.status.value, ctx.spec.kind, tenant)
         if not ok:
             log.warning("run %s: finished by another owner meanwhile; result dropped", ctx.run_id)
             return "lease_lost"

@@ -32,7 +32,7 @@ from conclave.config import Settings
 from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.runner import ActiveRun, Runner
 from conclave.controller.setup import configure_runtime
-from conclave.core import telemetry
+from conclave.core import metrics, telemetry
 from conclave.core.router import ModelRouter
 from conclave.core.store import QueueEntry, RunStore
 
@@ -86,6 +86,8 @@ class Worker:
         self.completed: dict[str, int] = {}
         configure_runtime(settings)
         telemetry.setup_telemetry("conclave-worker")
+        metrics.configure(max_tenants=settings.metrics.max_tenants)
+        self.metrics_port: int | None = None
 
     async def run(self) -> None:
         """Serve until ``stop()``; in-flight runs are abandoned to be reclaimed elsewhere."""
@@ -107,6 +109,7 @@ class Worker:
             asyncio.ensure_future(self._reclaim_loop()),
             asyncio.ensure_future(self._renew_loop()),
             asyncio.ensure_future(self._cancel_loop()),
+            *self._reporting_loops(),
         ]
         try:
             await self._stop.wait()
@@ -122,6 +125,23 @@ class Worker:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _reporting_loops(self) -> list[asyncio.Future[None]]:
+        """What every worker runs besides runs: the webhook dispatcher, the scheduler, and a
+        ``/metrics`` listener (each configurable; see ``controller/dispatch.py``, ``schedules.py``)."""
+        from conclave.controller.dispatch import WebhookDispatcher
+        from conclave.controller.schedules import Scheduler
+
+        m = self.settings.metrics
+        if m.worker_port is not None and self.metrics_port is None:
+            self.metrics_port = metrics.serve_metrics(m.worker_port, span=m.port_span, host=m.host)
+        loops = []
+        if self.settings.webhooks.enabled:
+            self.dispatcher = WebhookDispatcher(self.store, self.settings.webhooks, name=self.name)
+            loops.append(asyncio.ensure_future(self.dispatcher.run(self._stop)))
+        if self.settings.schedules.enabled:
+            loops.append(asyncio.ensure_future(Scheduler(self.store, self.settings, name=self.name).run(self._stop)))
+        return loops
 
     async def _retrying(self, fn: Any) -> Any:
         delay = 0.1
@@ -182,7 +202,9 @@ class Worker:
             free = self._free()
             try:
                 if free > 0:
-                    for entry in await self.store.reclaim(self.name, self.lease_ms, min(free, 32)):
+                    taken = await self.store.reclaim(self.name, self.lease_ms, min(free, 32))
+                    telemetry.redelivered(len(taken))
+                    for entry in taken:
                         self._start(entry)
                 depth = await self.store.queue_depth()
                 telemetry.set_queue_depth(depth.waiting, depth.in_flight)
@@ -204,6 +226,7 @@ class Worker:
                 a = self.active.get(rid)
                 if a is not None and a.ctx is not None:
                     log.warning("run %s: lease lost; stopping this attempt", rid)
+                    telemetry.leases_lost()
                     a.lease_lost = True
                     if a.body is not None:
                         a.body.cancel()

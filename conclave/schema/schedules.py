@@ -79,6 +79,8 @@ class ScheduleRequest(StrictModel):
     def _no_idempotency_key(self) -> ScheduleRequest:
         if self.task.idempotency_key:
             raise ValueError("task.idempotency_key: a schedule makes its own (one per tick); leave it unset")
+        if len(self.task.metadata) > 62:
+            raise ValueError("task.metadata: at most 62 keys (a scheduled run adds schedule_id and schedule_tick)")
         return self
 
 

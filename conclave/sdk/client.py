@@ -21,6 +21,7 @@ import httpx
 from conclave.schema import ApiKey, Cost, Event, NewKey, Run, RunPage, RunStatus, TaskSpec
 
 from .errors import BudgetExceeded, ConclaveError, ServiceUnavailable, error_for
+from .reporting import AsyncSchedules, AsyncWebhooks, Schedules, Webhooks
 
 __all__ = ["AsyncClient", "Client"]
 
@@ -206,6 +207,8 @@ class Client:
         self.runs = _Runs(self._http)
         self.workspace = _Workspace(self._http)
         self.admin = _Admin(self._http)
+        self.webhooks = Webhooks(self._http)
+        self.schedules = Schedules(self._http)
 
     def models(self) -> list[str]:
         return [m["id"] for m in _check(self._http.get("/v1/models"))["data"]]
@@ -350,6 +353,8 @@ class AsyncClient:
         self.runs = _AsyncRuns(self._http)
         self.workspace = _AsyncWorkspace(self._http)
         self.admin = _AsyncAdmin(self._http)
+        self.webhooks = AsyncWebhooks(self._http)
+        self.schedules = AsyncSchedules(self._http)
 
     async def models(self) -> list[str]:
         return [m["id"] for m in _check(await self._http.get("/v1/models"))["data"]]
