@@ -35,7 +35,7 @@ def hook_settings(prefix: str, **webhooks: object) -> Settings:
 
 
 async def wait_delivery(
-    store: RedisRunStore, tenant: str, status: DeliveryStatus, timeout: float = 30
+    store: RedisRunStore, tenant: str, status: DeliveryStatus, within: float = 30
 ) -> WebhookDelivery:
     loop = asyncio.get_running_loop()
     end = loop.time() + within
