@@ -236,13 +236,16 @@ class RedisOutboxMixin:
         per-status indexes of every known tenant."""
         q = self.keys.queue
         waiting, in_flight = await self._group_depth(q, GROUP)
+        grouped = await self._has_group(q, GROUP)
+        if not grouped:  # no worker has read the queue yet: every entry waits
+            waiting, in_flight = int(await self.redis.xlen(q)), 0
         oldest: list[float] = []
         if in_flight:
             summary = await self.redis.xpending(q, GROUP)
             if summary and summary.get("min"):
                 oldest.append(_id_ms(summary["min"]))
         if waiting:
-            last = await self._last_delivered(q, GROUP)
+            last = await self._last_delivered(q, GROUP) if grouped else None
             rows = await self.redis.xrange(q, min=f"({last}" if last else "-", max="+", count=1)
             if rows:
                 oldest.append(_id_ms(rows[0][0]))
@@ -266,6 +269,12 @@ class RedisOutboxMixin:
             outbox_in_flight=ob.in_flight,
             runs={k: v for k, v in runs.items() if v},
         )
+
+    async def _has_group(self, stream: str, group: str) -> bool:
+        try:
+            return any(g["name"] == group for g in await self.redis.xinfo_groups(stream))
+        except ResponseError:
+            return False
 
     async def _last_delivered(self, stream: str, group: str) -> str | None:
         try:
