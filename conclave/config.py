@@ -97,6 +97,11 @@ class MetricsSettings(BaseModel):
         "already taken (several workers on one host) makes the worker try the next ones, up to port_span.",
     )
     port_span: int = Field(default=8, ge=1, le=256, description="Ports tried from worker_port on.")
+    token: SecretStr | None = Field(
+        default=None,
+        description="A bearer token that may read the API's /metrics when auth is on (CONCLAVE_METRICS_TOKEN); "
+        "admin keys may too. Give it to Prometheus instead of an admin key.",
+    )
     host: str = Field(default="0.0.0.0", description="Address the worker listener binds.")
     max_tenants: int = Field(
         default=50,
@@ -230,8 +235,9 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
     for env, field in _ENV.items():
         if env in os.environ and os.environ[env] != "":
             data[field] = os.environ[env]
-    if os.environ.get("CONCLAVE_METRICS_PORT"):
-        data["metrics"] = {**(data.get("metrics") or {}), "worker_port": os.environ["CONCLAVE_METRICS_PORT"]}
+    for env, field in (("CONCLAVE_METRICS_PORT", "worker_port"), ("CONCLAVE_METRICS_TOKEN", "token")):
+        if os.environ.get(env):
+            data["metrics"] = {**(data.get("metrics") or {}), field: os.environ[env]}
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         settings = Settings.model_validate(data)

@@ -2,18 +2,22 @@
 
 The gauges read from the store (queue depth and age, runs by status, approvals waiting, dead letters,
 the outbox) are refreshed at each scrape; counters and histograms are this process's. Workers serve
-their own on a listener (``metrics.worker_port``). With auth on the route needs an admin key (the
-labels name tenants): give Prometheus one as a bearer token.
+their own on a listener (``metrics.worker_port``). With auth on, the route needs the metrics token
+(``metrics.token``, or ``CONCLAVE_METRICS_TOKEN`` in the environment of a Serve replica) or an admin
+key, as a bearer token: the labels name tenants.
 """
 
+import hmac
+import os
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Header, Response
 
 from conclave.core import metrics
 
-from .auth import Caller, admin_dependency
+from .auth import bearer_secret, caller_dependency
+from .errors import ApiError
 from .deps import ERRORS, ServicesLike
 
 __all__ = ["metrics_router"]
@@ -21,8 +25,21 @@ __all__ = ["metrics_router"]
 
 def metrics_router(services: ServicesLike) -> APIRouter:
     r = APIRouter(tags=["service"], responses=ERRORS)
-    AdminDep = Annotated[Caller, Depends(admin_dependency(lambda: services.service))]
+    resolve = caller_dependency(lambda: services.service)
     metrics.configure(max_tenants=services.settings.metrics.max_tenants)
+    cfg = services.settings.metrics.token
+    token = cfg.get_secret_value() if cfg else os.environ.get("CONCLAVE_METRICS_TOKEN") or None
+
+    async def reader(
+        authorization: Annotated[str | None, Header()] = None,
+        x_api_key: Annotated[str | None, Header()] = None,
+    ) -> None:
+        secret = bearer_secret(authorization, x_api_key)
+        if token and secret and hmac.compare_digest(secret.encode(), token.encode()):
+            return
+        caller = await resolve(authorization=authorization, x_api_key=x_api_key)
+        if not caller.admin:
+            raise ApiError(403, "forbidden", "/metrics needs the metrics token or an admin key")
 
     @r.get(
         "/metrics",
@@ -30,7 +47,7 @@ def metrics_router(services: ServicesLike) -> APIRouter:
         response_class=Response,
         responses={200: {"content": {"text/plain": {}}}},
     )
-    async def prometheus(_: AdminDep) -> Response:
+    async def prometheus(_: Annotated[None, Depends(reader)]) -> Response:
         metrics.refresh_from_store(await services.service.store.service_stats(time.time()))
         return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE_LATEST)
 

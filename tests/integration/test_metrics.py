@@ -35,7 +35,7 @@ async def test_metrics_rise_with_work_done_and_keep_tenants_apart(
     redis_server: EmbeddedRedis, redis: Redis, prefix: str
 ) -> None:
     port = free_port()
-    settings = sim_settings(prefix, auth=True, admin_key="boot", metrics={"worker_port": port})
+    settings = sim_settings(prefix, auth=True, admin_key="boot", metrics={"worker_port": port, "token": "mtok"})
     store = RedisRunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
     with serve_http(create_app(settings, redis_server.url)) as api:
         admin = httpx.AsyncClient(base_url=api, headers={"Authorization": "Bearer boot"})
@@ -44,6 +44,9 @@ async def test_metrics_rise_with_work_done_and_keep_tenants_apart(
             ta, tb = (f"mta-{prefix}", f"mtb-{prefix}")
             keys = {t: (await admin.post("/v1/admin/keys", json={"tenant": t})).json()["key"] for t in (ta, tb)}
             before = parse((await admin.get("/metrics")).text)
+            for who, status in ((keys[ta], 403), ("mtok", 200)):
+                got = await httpx.AsyncClient(base_url=api, headers={"Authorization": f"Bearer {who}"}).get("/metrics")
+                assert got.status_code == status, got.text
             rids: dict[str, list[str]] = {ta: [], tb: []}
             for tenant, n in ((ta, 2), (tb, 1)):
                 async with httpx.AsyncClient(base_url=api, headers={"Authorization": f"Bearer {keys[tenant]}"}) as c:
