@@ -17,8 +17,8 @@ from fastapi import APIRouter, Depends, Header, Response
 from conclave.core import metrics
 
 from .auth import bearer_secret, caller_dependency
-from .errors import ApiError
 from .deps import ERRORS, ServicesLike
+from .errors import ApiError
 
 __all__ = ["metrics_router"]
 
