@@ -52,6 +52,8 @@ class MemoryOutboxMixin:
     _queue: list[Any]
     _dead: list[Any]
 
+    async def _wait(self, timeout_s: float) -> None: ...  # InMemoryRunStore's: until the next change
+
     @property
     def _ob(self) -> _OutboxState:
         state: _OutboxState | None = self.__dict__.get("_outbox_state")
@@ -114,6 +116,9 @@ class MemoryOutboxMixin:
 
     async def outbox_read(self, consumer: str, count: int, block_ms: int) -> list[OutboxEntry]:
         fresh = [p for p in self._ob.entries if p.consumer is None][:count]
+        if not fresh and block_ms > 0:  # block like XREADGROUP: a dispatcher's loop must not spin
+            await self._wait(block_ms / 1000)
+            fresh = [p for p in self._ob.entries if p.consumer is None][:count]
         now = time.monotonic()
         for p in fresh:
             p.consumer, p.delivered_at = consumer, now

@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -45,6 +47,12 @@ async def wait_delivery(
             return rows[0]
         await asyncio.sleep(0.05)
     raise AssertionError(f"no {status.value} delivery after {within} s: {await store.list_deliveries(tenant)}")
+
+
+def _until(cond: Callable[[], bool], within: float) -> None:
+    end = time.monotonic() + within
+    while not cond() and time.monotonic() < end:
+        time.sleep(0.05)
 
 
 def store_for(redis: Redis, server: EmbeddedRedis, prefix: str) -> RedisRunStore:
@@ -233,3 +241,28 @@ async def test_subscriptions_are_per_tenant_and_rotation_signs_with_both_secrets
     for secret in (first["secret"], rotated["secret"]):
         assert json.loads(got.body)["data"]["run_id"] == Webhook(secret).verify(got.body, got.headers)["data"]["run_id"]
     assert await store.list_subscriptions("other") == [] and await store.list_deliveries("other") == []
+
+
+async def test_a_worker_on_the_in_memory_store_delivers_too(prefix: str) -> None:
+    from conclave.controller.service import RunService
+    from conclave.controller.worker import Worker, local_router
+    from conclave.core.memory import InMemoryRunStore
+    from conclave.schema import TaskSpec
+
+    settings = hook_settings(prefix)
+    store = InMemoryRunStore()
+    await store.init_webhook_secret("default", "whsec_" + "QUJD" * 11)
+    with receiver(fail_first=1) as rec:
+        run, _ = await RunService(store, settings).submit(
+            TaskSpec(kind="chat", input="hi", webhook={"url": rec.url}), tenant="default"
+        )
+        worker = Worker(settings, local_router(settings), store=store, name="mem")
+        task = asyncio.ensure_future(worker.run())
+        try:
+            await asyncio.to_thread(_until, lambda: bool(rec.ok()), 30)
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 10)
+    [d] = await store.list_deliveries("default")
+    assert d.status is DeliveryStatus.DELIVERED and d.attempts == 2 and d.run_id == run.id
+    assert [q.answered for q in rec.requests] == [500, 204]
