@@ -135,7 +135,7 @@ class Worker:
         m = self.settings.metrics
         if m.worker_port is not None and self.metrics_port is None:
             self.metrics_port = metrics.serve_metrics(m.worker_port, span=m.port_span, host=m.host)
-        loops = []
+        loops: list[asyncio.Future[None]] = []
         if self.settings.webhooks.enabled:
             self.dispatcher = WebhookDispatcher(self.store, self.settings.webhooks, name=self.name)
             loops.append(asyncio.ensure_future(self.dispatcher.run(self._stop)))
