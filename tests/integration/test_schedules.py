@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 from redis.asyncio import Redis
 
 from conclave.api.app import create_app
@@ -124,3 +126,53 @@ async def test_schedules_over_http_are_tenant_scoped_validated_and_pausable(
             assert ended.status_code == 422 and ended.json()["error"]["code"] == "schedule_never_ticks"
             assert (await a.delete(f"/v1/schedules/{s['id']}")).status_code == 204
             assert (await a.get(f"/v1/schedules/{s['id']}")).status_code == 404
+
+
+async def test_the_sdk_and_the_cli_manage_schedules_and_webhooks(redis_server: EmbeddedRedis, prefix: str) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conclave.sdk import AsyncClient, Client, NotFound
+
+    settings = sim_settings(prefix, webhooks={"allow_hosts": ["127.0.0.1"]})
+    root = Path(__file__).resolve().parents[2]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "conclave.cli", *args, "--url", api],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=root,
+        )
+
+    with serve_http(create_app(settings, redis_server.url)) as api:
+        async with AsyncClient(api) as ac:
+            s = await ac.schedules.create(
+                {"cron": "*/5 * * * *", "task": {"input": "x", "model": "sim"}, "name": "five"}
+            )
+            assert [x.id for x in await ac.schedules.list()] == [s.id]
+            new = await ac.webhooks.subscribe("http://127.0.0.1:9/h", events=["run.finished", "run.started"])
+            assert new.secret and new.subscription.events == ["run.finished", "run.started"]
+        added = await asyncio.to_thread(
+            cli, "schedules", "add", "--cron", "0 9 * * *", "--input", "daily", "--model", "sim"
+        )
+        assert added.returncode == 0, added.stderr
+        sid = added.stdout.split()[0]
+        paused = await asyncio.to_thread(cli, "schedules", "pause", sid)
+        listed = await asyncio.to_thread(cli, "schedules", "ls")
+        hooks = await asyncio.to_thread(cli, "webhooks", "ls", "--json")
+        bad = await asyncio.to_thread(cli, "schedules", "add", "--cron", "nope", "--input", "x")
+        with Client(api) as c:
+            assert c.schedules.get(sid).status.value == "paused"
+            c.schedules.delete(sid)
+            with pytest.raises(NotFound):
+                c.schedules.get(sid)
+            c.webhooks.delete(new.subscription.id)
+            assert c.webhooks.list() == []
+            assert c.webhooks.rotate_secret().secret.startswith("whsec_")
+    assert paused.returncode == 0 and "paused" in paused.stdout
+    assert sid in listed.stdout and "five" in listed.stdout
+    assert hooks.returncode == 0 and json.loads(hooks.stdout)[0]["id"] == new.subscription.id
+    assert bad.returncode == 2 and "cron" in bad.stderr, bad.stderr
