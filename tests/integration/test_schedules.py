@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +19,8 @@ from conclave.controller.schedules import Scheduler, ScheduleService
 from conclave.schema import ScheduleRequest, ScheduleStatus
 
 from ._helpers import serve_http, sim_settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def store_for(redis: Redis, server: EmbeddedRedis, prefix: str) -> RedisRunStore:
@@ -131,12 +134,10 @@ async def test_schedules_over_http_are_tenant_scoped_validated_and_pausable(
 async def test_the_sdk_and_the_cli_manage_schedules_and_webhooks(redis_server: EmbeddedRedis, prefix: str) -> None:
     import subprocess
     import sys
-    from pathlib import Path
 
     from conclave.sdk import AsyncClient, Client, NotFound
 
     settings = sim_settings(prefix, webhooks={"allow_hosts": ["127.0.0.1"]})
-    root = Path(__file__).resolve().parents[2]
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
