@@ -145,7 +145,7 @@ async def test_the_sdk_and_the_cli_manage_schedules_and_webhooks(redis_server: E
             capture_output=True,
             text=True,
             timeout=60,
-            cwd=root,
+            cwd=ROOT,
         )
 
     with serve_http(create_app(settings, redis_server.url)) as api:
