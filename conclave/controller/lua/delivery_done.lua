@@ -16,6 +16,10 @@ if f[1] == "pending" then
     redis.call("ZADD", P .. ":wh:dead:" .. f[2], math.floor(tonumber(now) * 1000), did)
   end
   redis.call("EXPIRE", dk, keep)
+  -- the tenant's indexes forget what has expired (records live keep_s after they end)
+  local horizon = math.floor((tonumber(now) - 2 * keep) * 1000)
+  redis.call("ZREMRANGEBYSCORE", P .. ":wh:dlvs:" .. f[2], "-inf", horizon)
+  redis.call("ZREMRANGEBYSCORE", P .. ":wh:dead:" .. f[2], "-inf", horizon)
   ended = 1
 end
 if qid ~= "" then
