@@ -95,6 +95,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         t = Table(title="Conclave is up", show_header=False)
         t.add_row("API", f"{info.api_url}  (OpenAPI: {info.api_url}/openapi.json)")
         t.add_row("OpenAI endpoint", f"{info.api_url}/v1/chat/completions")
+        t.add_row("Console", f"{info.api_url}/ui")
         t.add_row(
             "Redis",
             info.redis_url

@@ -129,6 +129,11 @@ class Settings(BaseModel):
     lease_seconds: float = Field(default=15.0, gt=0, description="A worker's hold on a run.")
     max_attempts: int = Field(default=3, ge=1, description="Crashes before a run is dead-lettered.")
     auth: bool = Field(default=False, description="Require API keys.")
+    retention_days: float | None = Field(
+        default=30.0,
+        ge=0,
+        description="Days a finished run is kept before it is deleted (0 or unset: for ever); tenants may override.",
+    )
     admin_key: SecretStr | None = Field(
         default=None, description="Bootstrap admin secret (CONCLAVE_ADMIN_KEY): may create the first keys."
     )
@@ -199,6 +204,7 @@ _ENV = {
     "CONCLAVE_MAX_ATTEMPTS": "max_attempts",
     "CONCLAVE_AUTH": "auth",
     "CONCLAVE_ADMIN_KEY": "admin_key",
+    "CONCLAVE_RETENTION_DAYS": "retention_days",
     "CONCLAVE_DEFAULT_MODEL": "default_model",
     "CONCLAVE_RAY_ADDRESS": "ray_address",
     "CONCLAVE_KINDS": "kinds",

@@ -13,6 +13,10 @@ export CMAKE_ARGS=${CMAKE_ARGS:--DGGML_NATIVE=OFF}
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[cpu,dev]'
+# The console's browser tests drive Debian's Chromium through Playwright (never a browser Playwright downloads).
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed; the browser tests will skip"
+fi
 if ! command -v helm >/dev/null 2>&1 && [ -x scripts/install-helm.sh ]; then scripts/install-helm.sh || echo "helm not installed; the chart tests will say so"; fi
 
 echo "== the layers (import-linter: no upward imports, no cycles) =="
@@ -28,7 +32,7 @@ if [ -z "$server" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1;
 fi
 if [ -n "$server" ]; then
   echo "== Redis-touching tests against $("$server" --version | head -c 40) =="
-  CONCLAVE_TEST_REDIS_SERVER="$server" .venv/bin/python -m pytest -q -p no:cacheprovider -m redis
+  CONCLAVE_TEST_REDIS_SERVER="$server" .venv/bin/python -m pytest -q -p no:cacheprovider -m redis --ignore=tests/browser
 else
   echo "redis-server is not installed and cannot be installed here; the Redis tests ran against Valkey only"
 fi

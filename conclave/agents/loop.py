@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -279,7 +278,7 @@ class _Agent:
             snap,
             scope=self.meter.scope,
             wall_cap_s=ledger.wall_cap_s,
-            wall_used_s=max(0.0, time.time() - self.ctx.started_at) if ledger.wall_cap_s else None,
+            wall_used_s=self.ctx.elapsed() if ledger.wall_cap_s else None,
         )
         if view is None:
             return None, None

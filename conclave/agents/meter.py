@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from conclave.budgets.pricing import Pricing, from_pico
+from conclave.budgets.pricing import Pricing
 from conclave.core import telemetry
 from conclave.core.ledger import BudgetExhausted, RunLedger
+from conclave.core.money import from_pico
 from conclave.core.pending import LedgerOp
 from conclave.core.router import ModelRouter
 from conclave.schema.chat import ChatRequest, ChatResponse

@@ -55,10 +55,10 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conclave.budgets.caps import install_budget
-from conclave.budgets.pricing import PICO
 from conclave.core.context import Metered, RunContext
 from conclave.core.kinds import Outcome, RunKind
 from conclave.core.ledger import BudgetExhausted, limit_label
+from conclave.core.money import PICO
 from conclave.schema import Budget, RunStatus, StopReason, SubBudget, TaskSpec
 from conclave.schema.chat import ChatMessage, ChatRequest, EngineError, ModelNotFound
 from conclave.tools._text import archive_source

@@ -14,7 +14,7 @@ from conclave.budgets.caps import install_budget
 from conclave.budgets.pricing import Pricing
 from conclave.core.context import RunContext
 from conclave.core.router import ModelRouter
-from conclave.core.store import RunStore
+from conclave.core.store import ClaimResult, RunStore
 from conclave.schema import Run
 
 from .meter import Meter
@@ -31,9 +31,16 @@ class RunEnv:
     default_model: str | None = None
 
 
-async def open_run(store: RunStore, run: Run, *, owner: str, attempt: int, env: RunEnv) -> RunContext:
+async def open_run(
+    store: RunStore, run: Run, *, owner: str, attempt: int, env: RunEnv, claim: ClaimResult | None = None
+) -> RunContext:
     """The context of ``run`` for the worker whose lease token is ``owner`` (the run was claimed with it).
-    Installs the budget's caps (a resumed run keeps the caps it started with)."""
+    Installs the budget's caps (a resumed run keeps the caps it started with). ``claim`` gives the store's
+    clock at the claim, from which the run's wall time is counted."""
+    started = run.started_at.timestamp() if run.started_at else time.time()
+    elapsed = 0.0
+    if claim is not None and claim.clock is not None and claim.started_at is not None:
+        started, elapsed = claim.started_at, max(0.0, claim.clock - claim.started_at)
     ctx = RunContext(
         store=store,
         run_id=run.id,
@@ -44,8 +51,9 @@ async def open_run(store: RunStore, run: Run, *, owner: str, attempt: int, env: 
         files=await store.load_workspace(run.id),
         router=env.router,
         default_model=env.default_model,
-        started_at=run.started_at.timestamp() if run.started_at else time.time(),
+        started_at=started,
         last_event_id=run.last_event_id,
+        elapsed_at_open=elapsed,
     )
     ctx.attach_meter(Meter(ledger=ctx.ledger, pricing=env.pricing, router=env.router, sink=ctx))
     if run.cancel_requested:

@@ -36,9 +36,11 @@ from conclave.schema import (
 )
 
 from .auth import Caller, admin_dependency, caller_dependency
+from .console import mount_console
 from .errors import ApiError, ErrorResponse, install_error_handlers
 from .metrics import metrics_router
 from .schedules import schedules_router
+from .tenants import tenants_router
 from .webhooks import webhooks_router
 
 __all__ = ["Services", "create_app"]
@@ -105,7 +107,11 @@ def runs_router(services: Services) -> APIRouter:
         """Queue a run. With an ``Idempotency-Key`` header (or ``idempotency_key`` in the body) a
         repeated submission returns the first run (200) instead of creating another."""
         run, created = await services.service.submit(
-            spec, tenant=caller.tenant, idempotency_key=idempotency_key, trace=telemetry.carrier()
+            spec,
+            tenant=caller.tenant,
+            idempotency_key=idempotency_key,
+            trace=telemetry.carrier(),
+            key_id=caller.key_id if caller.key_id != "admin_key" else None,
         )
         if not created:
             response.status_code = 200
@@ -280,8 +286,10 @@ def create_app(
     app.include_router(admin_router(services))
     for reporting in (webhooks_router, schedules_router, metrics_router):  # issue 18: runs that report back
         app.include_router(reporting(services))
+    app.include_router(tenants_router(services, ERRORS))
     for router in extra_routers or []:
         app.include_router(router)
+    mount_console(app)  # the web console at /ui (static files; every datum comes from the routes above)
 
     @app.get("/healthz", tags=["service"], summary="Liveness and queue depth")
     async def healthz() -> dict[str, Any]:

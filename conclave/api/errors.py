@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -24,6 +25,9 @@ from conclave.schema.errors import FieldProblem, field_problems, format_problems
 __all__ = ["ApiError", "ErrorBody", "ErrorResponse", "install_error_handlers", "describe_errors"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds a client is asked to wait before retrying when the store is unreachable or full.
+RETRY_AFTER_S = 5
 
 
 class ErrorBody(BaseModel):
@@ -87,7 +91,21 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RedisTimeoutError)
     async def _redis(_: Request, exc: Exception) -> JSONResponse:
         log.warning("Redis unavailable: %s", exc)
-        return _json(503, "store_unavailable", f"the run store (Redis) is unreachable: {exc}")
+        response = _json(503, "store_unavailable", f"the run store (Redis) is unreachable: {exc}")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+
+    @app.exception_handler(OutOfMemoryError)
+    async def _full(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("the run store is full: %s", exc)
+        response = _json(
+            503,
+            "store_full",
+            "the run store is full (Redis reached its maxmemory); nothing was written: retry later, or ask the "
+            "operator to purge old runs or raise maxmemory",
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(Exception)
     async def _any(_: Request, exc: Exception) -> JSONResponse:

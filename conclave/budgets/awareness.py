@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from conclave.budgets.pricing import PICO
 from conclave.core.ledger import ROOT, enclosing, limit_label
+from conclave.core.money import PICO
 from conclave.core.store import LedgerSnapshot
 
 __all__ = ["BudgetLine", "BudgetView", "INSTRUCTIONS", "Level", "budget_view", "level_for"]

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from conclave.core.ledger import ROOT, RunLedger, limit_label
+from conclave.core.money import PICO, from_pico
 from conclave.core.store import LedgerSnapshot
 from conclave.schema import Cost, CostLine, LimitStatus, Usage
-
-from .pricing import PICO, from_pico
 
 __all__ = ["cost_from_snapshot", "ledger_cost"]
 

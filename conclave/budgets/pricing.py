@@ -10,19 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from conclave.core.money import to_pico
 from conclave.schema.budget import Price
 
-__all__ = ["PICO", "Pricing", "to_pico", "from_pico"]
-
-PICO = 10**12
-
-
-def to_pico(usd: float) -> int:
-    return math.ceil(round(usd * PICO, 3))
-
-
-def from_pico(pico: int | float) -> float:
-    return float(pico) / PICO
+__all__ = ["Pricing"]
 
 
 class Pricing:

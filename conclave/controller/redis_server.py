@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["EmbeddedRedis", "RedisStartError", "find_server_binary", "free_port"]
@@ -58,9 +59,16 @@ class EmbeddedRedis:
     """A Redis-protocol server process bound to 127.0.0.1, restartable on the same port and data."""
 
     def __init__(
-        self, data_dir: Path, *, port: int | None = None, binary: str | None = None, fsync: str = "always"
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        binary: str | None = None,
+        fsync: str = "always",
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.extra_args = list(extra_args)
         self.port = port or free_port()
         self.binary = find_server_binary(binary)
         self.fsync = fsync
@@ -102,6 +110,7 @@ class EmbeddedRedis:
             "yes",
             "--logfile",
             str(self.data_dir / "server.log"),
+            *self.extra_args,
         ]
         self.proc = subprocess.Popen(
             args,

@@ -20,7 +20,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from conclave.controller.redis_outbox import RedisOutboxMixin
+from conclave.controller.redis_retention import RedisRetention
 from conclave.controller.redis_schedules import RedisSchedulesMixin
+from conclave.controller.redis_tenants import RedisTenants
 from conclave.controller.scripts import Scripts
 from conclave.core.keys import GROUP, Keys
 from conclave.core.pending import PendingCommit
@@ -60,7 +62,7 @@ def _now() -> str:
     return f"{time.time():.6f}"
 
 
-class RedisRunStore(RedisOutboxMixin, RedisSchedulesMixin):
+class RedisRunStore(RedisTenants, RedisRetention, RedisOutboxMixin, RedisSchedulesMixin):
     """All Redis access of Conclave. ``redis`` decodes responses (text); ``binary`` does not (workspace
     files are bytes). ``prefix`` namespaces every key."""
 
@@ -92,6 +94,7 @@ class RedisRunStore(RedisOutboxMixin, RedisSchedulesMixin):
         tenant: str = "default",
         spec_hash: str | None = None,
         trace: Mapping[str, str] | None = None,
+        key_id: str | None = None,
     ) -> SubmitResult:
         spec_hash = spec_hash or hash_spec(spec)
         rid = new_run_id()
@@ -107,6 +110,7 @@ class RedisRunStore(RedisOutboxMixin, RedisSchedulesMixin):
                 json.dumps({"kind": spec.kind}),
                 json.dumps(dict(trace)) if trace else "",
                 spec.kind,
+                key_id or "",
             ]
         )
         run = await self.get(got_rid)
@@ -261,7 +265,9 @@ class RedisRunStore(RedisOutboxMixin, RedisSchedulesMixin):
         outcome = ClaimOutcome(res[0])
         if outcome is ClaimOutcome.TERMINAL:
             return ClaimResult(outcome, status=RunStatus(res[1]))
-        if outcome in (ClaimOutcome.OK, ClaimOutcome.DEAD):
+        if outcome is ClaimOutcome.OK:
+            return ClaimResult(outcome, attempt=int(res[1]), clock=float(res[2]), started_at=float(res[3]))
+        if outcome is ClaimOutcome.DEAD:
             return ClaimResult(outcome, attempt=int(res[1]))
         return ClaimResult(outcome)
 
@@ -366,8 +372,19 @@ class RedisRunStore(RedisOutboxMixin, RedisSchedulesMixin):
         ]
 
     # -- the ledger ------------------------------------------------------------------------------
-    async def set_caps(self, rid: str, owner: str, caps: Mapping[str, int]) -> None:
-        await self.scripts.set_caps(args=[self.prefix, rid, owner, json.dumps({k: str(v) for k, v in caps.items()})])
+    async def set_caps(self, rid: str, owner: str, caps: Mapping[str, int]) -> bool:
+        res = await self.scripts.set_caps(
+            args=[self.prefix, rid, owner, json.dumps({k: str(v) for k, v in caps.items()})]
+        )
+        return bool(int(res))
+
+    async def renew_holds(self, runs: Sequence[tuple[str, str]], *, ttl_s: float) -> set[str]:
+        if not runs:
+            return set()
+        args: list[Any] = [self.prefix, ttl_s]
+        for rid, owner in runs:
+            args += [rid, owner]
+        return set(await self.scripts.renew_holds(args=args) or [])
 
     async def reserve(
         self,
@@ -406,7 +423,7 @@ class RedisRunStore(RedisOutboxMixin, RedisSchedulesMixin):
                 snap.by[(dim, name, metric)] = int(value)
                 continue
             scope, _, limit = rest.rpartition("|")
-            target = {"cap": snap.caps, "used": snap.used, "resv": snap.reserved}.get(kind)
+            target = {"cap": snap.caps, "used": snap.used, "resv": snap.reserved, "over": snap.over}.get(kind)
             if target is not None:
                 target[(scope, limit)] = int(value)
         return snap

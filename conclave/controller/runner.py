@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from conclave.agents.runtime import RunEnv, open_run
@@ -32,7 +32,9 @@ __all__ = ["ActiveRun", "Runner"]
 
 log = logging.getLogger(__name__)
 
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+# A full store (maxmemory, noeviction) refuses every write atomically: like an outage, the attempt is left
+# for a later reclaim, nothing half-written and nothing failed.
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ConnectionError, OSError)
 
 
 @dataclass
@@ -78,7 +80,7 @@ class Runner:
             return "poison"
         if run is None:  # pragma: no cover - the claim just saw it
             return "missing"
-        ctx = await open_run(self.store, run, owner=owner, attempt=claim.attempt, env=self.env)
+        ctx = await open_run(self.store, run, owner=owner, attempt=claim.attempt, env=self.env, claim=claim)
         active.ctx = ctx
         parent = await self.store.trace_context(rid)
         try:
@@ -102,7 +104,7 @@ class Runner:
         except SpecError as e:
             return Outcome(status=RunStatus.FAILED, stop_reason=StopReason.ERROR, detail=str(e))
         wall = spec.budget.wall_seconds if spec.budget else None
-        remaining = None if wall is None else wall - (time.time() - ctx.started_at)
+        remaining = None if wall is None else wall - ctx.elapsed()
         if remaining is not None and remaining <= 0:
             return self._budget_outcome(ctx, "wall_seconds")
         body = asyncio.ensure_future(kind.run(ctx))
@@ -157,7 +159,7 @@ class Runner:
 
     async def _finish(self, ctx: RunContext, outcome: Outcome, tenant: str) -> str:
         await ctx.flush()
-        wall = time.time() - ctx.started_at
+        wall = ctx.elapsed()
         cost = cost_from_snapshot(await ctx.ledger.snapshot(), wall_cap_s=ctx.ledger.wall_cap_s, wall_seconds=wall)
         exhausted = None
         if outcome.status == RunStatus.BUDGET_EXHAUSTED:

@@ -25,7 +25,7 @@ def _read(name: str) -> str:
 @cache
 def script_source(name: str) -> str:
     """The full text of a script: shared helpers first, then the body."""
-    return f"{_read('outbox')}\n{_read('common')}\n{_read('ledger')}\n{_read(name)}"
+    return "\n".join(_read(part) for part in ("outbox", "common", "tenant", "ledger", name))
 
 
 class Scripts:
@@ -47,3 +47,7 @@ class Scripts:
         self.schedule_done: AsyncScript = redis.register_script(script_source("schedule_done"))
         self.schedule_skip: AsyncScript = redis.register_script(script_source("schedule_skip"))
         self.schedule_status: AsyncScript = redis.register_script(script_source("schedule_status"))
+        self.renew_holds: AsyncScript = redis.register_script(script_source("renew_holds"))
+        self.call_reserve: AsyncScript = redis.register_script(script_source("call_reserve"))
+        self.call_commit: AsyncScript = redis.register_script(script_source("call_commit"))
+        self.purge: AsyncScript = redis.register_script(script_source("purge"))

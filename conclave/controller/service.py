@@ -58,6 +58,7 @@ class RunService:
         tenant: str,
         idempotency_key: str | None = None,
         trace: Mapping[str, str] | None = None,
+        key_id: str | None = None,
     ) -> tuple[Run, bool]:
         """Queue a run (``SpecError`` when its kind rejects it). With an idempotency key a repeated
         submission returns the first run and False; a different task under the same key is a
@@ -68,7 +69,7 @@ class RunService:
         if spec.webhook is not None:  # an allowed destination, and a secret to sign with
             await WebhookService(self.store, self.settings).check_run_webhook(spec.webhook, tenant=tenant)
         h = spec_hash(spec)
-        res = await self.store.submit(spec, tenant=tenant, spec_hash=h, trace=trace)
+        res = await self.store.submit(spec, tenant=tenant, spec_hash=h, trace=trace, key_id=key_id)
         if not res.created:
             if res.spec_hash != h:
                 raise Conflict(

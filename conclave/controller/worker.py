@@ -25,6 +25,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from conclave.agents.runtime import RunEnv
@@ -33,13 +34,14 @@ from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.runner import ActiveRun, Runner
 from conclave.controller.setup import configure_runtime
 from conclave.core import metrics, telemetry
+from conclave.core.ledger import HOLD_TTL_S
 from conclave.core.router import ModelRouter
 from conclave.core.store import QueueEntry, RunStore
 
 __all__ = ["Worker", "connect", "main"]
 
 log = logging.getLogger(__name__)
-_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+_DOWN = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ConnectionError, OSError)
 
 
 def connect(url: str, *, decode: bool = True, max_connections: int = 128) -> Redis:
@@ -103,12 +105,15 @@ class Worker:
         )
         self.runner = Runner(self.store, env, worker=self.name, max_attempts=self.settings.max_attempts)
         await self._retrying(self.store.ready)
+        days = self.settings.retention_days
+        await self._retrying(lambda: self.store.set_retention(None, days * 86400 if days else None))
         log.info("worker %s serving (concurrency %d)", self.name, self.concurrency)
         loops = [
             asyncio.ensure_future(self._read_loop()),
             asyncio.ensure_future(self._reclaim_loop()),
             asyncio.ensure_future(self._renew_loop()),
             asyncio.ensure_future(self._cancel_loop()),
+            asyncio.ensure_future(self._retention_loop()),
             *self._reporting_loops(),
         ]
         try:
@@ -213,23 +218,40 @@ class Worker:
             await asyncio.sleep(interval)
 
     async def _renew_loop(self) -> None:
+        """Every third of a lease: renew the leases of the runs held here and the ledger holds of their
+        calls in flight, and refresh whether each run must reserve (a tenant budget set mid-run)."""
         interval = max(0.1, self.settings.lease_seconds / 3)
         while not self._stop.is_set():
             await asyncio.sleep(interval)
-            leases = [(a.rid, a.owner, a.qid) for a in self.active.values() if a.ctx is not None]
+            held = [a for a in self.active.values() if a.ctx is not None]
+            leases = [(a.rid, a.owner, a.qid) for a in held]
             try:
                 lost = await self.store.renew(self.name, leases)
+                must = await self.store.renew_holds([(a.rid, a.owner) for a in held], ttl_s=HOLD_TTL_S)
             except _DOWN as e:
                 log.warning("worker %s: lease renewal failed (%s)", self.name, e)
                 continue
+            for a in held:
+                if a.ctx is not None:
+                    a.ctx.ledger.has_caps = a.rid in must
             for rid in lost:
-                a = self.active.get(rid)
-                if a is not None and a.ctx is not None:
+                gone = self.active.get(rid)
+                if gone is not None and gone.ctx is not None:
                     log.warning("run %s: lease lost; stopping this attempt", rid)
                     telemetry.leases_lost()
-                    a.lease_lost = True
-                    if a.body is not None:
-                        a.body.cancel()
+                    gone.lease_lost = True
+                    if gone.body is not None:
+                        gone.body.cancel()
+
+    async def _retention_loop(self) -> None:
+        """Delete finished runs whose retention has passed (every worker sweeps; the sweep is atomic)."""
+        while not self._stop.is_set():
+            try:
+                while await self.store.purge_expired(500) == 500:
+                    pass
+            except _DOWN as e:
+                log.warning("worker %s: retention sweep failed (%s)", self.name, e)
+            await asyncio.sleep(30.0)
 
     async def _cancel_loop(self) -> None:
         while not self._stop.is_set():

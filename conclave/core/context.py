@@ -90,6 +90,7 @@ class RunContext:
         default_model: str | None,
         started_at: float,
         last_event_id: int = 0,
+        elapsed_at_open: float = 0.0,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -101,6 +102,10 @@ class RunContext:
         self.default_model = default_model
         self.started_at = started_at
         self.last_event_id = last_event_id
+        # Wall time on the store's clock when this attempt began, then counted on this process's monotonic
+        # clock: a worker whose wall clock is skewed still measures a run's wall_seconds right.
+        self._elapsed_at_open = elapsed_at_open
+        self._opened = time.monotonic()
         self._steps = dict(steps)
         self._loose = PendingCommit()  # changes made outside any step, flushed with the next commit
         self.steps_executed = 0
@@ -111,6 +116,10 @@ class RunContext:
         self.workspace = Workspace(files, on_change=self._workspace_change)
         self.ledger = RunLedger(store, run_id, owner)
         self._meter: Metered | None = None
+
+    def elapsed(self) -> float:
+        """Wall-clock seconds since the run first started (all attempts), by the store's clock."""
+        return self._elapsed_at_open + (time.monotonic() - self._opened)
 
     # -- the model the run should use -----------------------------------------------------------
     @property

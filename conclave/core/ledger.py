@@ -72,10 +72,11 @@ class RunLedger:
         self.wall_cap_s: float | None = None
 
     async def set_caps(self, caps: Mapping[str, int], *, wall_cap_s: float | None = None) -> None:
-        """Install ``{"<scope>|<limit>": cap}``; a resumed run keeps the caps it first had."""
-        self.has_caps = bool(caps)
+        """Install ``{"<scope>|<limit>": cap}``; a resumed run keeps the caps it first had. Afterwards
+        ``has_caps`` says whether calls must reserve (own caps, or a tenant or key budget); the worker
+        refreshes it while the run is in flight."""
         self.wall_cap_s = wall_cap_s
-        await self.store.set_caps(self.rid, self.owner, caps)
+        self.has_caps = await self.store.set_caps(self.rid, self.owner, caps)
 
     async def reserve(
         self, scope: str, amounts: Mapping[str, int], *, ttl_s: float = HOLD_TTL_S

@@ -21,9 +21,12 @@ from typing import Any
 from conclave.schema import ApiKey, Event, EventType, Run, RunPage, RunStatus, StopReason, TaskSpec, Usage
 
 from .memory_outbox import MemoryOutboxMixin
+from .memory_retention import MemoryRetention
 from .memory_schedules import MemorySchedulesMixin
+from .memory_tenants import MemoryTenants, OuterHold, outer_scopes
 from .pending import LedgerOp, PendingCommit
-from .store import (
+from .store import spec_hash as hash_spec
+from .store_types import (
     CancelOutcome,
     CancelResult,
     ClaimOutcome,
@@ -38,7 +41,6 @@ from .store import (
     Refusal,
     SubmitResult,
 )
-from .store import spec_hash as hash_spec
 from .workspace import WorkspaceOpKind
 
 __all__ = ["InMemoryRunStore"]
@@ -57,12 +59,14 @@ class _Hold:
     owner: str
     expires: float
     held: dict[str, dict[str, int]]  # scope -> limit -> amount
+    outer: list[OuterHold] = field(default_factory=list)
 
 
 @dataclass
 class _RunData:
     run: Run
     spec_hash: str
+    key_id: str | None = None
     owner: str | None = None
     qid: str = ""
     trace: dict[str, str] | None = None
@@ -73,14 +77,18 @@ class _RunData:
     caps: dict[tuple[str, str], int] = field(default_factory=dict)
     used: dict[tuple[str, str], int] = field(default_factory=dict)
     reserved: dict[tuple[str, str], int] = field(default_factory=dict)
+    over: dict[tuple[str, str], int] = field(default_factory=dict)
     by: dict[tuple[str, str, str], int] = field(default_factory=dict)
     holds: dict[str, _Hold] = field(default_factory=dict)
+    capped: bool = False
 
 
-class InMemoryRunStore(MemoryOutboxMixin, MemorySchedulesMixin):
+class InMemoryRunStore(MemoryTenants, MemoryRetention, MemoryOutboxMixin, MemorySchedulesMixin):
     """See the module docstring. Not thread-safe: use it from one event loop."""
 
     def __init__(self) -> None:
+        self._tenants_init()
+        self._retention_init()
         self._runs: dict[str, _RunData] = {}
         self._idem: dict[tuple[str, str], str] = {}
         self._queue: list[_Entry] = []
@@ -112,18 +120,26 @@ class InMemoryRunStore(MemoryOutboxMixin, MemorySchedulesMixin):
         return seq
 
     def _set(self, d: _RunData, **changes: Any) -> None:
+        was_terminal = d.run.status.terminal
         d.run = d.run.model_copy(update=changes)
+        if not was_terminal and d.run.status.terminal:
+            self._retire(d.run.id, d.run.tenant)
 
     def _ack(self, qid: str) -> None:
         self._queue = [e for e in self._queue if e.qid != qid]
 
-    def _release(self, d: _RunData, res_id: str) -> None:
+    def _release(self, d: _RunData, res_id: str) -> list[OuterHold]:
         hold = d.holds.pop(res_id, None)
         if hold is None:
-            return
+            return []
         for scope, held in hold.held.items():
             for limit, amount in held.items():
                 d.reserved[(scope, limit)] = d.reserved.get((scope, limit), 0) - amount
+        self._outer_release(hold.outer)
+        return hold.outer
+
+    def _outer_of(self, d: _RunData) -> list[str]:
+        return outer_scopes(d.run.tenant, d.key_id)
 
     def _release_where(self, d: _RunData, keep: Any) -> None:
         for res_id in [r for r, h in d.holds.items() if not keep(h)]:
@@ -140,6 +156,7 @@ class InMemoryRunStore(MemoryOutboxMixin, MemorySchedulesMixin):
         tenant: str = "default",
         spec_hash: str | None = None,
         trace: Mapping[str, str] | None = None,
+        key_id: str | None = None,
     ) -> SubmitResult:
         spec_hash = spec_hash or hash_spec(spec)
         if spec.idempotency_key:
@@ -150,7 +167,7 @@ class InMemoryRunStore(MemoryOutboxMixin, MemorySchedulesMixin):
         now = time.time()
         rid = f"run_{int(now * 1000):011x}{secrets.token_hex(6)}"
         run = Run(id=rid, tenant=tenant, spec=spec, status=RunStatus.QUEUED, created_at=_dt(now))
-        d = _RunData(run=run, spec_hash=spec_hash, trace=dict(trace) if trace else None)
+        d = _RunData(run=run, spec_hash=spec_hash, key_id=key_id, trace=dict(trace) if trace else None)
         self._runs[rid] = d
         if spec.idempotency_key:
             self._idem[(tenant, spec.idempotency_key)] = rid
@@ -266,9 +283,11 @@ class InMemoryRunStore(MemoryOutboxMixin, MemorySchedulesMixin):
 
     async def claim(self, rid: str, *, owner: str, qid: str, worker: str, max_attempts: int) -> ClaimResult:
         d = self._runs.get(rid)
-        if d is not None and d.owner == owner:
-            return ClaimResult(ClaimOutcome.OK, attempt=d.run.attempts)
         now = time.time()
+        if d is not None and d.owner == owner:
+            return ClaimResult(
+                ClaimOutcome.OK, attempt=d.run.attempts, clock=now, started_at=_ts(d.run.started_at, now)
+            )
         if d is None:
             self._dead.append(DeadLetter(id=qid, rid=rid, reason="the queue entry names no run that exists"))
             self._ack(qid)
@@ -306,7 +325,7 @@ class InMemoryRunStore(MemoryOutboxMixin, MemorySchedulesMixin):
         self._set(d, status=RunStatus.RUNNING)
         self._emit(d, "run.started" if attempts == 1 else "run.resumed", {"attempt": attempts, "worker": worker}, now)
         await self._notify()
-        return ClaimResult(ClaimOutcome.OK, attempt=attempts)
+        return ClaimResult(ClaimOutcome.OK, attempt=attempts, clock=now, started_at=_ts(d.run.started_at, now))
 
     async def poison(self, rid: str, *, owner: str, qid: str, reason: str) -> bool:
         d = self._runs.get(rid)
@@ -386,23 +405,34 @@ class InMemoryRunStore(MemoryOutboxMixin, MemorySchedulesMixin):
             else:
                 d.files.pop(op.path, None)
         for lop in pending.ledger:
-            self._ledger_commit(d, lop)
+            self._ledger_commit(d, lop, now)
         if pending.events:
             await self._notify()
         return CommitResult(d.run.last_event_id, d.run.cancel_requested)
 
-    def _ledger_commit(self, d: _RunData, op: LedgerOp) -> None:
-        if op.res:
-            self._release(d, op.res)
+    def _ledger_commit(self, d: _RunData, op: LedgerOp, now: float) -> None:
+        outer = self._release(d, op.res) if op.res else []
         for scope in op.scopes:
             for limit, amount in op.used.items():
-                if amount:
-                    d.used[(scope, limit)] = d.used.get((scope, limit), 0) + int(amount)
+                n = int(amount)
+                if not n:
+                    continue
+                cap = d.caps.get((scope, limit))
+                if cap is None:
+                    d.used[(scope, limit)] = d.used.get((scope, limit), 0) + n
+                    continue
+                room = max(cap - d.used.get((scope, limit), 0) - d.reserved.get((scope, limit), 0), 0)
+                fits = min(n, room)
+                d.used[(scope, limit)] = d.used.get((scope, limit), 0) + fits
+                if n > fits:
+                    d.over[(scope, limit)] = d.over.get((scope, limit), 0) + n - fits
         for key, amount in op.by.items():
             if amount:
                 dim, rest = key.split("|", 1)
                 name, _, metric = rest.rpartition("|")
                 d.by[(dim, name, metric)] = d.by.get((dim, name, metric), 0) + int(amount)
+        if op.used:
+            self._outer_use(self._outer_of(d), op.used, op.by, now, outer)
 
     async def finish(self, rid: str, owner: str, status: RunStatus, fields: FinishFields) -> bool:
         d = self._runs.get(rid)
@@ -443,13 +473,31 @@ class InMemoryRunStore(MemoryOutboxMixin, MemorySchedulesMixin):
         return list(reversed(self._dead))[:count]
 
     # -- the ledger ------------------------------------------------------------------------------
-    async def set_caps(self, rid: str, owner: str, caps: Mapping[str, int]) -> None:
+    async def set_caps(self, rid: str, owner: str, caps: Mapping[str, int]) -> bool:
         d = self._runs[rid]
         for k, v in caps.items():
             scope, _, limit = k.rpartition("|")
             d.caps.setdefault((scope, limit), int(v))
+        d.capped = d.capped or bool(caps)
         if owner:
             self._release_where(d, lambda h: h.owner == owner)
+        return self._must_reserve(d)
+
+    def _must_reserve(self, d: _RunData) -> bool:
+        return d.capped or any(s in self._budgets for s in self._outer_of(d))
+
+    async def renew_holds(self, runs: Sequence[tuple[str, str]], *, ttl_s: float) -> set[str]:
+        now = time.time()
+        must = set()
+        for rid, owner in runs:
+            d = self._runs.get(rid)
+            if d is None or d.owner != owner:
+                continue
+            for hold in d.holds.values():
+                hold.expires = now + ttl_s
+            if self._must_reserve(d):
+                must.add(rid)
+        return must
 
     async def reserve(
         self,
@@ -476,12 +524,15 @@ class InMemoryRunStore(MemoryOutboxMixin, MemorySchedulesMixin):
                 if int(amount) > room:
                     return Refusal(scope=scope, limit=limit, room=max(room, 0))
                 held.setdefault(scope, {})[limit] = int(amount)
-        if not held:
+        outer, refusal = self._outer_reserve(self._outer_of(d), amounts, now)
+        if refusal is not None:
+            return refusal
+        if not held and not outer:
             return None
         for scope, h in held.items():
             for limit, amount in h.items():
                 d.reserved[(scope, limit)] = d.reserved.get((scope, limit), 0) + amount
-        d.holds[res_id] = _Hold(owner=owner, expires=now + ttl_s, held=held)
+        d.holds[res_id] = _Hold(owner=owner, expires=now + ttl_s, held=held, outer=outer)
         return None
 
     async def ledger_snapshot(self, rid: str) -> LedgerSnapshot:
@@ -492,6 +543,7 @@ class InMemoryRunStore(MemoryOutboxMixin, MemorySchedulesMixin):
             caps=dict(d.caps),
             used=dict(d.used),
             reserved=dict(d.reserved),
+            over=dict(d.over),
             by=dict(d.by),
         )
 
@@ -519,3 +571,7 @@ class InMemoryRunStore(MemoryOutboxMixin, MemorySchedulesMixin):
 
 def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+def _ts(when: datetime | None, default: float) -> float:
+    return when.timestamp() if when is not None else default

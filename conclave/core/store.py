@@ -35,16 +35,31 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from conclave.schema import ApiKey, Cost, Event, Run, RunPage, RunStatus, StopReason, TaskSpec, Usage
+from conclave.schema import ApiKey, Event, Run, RunPage, RunStatus, TaskSpec
 
 from .pending import PendingCommit
 from .store_outbox import OutboxStore
+from .store_retention import RetentionStore
 from .store_schedules import ScheduleStore
 from .store_stats import StatsStore
+from .store_tenants import TenantStore
+from .store_types import (
+    CancelOutcome,
+    CancelResult,
+    ClaimOutcome,
+    ClaimResult,
+    CommitResult,
+    DeadLetter,
+    FinishFields,
+    LeaseLost,
+    LedgerSnapshot,
+    QueueDepth,
+    QueueEntry,
+    Refusal,
+    SubmitResult,
+)
 
 __all__ = [
     "CancelOutcome",
@@ -59,8 +74,10 @@ __all__ = [
     "QueueDepth",
     "QueueEntry",
     "Refusal",
+    "RetentionStore",
     "RunStore",
     "SubmitResult",
+    "TenantStore",
     "spec_hash",
 ]
 
@@ -71,136 +88,10 @@ def spec_hash(spec: TaskSpec) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
-class LeaseLost(RuntimeError):
-    """Another worker owns the run now; this worker must stop touching it."""
-
-
-@dataclass(frozen=True)
-class QueueEntry:
-    """One entry of the run queue: its id in the queue and the run it names (``rid`` may be empty or
-    unknown for a poison entry; ``claim`` dead-letters those)."""
-
-    qid: str
-    rid: str
-
-
-class ClaimOutcome(StrEnum):
-    """What ``claim`` found. ``ok``: the caller owns the run now. ``terminal``: it had already ended.
-    ``dead``: it was claimed too often and is dead-lettered. ``missing``: no such run (the entry is
-    acknowledged and dead-lettered)."""
-
-    OK = "ok"
-    TERMINAL = "terminal"
-    DEAD = "dead"
-    MISSING = "missing"
-
-
-@dataclass(frozen=True)
-class ClaimResult:
-    outcome: ClaimOutcome
-    attempt: int = 0
-    status: RunStatus | None = None
-
-
-class CancelOutcome(StrEnum):
-    """What ``cancel`` did. ``cancelled``: it was queued and is cancelled now. ``cancelling``: a worker runs
-    it and is told (it stops at once, keeping its partial result). ``terminal``: it had already ended
-    (``status`` says how). ``missing``: no such run for this tenant."""
-
-    CANCELLED = "cancelled"
-    CANCELLING = "cancelling"
-    TERMINAL = "terminal"
-    MISSING = "missing"
-
-
-@dataclass(frozen=True)
-class CancelResult:
-    outcome: CancelOutcome
-    status: RunStatus | None = None
-
-    @property
-    def label(self) -> str:
-        """The word the API reports: the outcome, or the terminal status the run already had."""
-        return self.status.value if self.outcome is CancelOutcome.TERMINAL and self.status else self.outcome.value
-
-
-@dataclass(frozen=True)
-class SubmitResult:
-    run: Run
-    created: bool
-    #: The hash of the spec the run was created with (differs from the caller's when an idempotency key
-    #: was reused for a different task).
-    spec_hash: str
-
-
-@dataclass(frozen=True)
-class CommitResult:
-    #: The id of the run's last event after the commit.
-    last_event_id: int
-    cancel_requested: bool
-
-
-@dataclass
-class FinishFields:
-    """What a run's ending records besides its status."""
-
-    stop_reason: StopReason
-    output: str | None = None
-    result: dict[str, Any] | None = None
-    stop_detail: str | None = None
-    error: str | None = None
-    cost: Cost | None = None
-    usage: Usage | None = None
-    exhausted_limit: str | None = None
-
-
-@dataclass(frozen=True)
-class QueueDepth:
-    #: Entries no worker has read yet.
-    waiting: int
-    #: Entries read by a worker and not yet acknowledged.
-    in_flight: int
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    id: str
-    rid: str
-    reason: str
-    attempts: int = 0
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A reservation the ledger refused: ``limit`` in ``scope`` has only ``room`` left."""
-
-    scope: str
-    limit: str
-    room: int
-
-
-@dataclass
-class LedgerSnapshot:
-    """A run's ledger at one instant: caps, committed usage, held reservations (by scope and limit) and
-    the breakdowns (``by[(dimension, name, metric)]``, e.g. ``("model", "smollm2-135m", "output_tokens")``)."""
-
-    caps: dict[tuple[str, str], int] = field(default_factory=dict)
-    used: dict[tuple[str, str], int] = field(default_factory=dict)
-    reserved: dict[tuple[str, str], int] = field(default_factory=dict)
-    by: dict[tuple[str, str, str], int] = field(default_factory=dict)
-
-    def left(self, scope: str, limit: str) -> int | None:
-        cap = self.caps.get((scope, limit))
-        if cap is None:
-            return None
-        return cap - self.used.get((scope, limit), 0) - self.reserved.get((scope, limit), 0)
-
-
 @runtime_checkable
-class RunStore(OutboxStore, ScheduleStore, StatsStore, Protocol):
-    """See the module docstring for the contract every method keeps; the webhook outbox, schedules and
-    the service's gauges have contracts of their own (``store_outbox``, ``store_schedules``,
-    ``store_stats``)."""
+class RunStore(TenantStore, RetentionStore, OutboxStore, ScheduleStore, StatsStore, Protocol):
+    """See the module docstring for the contract every method keeps; tenant budgets, retention, the
+    webhook outbox, schedules and the service's gauges have contracts of their own (``store_*``)."""
 
     # -- submission and reading ------------------------------------------------------------------
     async def ready(self) -> None:
@@ -213,8 +104,10 @@ class RunStore(OutboxStore, ScheduleStore, StatsStore, Protocol):
         tenant: str = "default",
         spec_hash: str | None = None,
         trace: Mapping[str, str] | None = None,
+        key_id: str | None = None,
     ) -> SubmitResult:
-        """``spec_hash`` defaults to ``spec_hash(spec)``; ``trace`` is the submitter's W3C trace context."""
+        """``spec_hash`` defaults to ``spec_hash(spec)``; ``trace`` is the submitter's W3C trace context;
+        ``key_id`` the API key that submitted it (its budget is charged too)."""
 
     async def durable(self) -> None:
         """Return once what this client wrote is on disk, where the backend can tell (a submission is
@@ -291,8 +184,9 @@ class RunStore(OutboxStore, ScheduleStore, StatsStore, Protocol):
     async def dead_letters(self, count: int = 100) -> list[DeadLetter]: ...
 
     # -- the ledger ------------------------------------------------------------------------------
-    async def set_caps(self, rid: str, owner: str, caps: Mapping[str, int]) -> None:
-        """Set ``{"<scope>|<limit>": cap}`` once per field and release holds left by other owners."""
+    async def set_caps(self, rid: str, owner: str, caps: Mapping[str, int]) -> bool:
+        """Set ``{"<scope>|<limit>": cap}`` once per field and release holds left by other owners. True when
+        the run must reserve before every call: it has caps, or its tenant or key has a budget."""
 
     async def reserve(
         self,
@@ -307,6 +201,11 @@ class RunStore(OutboxStore, ScheduleStore, StatsStore, Protocol):
         """Hold ``amounts`` in every scope of ``scopes`` that has a cap, or refuse (holding nothing)."""
 
     async def ledger_snapshot(self, rid: str) -> LedgerSnapshot: ...
+
+    async def renew_holds(self, runs: Sequence[tuple[str, str]], *, ttl_s: float) -> set[str]:
+        """Extend every hold of each ``(rid, owner)`` the owner still owns to ``ttl_s`` from now (a hold lives
+        as long as its worker does); returns the rids that must reserve before every call (own caps, or a
+        tenant or key budget — so a budget set mid-run reaches them)."""
 
     # -- API keys --------------------------------------------------------------------------------
     async def put_key(self, key_hash: str, info: ApiKey) -> None: ...

@@ -43,6 +43,7 @@ from conclave.schema.runs import (
     WorkspaceListing,
 )
 from conclave.schema.schedules import MissedTicks, Schedule, ScheduleList, ScheduleRequest, ScheduleStatus
+from conclave.schema.tenants import PERIODS, BudgetLimits, Period, ScopeBudget, SpendLine, TenantSpend
 from conclave.schema.webhooks import (
     DEFAULT_WEBHOOK_EVENTS,
     WEBHOOK_EVENTS,
@@ -62,6 +63,7 @@ __all__ = [
     "ApiKey",
     "Budget",
     "BUDGET_LIMITS",
+    "BudgetLimits",
     "CancelResponse",
     "ChatMessageIn",
     "Cost",
@@ -83,6 +85,8 @@ __all__ = [
     "NewKeyRequest",
     "NewWebhookSecret",
     "NewWebhookSubscription",
+    "Period",
+    "PERIODS",
     "Price",
     "Run",
     "RunPage",
@@ -92,10 +96,13 @@ __all__ = [
     "ScheduleList",
     "ScheduleRequest",
     "ScheduleStatus",
+    "ScopeBudget",
+    "SpendLine",
     "StopReason",
     "StrictModel",
     "SubBudget",
     "TaskSpec",
+    "TenantSpend",
     "TERMINAL_STATUSES",
     "Usage",
     "utcnow",

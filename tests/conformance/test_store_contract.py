@@ -15,25 +15,9 @@ from conclave.core.ledger import RunLedger
 from conclave.core.pending import PendingCommit
 from conclave.core.store import ClaimOutcome, FinishFields, LeaseLost, RunStore
 from conclave.core.workspace import WorkspaceOp, WorkspaceOpKind
-from conclave.schema import ApiKey, RunStatus, StopReason, TaskSpec
+from conclave.schema import ApiKey, RunStatus, StopReason
 
-
-def spec(text: str = "hello", **kw: object) -> TaskSpec:
-    return TaskSpec.model_validate({"kind": "chat", "input": text, **kw})
-
-
-async def submit_and_claim(store: RunStore, owner: str = "o1", **kw: object) -> tuple[str, str]:
-    run = (await store.submit(spec(**kw))).run  # type: ignore[arg-type]
-    entries = await store.read_new("c1", 100, 100)
-    qid = next(e.qid for e in entries if e.rid == run.id)
-    claim = await store.claim(run.id, owner=owner, qid=qid, worker="w1", max_attempts=3)
-    assert claim.outcome is ClaimOutcome.OK and claim.attempt == 1
-    return run.id, qid
-
-
-async def types(store: RunStore, rid: str) -> list[str]:
-    return [e.type for e in await store.events(rid, count=10_000)]
-
+from .conftest import spec, submit_and_claim, types
 
 # -- submission and reading -------------------------------------------------------------------------
 

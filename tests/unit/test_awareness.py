@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conclave.budgets.awareness import INSTRUCTIONS, Level, budget_view, level_for
-from conclave.budgets.pricing import PICO
+from conclave.core.money import PICO
 from conclave.core.store import LedgerSnapshot
 
 

@@ -9,10 +9,11 @@ import pytest
 from pydantic import ValidationError
 
 from conclave.budgets.caps import compute_caps
-from conclave.budgets.pricing import Pricing, to_pico
+from conclave.budgets.pricing import Pricing
 from conclave.cluster.config import ModelSpec
 from conclave.config import ConfigError, load_settings
 from conclave.core.kinds import SpecError, validate_spec
+from conclave.core.money import to_pico
 from conclave.schema import Budget, Cost, TaskSpec
 from conclave.schema.budget import Price
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from conclave.budgets.pricing import from_pico
 from conclave.core.context import Metered
+from conclave.core.money import from_pico
 from conclave.schema import ChatMessageIn
 from conclave.schema.chat import ChatMessage
 

@@ -1,6 +1,7 @@
 -- ARGV: P, rid, tenant, now
 -- Returns {"missing"} | {"terminal", status} | {"cancelled"} (was queued) | {"cancelling"} (running)
 local P, rid, tenant, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+now = string.format("%.6f", redis_now())  -- Redis's clock, not the worker's (ARGV's time is ignored)
 local rk = runkey(P, rid)
 local f = redis.call("HMGET", rk, "status", "tenant", "created_ms")
 if not f[1] or f[2] ~= tenant then return {"missing"} end

@@ -6,6 +6,7 @@
 -- Idempotent: a commit retried after its reply was lost (redis-py retries on a dropped connection) is
 -- applied once — by its step key when it has one, else by its commit id.
 local P, rid, owner, now, cid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+now = string.format("%.6f", redis_now())  -- Redis's clock, not the worker's (ARGV's time is ignored)
 local rk = runkey(P, rid)
 local f = redis.call("HMGET", rk, "owner", "cancel")
 local i = 6

@@ -2,6 +2,7 @@
 -- ARGV: P, rid, owner, now, status, fields_json, event_data
 -- Returns 1, or -1 when the lease was lost (another worker owns the run now).
 local P, rid, owner, now, status, fields, evdata = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+now = string.format("%.6f", redis_now())  -- Redis's clock, not the worker's (ARGV's time is ignored)
 local rk = runkey(P, rid)
 local f = redis.call("HMGET", rk, "owner", "status", "tenant", "created_ms", "qid")
 if f[1] ~= owner then

@@ -2,6 +2,7 @@
 -- dead-letter it once and acknowledge its queue entry, so it never stalls a worker or comes back.
 -- ARGV: P, rid, owner, now, qid, reason. Returns 1, or 0 when owner no longer owns the run.
 local P, rid, owner, now, qid, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+now = string.format("%.6f", redis_now())  -- Redis's clock, not the worker's (ARGV's time is ignored)
 local rk = runkey(P, rid)
 local f = redis.call("HMGET", rk, "owner", "status", "tenant", "created_ms", "attempts")
 if f[1] ~= owner then return 0 end

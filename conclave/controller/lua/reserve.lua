@@ -1,7 +1,9 @@
--- Reserve a call's worst case in every enclosing scope, or refuse naming the limit that has no room.
--- ARGV: P, rid, owner, now, res_id, ttl_s, scopes_json, amounts_json ({limit = "n"})
+-- Reserve a call's worst case in every enclosing scope — the run's scopes, its tenant's and its key's budgets
+-- in every capped period — at once, or refuse naming the scope and limit that have no room (holding nothing).
+-- ARGV: P, rid, owner, (client time, ignored: Redis's clock is used), res_id, ttl_s, scopes_json, amounts_json
 -- Returns {1} or {0, scope, limit, room}
-local P, rid, owner, now, res_id, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local P, rid, owner, res_id, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[5], tonumber(ARGV[6])
+local now = redis_now()
 local scopes, amounts = cjson.decode(ARGV[7]), cjson.decode(ARGV[8])
 if redis.call("HEXISTS", P .. ":run:" .. rid .. ":resv", res_id) == 1 then return {1} end  -- retried
 ledger_sweep(P, rid, now)
@@ -23,13 +25,15 @@ for _, scope in ipairs(scopes) do
     end
   end
 end
-if not any then return {1} end
+local outer, refusal = outer_reserve(P, run_outer(P, rid), amounts, now)
+if refusal then return {0, refusal[1], refusal[2], refusal[3]} end
+if not any and #outer == 0 then return {1} end
 for scope, h in pairs(held) do
   for limit, amount in pairs(h) do
     redis.call("HINCRBY", lk, "resv|" .. scope .. "|" .. limit, amount)
   end
 end
 local rk = P .. ":run:" .. rid
-redis.call("HSET", rk .. ":resv", res_id, cjson.encode({o = owner, e = now + ttl, h = held}))
+redis.call("HSET", rk .. ":resv", res_id, cjson.encode({o = owner, e = now + ttl, h = held, x = outer}))
 redis.call("ZADD", rk .. ":resvexp", now + ttl, res_id)
 return {1}
