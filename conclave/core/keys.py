@@ -120,7 +120,7 @@ class Keys:
 
     @property
     def tenants(self) -> str:
-        """set: every tenant that has submitted a run (added by ``outbox.lua`` at ``run.queued``)."""
+        """set: every tenant that has submitted a run (added by ``submit.lua``; the gauges read it)."""
         return f"{self.prefix}:tenants"
 
     def schedule(self, sid: str) -> str:

@@ -6,7 +6,6 @@
 --   P:wh:subs:<tenant>     hash    subscription id -> {"url", "events", "description", "created_at"}
 --   P:wh:dlv:<did>         hash    a delivery's record; did = "<rid>.<seq>@<destination>"
 --   P:wh:dlvs:<tenant>     zset    the tenant's delivery ids by creation time (ms)
---   P:tenants              set     every tenant that submitted a run (metrics read the per-status indexes)
 --   P:run:<rid> field "wh" the run's own webhook (JSON, "" for none), read once from its spec
 local OUTBOX_EVENTS = {
   ["run.queued"] = true, ["run.started"] = true, ["run.resumed"] = true, ["run.cancel_requested"] = true,
@@ -45,7 +44,6 @@ local function outbox_record(P, rid, seq, now, etype, data)
     local ok, spec = pcall(cjson.decode, redis.call("HGET", rk, "spec") or "{}")
     if ok and type(spec) == "table" and type(spec.webhook) == "table" then wh = cjson.encode(spec.webhook) end
     redis.call("HSET", rk, "wh", wh)
-    redis.call("SADD", P .. ":tenants", tenant)
   end
   if wh ~= "" then
     local w = cjson.decode(wh)
