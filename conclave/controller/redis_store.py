@@ -19,7 +19,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from conclave.controller.redis_outbox import RedisOutboxMixin
 from conclave.controller.redis_retention import RedisRetention
+from conclave.controller.redis_schedules import RedisSchedulesMixin
 from conclave.controller.redis_tenants import RedisTenants
 from conclave.controller.scripts import Scripts
 from conclave.core.keys import GROUP, Keys
@@ -60,7 +62,7 @@ def _now() -> str:
     return f"{time.time():.6f}"
 
 
-class RedisRunStore(RedisTenants, RedisRetention):
+class RedisRunStore(RedisTenants, RedisRetention, RedisOutboxMixin, RedisSchedulesMixin):
     """All Redis access of Conclave. ``redis`` decodes responses (text); ``binary`` does not (workspace
     files are bytes). ``prefix`` namespaces every key."""
 

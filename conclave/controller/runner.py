@@ -15,9 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from conclave.agents.runtime import RunEnv, open_run
 from conclave.budgets.cost import cost_from_snapshot
@@ -28,13 +25,15 @@ from conclave.core.ledger import BudgetExhausted
 from conclave.core.store import ClaimOutcome, FinishFields, LeaseLost, RunStore
 from conclave.schema import RunStatus, StopReason
 
+from .outage import DOWN
+
 __all__ = ["ActiveRun", "Runner"]
 
 log = logging.getLogger(__name__)
 
 # A full store (maxmemory, noeviction) refuses every write atomically: like an outage, the attempt is left
 # for a later reclaim, nothing half-written and nothing failed.
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ConnectionError, OSError)
+_REDIS_DOWN = DOWN
 
 
 @dataclass
@@ -84,7 +83,7 @@ class Runner:
         active.ctx = ctx
         parent = await self.store.trace_context(rid)
         try:
-            with telemetry.run_span(rid, run.spec.kind, parent, claim.attempt) as span:
+            with telemetry.run_span(rid, run.spec.kind, parent, claim.attempt, tenant=run.tenant) as span:
                 outcome = await self._body(active, ctx)
                 span.set_attribute("conclave.run.status", outcome.status.value)
         except LeaseLost:
@@ -95,7 +94,7 @@ class Runner:
             return "abandoned"
         if active.lease_lost:
             return "lease_lost"
-        return await self._finish(ctx, outcome)
+        return await self._finish(ctx, outcome, run.tenant)
 
     async def _body(self, active: ActiveRun, ctx: RunContext) -> Outcome:
         spec = ctx.spec
@@ -157,7 +156,7 @@ class Runner:
             result={"exhausted_limit": limit, "scope": scope},
         )
 
-    async def _finish(self, ctx: RunContext, outcome: Outcome) -> str:
+    async def _finish(self, ctx: RunContext, outcome: Outcome, tenant: str) -> str:
         await ctx.flush()
         wall = ctx.elapsed()
         cost = cost_from_snapshot(await ctx.ledger.snapshot(), wall_cap_s=ctx.ledger.wall_cap_s, wall_seconds=wall)
@@ -176,7 +175,7 @@ class Runner:
             exhausted_limit=exhausted,
         )
         ok = await self.store.finish(ctx.run_id, ctx.owner, outcome.status, fields)
-        telemetry.run_finished(outcome.status.value, ctx.spec.kind)
+        telemetry.run_finished(outcome.status.value, ctx.spec.kind, tenant)
         if not ok:
             log.warning("run %s: finished by another owner meanwhile; result dropped", ctx.run_id)
             return "lease_lost"

@@ -35,6 +35,7 @@ from conclave.schema import (
 )
 
 from .errors import Conflict, InvalidInput, NotFound
+from .webhooks import WebhookService
 
 __all__ = ["RunService", "hash_key"]
 
@@ -65,6 +66,8 @@ class RunService:
         if idempotency_key:
             spec = spec.model_copy(update={"idempotency_key": idempotency_key})
         validate_spec(spec, self.settings.model_names())
+        if spec.webhook is not None:  # an allowed destination, and a secret to sign with
+            await WebhookService(self.store, self.settings).check_run_webhook(spec.webhook, tenant=tenant)
         h = spec_hash(spec)
         res = await self.store.submit(spec, tenant=tenant, spec_hash=h, trace=trace, key_id=key_id)
         if not res.created:

@@ -20,7 +20,9 @@ from typing import Any
 
 from conclave.schema import ApiKey, Event, EventType, Run, RunPage, RunStatus, StopReason, TaskSpec, Usage
 
+from .memory_outbox import MemoryOutboxMixin
 from .memory_retention import MemoryRetention
+from .memory_schedules import MemorySchedulesMixin
 from .memory_tenants import MemoryTenants, OuterHold, outer_scopes
 from .pending import LedgerOp, PendingCommit
 from .store import spec_hash as hash_spec
@@ -81,7 +83,7 @@ class _RunData:
     capped: bool = False
 
 
-class InMemoryRunStore(MemoryTenants, MemoryRetention):
+class InMemoryRunStore(MemoryTenants, MemoryRetention, MemoryOutboxMixin, MemorySchedulesMixin):
     """See the module docstring. Not thread-safe: use it from one event loop."""
 
     def __init__(self) -> None:
@@ -114,6 +116,7 @@ class InMemoryRunStore(MemoryTenants, MemoryRetention):
             Event(id=seq, run_id=d.run.id, type=etype, ts=now, data=json.loads(json.dumps(data, default=str)))
         )
         d.run = d.run.model_copy(update={"last_event_id": seq})
+        self._outbox_record(d.run, seq, etype, data, now)  # memory_outbox: the twin of outbox.lua
         return seq
 
     def _set(self, d: _RunData, **changes: Any) -> None:

@@ -8,6 +8,8 @@ else of Conclave: every layer may stand on it.
 - ``budget``: ``Budget``, ``Usage``, ``Cost``, ``Price``.
 - ``chat``: the OpenAI chat-completions models every engine speaks, and the errors of a model call.
 - ``admin``: API keys.
+- ``webhooks``: ``RunWebhook`` (``TaskSpec.webhook``), subscriptions, deliveries.
+- ``schedules``: ``ScheduleRequest``, ``Schedule``.
 - ``errors``: the one formatter of validation errors.
 """
 
@@ -40,6 +42,7 @@ from conclave.schema.runs import (
     WorkspaceFile,
     WorkspaceListing,
 )
+from conclave.schema.schedules import MissedTicks, Schedule, ScheduleList, ScheduleRequest, ScheduleStatus
 from conclave.schema.tenants import (
     PERIODS,
     BudgetLimits,
@@ -53,27 +56,50 @@ from conclave.schema.tenants import (
     SpendLine,
     TenantSpend,
 )
+from conclave.schema.webhooks import (
+    DEFAULT_WEBHOOK_EVENTS,
+    WEBHOOK_EVENTS,
+    DeliveryPage,
+    DeliveryStatus,
+    NewWebhookSecret,
+    NewWebhookSubscription,
+    RunWebhook,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookPayload,
+    WebhookSubscription,
+    WebhookSubscriptionRequest,
+)
 
 __all__ = [
     "ApiKey",
-    "BUDGET_LIMITS",
     "Budget",
+    "BUDGET_LIMITS",
     "BudgetLimits",
     "CancelResponse",
     "ChatMessageIn",
     "Cost",
     "CostLine",
-    "EVENT_TYPES",
+    "DEFAULT_WEBHOOK_EVENTS",
+    "DeliveryPage",
+    "DeliveryStatus",
     "Event",
+    "EVENT_TYPES",
     "EventType",
+    "field_problems",
     "FieldProblem",
+    "format_problems",
+    "format_validation_error",
     "LimitName",
     "LimitStatus",
+    "MissedTicks",
     "MySpend",
     "NewKey",
     "NewKeyRequest",
-    "PERIODS",
+    "NewWebhookSecret",
+    "NewWebhookSubscription",
     "Period",
+    "PERIODS",
     "Price",
     "PurgeRequest",
     "PurgeResult",
@@ -82,19 +108,27 @@ __all__ = [
     "Run",
     "RunPage",
     "RunStatus",
+    "RunWebhook",
+    "Schedule",
+    "ScheduleList",
+    "ScheduleRequest",
+    "ScheduleStatus",
     "ScopeBudget",
     "SpendLine",
     "StopReason",
     "StrictModel",
     "SubBudget",
-    "TERMINAL_STATUSES",
     "TaskSpec",
     "TenantSpend",
+    "TERMINAL_STATUSES",
     "Usage",
+    "utcnow",
+    "WEBHOOK_EVENTS",
+    "WebhookDelivery",
+    "WebhookEvent",
+    "WebhookPayload",
+    "WebhookSubscription",
+    "WebhookSubscriptionRequest",
     "WorkspaceFile",
     "WorkspaceListing",
-    "field_problems",
-    "format_problems",
-    "format_validation_error",
-    "utcnow",
 ]

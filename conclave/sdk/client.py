@@ -14,7 +14,7 @@ import httpx
 
 from .request import Call, json_body
 from .resource import Resource, TransportT, endpoint
-from .resources import Admin, Runs, Tenants, Workspace
+from .resources import Admin, Runs, Schedules, Tenants, Webhooks, Workspace
 from .transport import AsyncTransport, SyncTransport
 
 __all__ = ["AsyncClient", "Client"]
@@ -53,6 +53,8 @@ class _Resources(Resource[TransportT]):
         self.workspace: Workspace[TransportT] = Workspace(transport)
         self.admin: Admin[TransportT] = Admin(transport)
         self.tenants: Tenants[TransportT] = Tenants(transport)
+        self.webhooks: Webhooks[TransportT] = Webhooks(transport)
+        self.schedules: Schedules[TransportT] = Schedules(transport)
 
 
 class Client(_Resources[SyncTransport]):

@@ -1,4 +1,5 @@
-"""The client's resources, one module each: ``runs``, ``workspace``, ``admin`` (keys), ``tenants``.
+"""The client's resources, one module each: ``runs``, ``workspace``, ``admin`` (keys), ``tenants``,
+``webhooks``, ``schedules``.
 
 To add one (say ``client.threads``): write ``threads.py`` with a builder per call — a function that
 returns a ``Call`` (or a generator, for a call of several requests) — and a ``Threads(Resource[TransportT])``
@@ -8,7 +9,9 @@ class that lists them (``get = endpoint(get_thread)``), then add one line to ``_
 
 from .admin import Admin
 from .runs import Runs
+from .schedules import Schedules
 from .tenants import Tenants
+from .webhooks import Webhooks
 from .workspace import Workspace
 
-__all__ = ["Admin", "Runs", "Tenants", "Workspace"]
+__all__ = ["Admin", "Runs", "Schedules", "Tenants", "Webhooks", "Workspace"]
