@@ -12,7 +12,8 @@ interleaved in one process run (direct, full, direct, full, …) so machine drif
   ``LlamaCppEngine``, one request at a time.
 
 Tokens/s = completion tokens reported in ``usage`` / wall time of the request, summed over the
-rounds. The ratio full/direct is the figure (goal >= 0.9). As extra context it also measures 8
+rounds. Checked: every request on both sides produced exactly ``max_tokens`` completion tokens and
+stopped for length (greedy decoding of the same prompt), so both sides timed the same work. The ratio full/direct is the figure (goal >= 0.9). As extra context it also measures 8
 concurrent requests through the full path, which spread over both replicas.
 
 Prints JSON, writes ``bench/results/cpu_path.json`` and ``cpu_path.png``.
@@ -24,8 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
 import sys
 import threading
 import time
@@ -62,7 +61,9 @@ def _direct(llm: Any, max_tokens: int) -> tuple[int, float]:
     out = llm.create_chat_completion(
         messages=[{"role": "user", "content": PROMPT}], max_tokens=max_tokens, temperature=0.0, seed=0
     )
-    return int(out["usage"]["completion_tokens"]), time.perf_counter() - t
+    dt = time.perf_counter() - t
+    _check_full_length("direct", int(out["usage"]["completion_tokens"]), out["choices"][0]["finish_reason"], max_tokens)
+    return int(out["usage"]["completion_tokens"]), dt
 
 
 def _full(client: Any, model: str, max_tokens: int) -> tuple[int, float]:
@@ -70,7 +71,18 @@ def _full(client: Any, model: str, max_tokens: int) -> tuple[int, float]:
     r = client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": PROMPT}], max_tokens=max_tokens, temperature=0.0, seed=0
     )
-    return int(r.usage.completion_tokens), time.perf_counter() - t
+    dt = time.perf_counter() - t
+    _check_full_length("full path", r.usage.completion_tokens if r.usage else 0, r.choices[0].finish_reason, max_tokens)
+    return int(r.usage.completion_tokens), dt
+
+
+def _check_full_length(side: str, tokens: int, finish: str | None, max_tokens: int) -> None:
+    from bench._common import check
+
+    check(
+        tokens == max_tokens and finish == "length",
+        f"{side}: a request produced {tokens} completion tokens (finish {finish}), expected {max_tokens} (length)",
+    )
 
 
 async def _concurrent(base_url: str, model: str, max_tokens: int, n: int) -> tuple[int, float]:
@@ -92,15 +104,21 @@ async def _concurrent(base_url: str, model: str, max_tokens: int, n: int) -> tup
     )
     elapsed = time.perf_counter() - t
     await client.close()
+    for r in rs:
+        _check_full_length(
+            "full path, concurrent", r.usage.completion_tokens if r.usage else 0, r.choices[0].finish_reason, max_tokens
+        )
     return sum(r.usage.completion_tokens for r in rs if r.usage), elapsed
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench cpu_path", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     ap.add_argument("--rounds", type=int, default=8, help="interleaved direct/full pairs")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--concurrent", type=int, default=8)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     import openai
     import ray
@@ -108,6 +126,7 @@ def main() -> None:
     from llama_cpp import Llama
     from ray import serve
 
+    from bench._common import machine
     from conclave.api.auth import Authenticator, install_authenticator
     from conclave.api.openai_compat import build_openai_router
     from conclave.cluster.defaults import DEFAULT_MODEL_NAME, default_model_spec, smollm2_path
@@ -158,7 +177,7 @@ def main() -> None:
     d, f = rate(direct), rate(full)
     result: dict[str, Any] = {
         "benchmark": "cpu_path",
-        "machine": {"python": sys.version.split()[0], "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
         "model": DEFAULT_MODEL_NAME,
         "settings": {"n_threads": o["n_threads"], "max_tokens": args.max_tokens, "rounds": args.rounds},
         "direct_tokens_per_s": round(d, 1),

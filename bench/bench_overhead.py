@@ -1,14 +1,20 @@
-"""Orchestration overhead per agent step: Conclave (every step persisted to Redis) vs LangGraph.
+"""Orchestration overhead per agent step: Conclave (every step persisted to Valkey) vs LangGraph.
 
-The same tool-calling loop on both sides: a zero-latency model that asks for one tool call per step
-and answers at step 50, and a `lookup` tool returning a short string. Conclave runs it as an
-`agent` run on an in-process worker against a real Valkey (each model turn and each tool call a
-durable step: checkpoint + events + ledger in one Lua call); LangGraph runs its prebuilt ReAct agent
-with no checkpointer, `InMemorySaver` and `SqliteSaver`, from the anchor script in
-`../shared/anchors/langgraph_steps.py`. Side by side in one process, medians over `reps` runs after
-a warm-up, milliseconds per step, ratios to LangGraph + InMemorySaver.
+The same tool-calling loop on both sides, at 10, 50 and 200 steps: a zero-latency model that asks
+for one ``lookup`` call per step (a different query each step) and answers at the last step, and a
+``lookup`` tool returning a short string. LangGraph runs its prebuilt ReAct agent with no
+checkpointer, ``InMemorySaver`` and ``SqliteSaver``, from the anchor
+``../shared/anchors/langgraph_steps.py``, timed around ``invoke``. Conclave runs it as an ``agent``
+run on a worker in this process (each model turn and each tool call a durable step on a real
+Valkey), without and with a capped budget (ledger reservations and the ``<budget>`` block every
+turn), timed on the same kind of clock: from the client's submit to the client reading
+``run.finished`` on the run's event stream. The worker's own claim-to-finish time is reported
+beside it as ``in_worker``, and the CPU each side spent per step (``cpu_ms``: for Conclave this
+process, worker and client, plus Valkey; for LangGraph this process), which a shared machine's
+scheduling delays do not inflate as they inflate wall times. Every run of both sides is checked (steps, tool calls, tokens, events,
+the budget block); medians over ``reps`` runs after a warm-up, milliseconds per step.
 
-    python -m bench overhead [--reps 7] [--steps 50] [--json]
+    python -m bench overhead [--reps 7] [--steps 10 50 200] [--fsync always|everysec]
 """
 
 from __future__ import annotations
@@ -16,31 +22,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import json
 import os
 import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from bench._common import emit, plot, temp_valkey
+from bench import _procs
+from bench._agent_runs import Workload, submit_and_watch, verify, watch_client
+from bench._common import ANCHORS, BenchCheckFailed, check, emit, log, plot, temp_valkey
 
-ANCHOR = Path(__file__).resolve().parents[1].parent / "shared" / "anchors" / "langgraph_steps.py"
+ANCHOR = ANCHORS / "langgraph_steps.py"
 
 
 def _summary(xs: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
+    return {"median": round(statistics.median(xs), 4), "min": round(min(xs), 4), "max": round(max(xs), 4), "n": len(xs)}
 
 
-def conclave_per_step(reps: int, steps: int, *, budget_awareness: bool) -> dict[str, Any]:
-    from redis.asyncio import Redis
-
+def conclave_per_step(url: str, valkey_pid: int, reps: int, steps: int, *, budget: bool) -> dict[str, Any]:
     from conclave.cluster.config import ModelSpec
     from conclave.config import Settings
     from conclave.controller.redis_store import RedisRunStore
-    from conclave.controller.worker import Worker, local_router
-    from conclave.schema import Budget, TaskSpec
+    from conclave.controller.worker import Worker, connect, local_router
     from conclave.tools import register_tool, tool
 
     @tool(name="lookup", description="Return a short string.")
@@ -48,53 +53,42 @@ def conclave_per_step(reps: int, steps: int, *, budget_awareness: bool) -> dict[
         return f"result for {q}"
 
     register_tool(lookup)
-    prefix = f"bo{os.getpid()}{int(budget_awareness)}"
-    model = ModelSpec(name="sim", engine="sim", options={"mode": "tool_loop", "steps": steps, "tool_name": "lookup"})
-    settings = Settings(key_prefix=prefix, models=[model], lease_seconds=30)
+    w = Workload(steps=steps, latency_s=0.0, tool="lookup", budget=budget)
+    prefix = f"bo{os.getpid()}s{steps}b{int(budget)}"
+    opts = {k: v for k, v in w.sim_options().items() if k != "latency_s"}
+    settings = Settings(key_prefix=prefix, models=[ModelSpec(name="sim", engine="sim", options=opts)], lease_seconds=30)
 
-    async def go(url: str) -> list[float]:
-        r = Redis.from_url(url, decode_responses=True)
-        store = RedisRunStore(r, prefix, binary=Redis.from_url(url))
-        w = Worker(settings, local_router(settings), redis_url=url, name="bench")
-        task = asyncio.ensure_future(w.run())
-        per_step = []
-        opts = {"budget_awareness": budget_awareness, "max_tokens": 64}
-        for i in range(reps + 1):
-            budget = Budget(model_calls=10 * steps, output_tokens=10**6) if budget_awareness else None
-            spec = TaskSpec(
-                kind="agent",
-                input="go",
-                model="sim",
-                tools=["lookup"],
-                max_steps=steps + 5,
-                options=opts,
-                budget=budget,
-            )
-            run = (await store.submit(spec)).run
-            while True:
-                got = await store.get(run.id)
-                assert got is not None
-                if got.status.terminal:
-                    break
-                await asyncio.sleep(0.002)
-            assert got.status.value == "succeeded" and got.usage.model_calls == steps, got
-            assert got.started_at and got.finished_at
-            if i > 0:  # the first run warms imports and scripts
-                per_step.append((got.finished_at - got.started_at).total_seconds() * 1000 / steps)
-        w.stop()
-        await task
-        await r.aclose()
-        return per_step
+    async def go() -> dict[str, Any]:
+        r = connect(url)
+        store = RedisRunStore(r, prefix, binary=connect(url, decode=False))
+        watch_redis = watch_client(url, 4)
+        worker = Worker(settings, local_router(settings), redis_url=url, name=f"bench-{prefix}")
+        task = asyncio.ensure_future(worker.run())
+        client, in_worker, cpu = [], [], []
+        try:
+            for i in range(reps + 1):  # the first run warms imports, scripts and connections
+                c0, v0 = _procs.self_cpu(), _procs.cpu(valkey_pid)
+                t0, seen = await submit_and_watch(store, watch_redis, w.spec(), 1, timeout_s=300)
+                used = _procs.self_cpu() - c0 + _procs.cpu(valkey_pid) - v0
+                checked = await verify(store, seen, w)
+                if i > 0:
+                    client.append((seen[0].finished - t0) * 1000 / steps)
+                    in_worker.append(checked.in_worker_s[0] * 1000 / steps)
+                    cpu.append(used * 1000 / steps)
+        finally:
+            worker.stop()
+            await task
+            await watch_redis.aclose()
+            await r.aclose()
+        return {"client": _summary(client), "in_worker": _summary(in_worker), "cpu_ms": _summary(cpu)}
 
-    with temp_valkey() as srv:
-        return _summary(asyncio.run(go(srv.url)))
+    return asyncio.run(go())
 
 
-def langgraph_per_step(reps: int, steps: int) -> dict[str, Any]:
-    if not ANCHOR.exists():
-        raise FileNotFoundError(f"the LangGraph anchor script is missing: {ANCHOR}")
+def _anchor() -> Any:
+    check(ANCHOR.exists(), f"the LangGraph anchor script is missing: {ANCHOR}")
     argv = sys.argv
-    sys.argv = [str(ANCHOR), str(reps), str(steps)]
+    sys.argv = [str(ANCHOR)]
     try:
         spec = importlib.util.spec_from_file_location("langgraph_steps", ANCHOR)
         assert spec and spec.loader
@@ -102,56 +96,127 @@ def langgraph_per_step(reps: int, steps: int) -> dict[str, Any]:
         spec.loader.exec_module(lg)
     finally:
         sys.argv = argv
+    return lg
+
+
+def langgraph_per_step(lg: Any, reps: int, steps: int) -> dict[str, Any]:
+    """The anchor's ``run_agent`` (it asserts every run made ``steps`` model calls and answered)."""
     import sqlite3
 
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.checkpoint.sqlite import SqliteSaver
     from langgraph.prebuilt import create_react_agent
 
-    model = lg.FakeToolModel()
-    out = {
-        "langgraph_no_checkpointer": lg.run_agent(create_react_agent(model, [lg.lookup]), reps, False),
-        "langgraph_inmemory": lg.run_agent(
-            create_react_agent(model, [lg.lookup], checkpointer=InMemorySaver()), reps, True
+    lg.N_STEPS = steps  # the anchor's runs check their AI messages against this
+    model = lg.FakeToolModel(n_steps=steps)
+    db = os.path.join(tempfile.mkdtemp(), "lg.sqlite")
+    agents = {
+        "langgraph_no_checkpointer": (create_react_agent(model, [lg.lookup]), False),
+        "langgraph_inmemory": (create_react_agent(model, [lg.lookup], checkpointer=InMemorySaver()), True),
+        "langgraph_sqlite": (
+            create_react_agent(
+                model, [lg.lookup], checkpointer=SqliteSaver(sqlite3.connect(db, check_same_thread=False))
+            ),
+            True,
         ),
     }
-    db = os.path.join(tempfile.mkdtemp(), "lg.sqlite")
-    saver = SqliteSaver(sqlite3.connect(db, check_same_thread=False))
-    out["langgraph_sqlite"] = lg.run_agent(create_react_agent(model, [lg.lookup], checkpointer=saver), reps, True)
-    for v in out.values():
-        v.pop("raw", None)
+    out = {}
+    for name, (agent, checkpointed) in agents.items():
+        try:
+            c0 = _procs.self_cpu()
+            res = lg.run_agent(agent, reps, checkpointed)
+            res["cpu_ms"] = (_procs.self_cpu() - c0) * 1000 / ((reps + 1) * steps)  # warm-up run included
+        except AssertionError as e:
+            raise BenchCheckFailed(f"{name}: a LangGraph run did not make {steps} model calls and answer ({e})") from e
+        out[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in res.items() if k != "raw"}
     return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(prog="python -m bench overhead")
+    p = argparse.ArgumentParser(
+        prog="python -m bench overhead", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
     p.add_argument("--reps", type=int, default=7)
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--steps", type=int, nargs="+", default=[10, 50, 200])
+    p.add_argument("--fsync", choices=["always", "everysec"], default="always", help="Valkey's appendfsync")
     p.add_argument("--json", action="store_true", help="(output is always JSON)")
     a = p.parse_args(argv)
     t0 = time.perf_counter()
-    results: dict[str, Any] = {}
-    results.update(langgraph_per_step(a.reps, a.steps))
-    results["conclave_redis"] = conclave_per_step(a.reps, a.steps, budget_awareness=False)
-    # With a capped budget: every call reserved/committed in the ledger, the <budget> block each step.
-    results["conclave_redis_budget_aware"] = conclave_per_step(a.reps, a.steps, budget_awareness=True)
-    base = results["langgraph_inmemory"]["median"]
-    ratios = {k: v["median"] / base for k, v in results.items()}
-    data = {
-        "steps": a.steps,
-        "reps": a.reps,
-        "ms_per_step": results,
-        "ratio_to_langgraph_inmemory": ratios,
-        "seconds": time.perf_counter() - t0,
+    lg = _anchor()
+    by_steps: dict[str, Any] = {}
+    with temp_valkey(a.fsync) as srv:
+        for steps in a.steps:
+            row: dict[str, Any] = langgraph_per_step(lg, a.reps, steps)
+            row["conclave"] = conclave_per_step(srv.url, srv.proc.pid, a.reps, steps, budget=False)
+            row["conclave_budget"] = conclave_per_step(srv.url, srv.proc.pid, a.reps, steps, budget=True)
+            base = row["langgraph_inmemory"]["median"]
+            row["ratio_to_langgraph_inmemory"] = {
+                "conclave": round(row["conclave"]["client"]["median"] / base, 3),
+                "conclave_budget": round(row["conclave_budget"]["client"]["median"] / base, 3),
+                "conclave_in_worker": round(row["conclave"]["in_worker"]["median"] / base, 3),
+                "conclave_budget_in_worker": round(row["conclave_budget"]["in_worker"]["median"] / base, 3),
+                "langgraph_no_checkpointer": round(row["langgraph_no_checkpointer"]["median"] / base, 3),
+                "langgraph_sqlite": round(row["langgraph_sqlite"]["median"] / base, 3),
+            }
+            base_cpu = row["langgraph_inmemory"]["cpu_ms"]
+            row["cpu_ratio_to_langgraph_inmemory"] = {
+                "conclave": round(row["conclave"]["cpu_ms"]["median"] / base_cpu, 3),
+                "conclave_budget": round(row["conclave_budget"]["cpu_ms"]["median"] / base_cpu, 3),
+            }
+            by_steps[str(steps)] = row
+            log(f"{steps} steps: {json.dumps(row['ratio_to_langgraph_inmemory'])}")
+    lo, hi = str(min(a.steps)), str(max(a.steps))
+    growth = {
+        name: round(
+            by_steps[hi][name]["client"]["median"] / by_steps[lo][name]["client"]["median"]
+            if name.startswith("conclave")
+            else by_steps[hi][name]["median"] / by_steps[lo][name]["median"],
+            3,
+        )
+        for name in ("conclave", "conclave_budget", "langgraph_inmemory", "langgraph_no_checkpointer")
     }
-    emit("overhead", data)
-    names = list(results)
+    cpu_growth = {
+        name: round(by_steps[hi][name]["cpu_ms"]["median"] / by_steps[lo][name]["cpu_ms"]["median"], 3)
+        for name in ("conclave", "conclave_budget")
+    } | {
+        name: round(by_steps[hi][name]["cpu_ms"] / by_steps[lo][name]["cpu_ms"], 3)
+        for name in ("langgraph_inmemory", "langgraph_no_checkpointer")
+    }
+    data = {
+        "reps": a.reps,
+        "valkey_appendfsync": a.fsync,
+        "clock": "Conclave: client submit -> client reads run.finished (in_worker: claim -> finish); "
+        "LangGraph: around invoke",
+        "ms_per_step": by_steps,
+        f"per_step_at_{hi}_over_{lo}": growth,
+        f"cpu_per_step_at_{hi}_over_{lo}": cpu_growth,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    emit("overhead" if a.fsync == "always" else f"overhead_fsync_{a.fsync}", data)
+    series = [
+        ("langgraph_no_checkpointer", "LangGraph, none", "#bbbbbb"),
+        ("langgraph_inmemory", "LangGraph, InMemorySaver", "#4c72b0"),
+        ("langgraph_sqlite", "LangGraph, SqliteSaver", "#55a868"),
+        ("conclave", "Conclave, persisted", "#c44e52"),
+        ("conclave_budget", "Conclave, persisted, capped budget", "#dd8452"),
+    ]
+
+    def value(row: dict[str, Any], key: str) -> float:
+        v = row[key]
+        return float(v["client"]["median"] if key.startswith("conclave") else v["median"])
+
     plot(
-        "overhead",
+        "overhead" if a.fsync == "always" else f"overhead_fsync_{a.fsync}",
         lambda ax: (
-            ax.barh(names, [results[n]["median"] for n in names], color=["#999"] * 3 + ["#c44e52", "#dd8452"]),
-            ax.set_xlabel(f"ms per agent step (median, {a.steps}-step runs)"),
-            ax.set_title("Orchestration overhead per step"),
+            [
+                ax.plot(a.steps, [value(by_steps[str(s)], k) for s in a.steps], "o-", color=c, label=label)
+                for k, label, c in series
+            ],
+            ax.set_xscale("log"),
+            ax.set_xlabel("steps per run"),
+            ax.set_ylabel("ms per step (median; Conclave on the client's clock)"),
+            ax.set_title("Orchestration overhead per agent step"),
+            ax.legend(fontsize=8),
         ),
     )
     return data

@@ -10,11 +10,22 @@ commit: a tool call that committed is never repeated, and each call carries an i
 Anything that varies between attempts (the budget block, time) is computed inside a step and
 recorded with it, so control flow on replay is identical.
 
-Stopping. ``end_turn`` (the model answered), ``max_steps``, ``budget_exhausted`` (the ledger
-refused the next call; the best partial answer is returned), ``cancelled``, ``error`` (the model
-failed), ``stuck`` (the same call with the same result, or the same error, repeated
-``stuck_repeats`` times). Malformed tool arguments are answered with a tool message that names the
+Stopping. ``end_turn`` (the model answered), ``max_steps`` (succeeded when the model said something,
+and the detail says the output is its last message, a partial answer; failed when it never did),
+``budget_exhausted`` (the ledger refused the next call; the best partial answer is returned),
+``cancelled``, ``error`` (the model failed), ``stuck`` (the same call with the same result, or the same
+error, repeated ``stuck_repeats`` times: the run *failed* — it stopped without an answer, and a person
+should look at it). Malformed tool arguments are answered with a tool message that names the
 validation error, so the model can correct itself.
+
+People in the loop (``conclave.agents.approvals``). A call of a tool the task's ``approval`` policy
+marks ``always`` — and every ``ask_human`` call — needs a person's decision before its step runs: the
+loop asks the context for the recorded one and, without it, the run leaves at this step boundary to
+wait (its sibling calls finish and commit first). The resumed run replays every committed step and
+finds the decision recorded: the call runs (with a person's edited arguments, if they edited it) or the
+model reads why it did not. Either way the call's step commits as usual, so an approved call runs once.
+A budget of the tenant or the API key running out pauses the run (it is re-raised to the runner)
+instead of ending it.
 
 Budget awareness (``conclave.budgets.awareness``): each model turn sees a ``<budget>`` block after
 the latest tool results; at CRITICAL the turn is made without tools, asking for the best final
@@ -43,13 +54,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from conclave.agents.approvals import approval_mode, check_policy, decided_arguments, refused_result
 from conclave.agents.meter import prompt_estimate
 from conclave.budgets.awareness import Level, budget_view
 from conclave.core import telemetry
 from conclave.core.context import Metered, RunContext
 from conclave.core.kinds import Outcome, RunKind
 from conclave.core.ledger import BudgetExhausted, limit_label
-from conclave.schema import ChatMessageIn, RunStatus, StopReason, TaskSpec
+from conclave.core.steering import is_outer_scope
+from conclave.core.store_steer import ApprovalRequest, approval_id
+from conclave.schema import Approval, ApprovalStatus, ChatMessageIn, RunStatus, StopReason, TaskSpec
 from conclave.schema.chat import (
     ChatMessage,
     ChatRequest,
@@ -60,7 +74,16 @@ from conclave.schema.chat import (
     ToolCall,
     ToolDef,
 )
-from conclave.tools.base import Tool, ToolContext, ToolResult, clean_schema, execute, format_validation_error
+from conclave.tools.ask_human import ASK_HUMAN
+from conclave.tools.base import (
+    Tool,
+    ToolArgumentError,
+    ToolContext,
+    ToolResult,
+    clean_schema,
+    execute,
+    format_validation_error,
+)
 from conclave.tools.registry import ToolRegistry, default_registry
 
 from .summarize import pointer
@@ -138,8 +161,10 @@ class AgentSetup:
 
 
 def check(spec: TaskSpec) -> None:
-    """Submission-time checks beyond the options model: the tools named exist."""
+    """Submission-time checks beyond the options model: the tools named exist, and so does every tool
+    the approval policy names."""
     default_registry().check(spec.tools)
+    check_policy(spec, default_registry())
 
 
 class _AnswerArgs(BaseModel):
@@ -205,6 +230,7 @@ class _Agent:
         self.answer_tool = opts.tool_choice == "required"
         self.defs = [t.definition() for t in tools.values()]
         self.sem = asyncio.Semaphore(opts.max_parallel)
+        self.groups = registry.groups()
 
     # -- the conversation ---------------------------------------------------------------------
     def _system(self) -> str:
@@ -331,10 +357,43 @@ class _Agent:
             "usage": usage,
         }
 
+    async def _decision(self, key: str, t: Tool, arguments: str) -> Approval | None:
+        """The recorded decision on a call that needs a person; without one the run leaves to wait for
+        it (``WaitForPeople``). None when the call needs no one, or its arguments are invalid (it fails
+        validation without bothering anyone)."""
+        ctx = self.ctx
+        if self.ctx.committed(key) or approval_mode(ctx.spec.approval, t, self.groups) != "always":
+            return None
+        try:
+            t.parse(arguments)
+        except ToolArgumentError:
+            return None
+        aid = approval_id(ctx.run_id, key)
+        got = await ctx.decision(aid)
+        if got is not None:
+            return got
+        raw = json.loads(arguments) if arguments and arguments.strip() else {}
+        raise ctx.wait_for(
+            ApprovalRequest(
+                id=aid,
+                tool=t.name,
+                step_key=key,
+                arguments=raw,
+                kind="question" if t.name == ASK_HUMAN else "tool",
+                reserve=self.meter.tool_amounts(t.name),
+                parameters=t.parameters(),
+                timeout_s=ctx.spec.approval_timeout_s,
+                on_timeout=ctx.spec.approval_on_timeout,
+            )
+        )
+
     async def _tool_step(self, i: int, j: int, call: dict[str, Any]) -> dict[str, Any]:
         ctx = self.ctx
         name, arguments = call["name"], call["arguments"]
         step_key = f"{self.p}turn/{i}"
+        key = f"{self.p}turn/{i}/tool/{j}"
+        t = self.tools.get(name)
+        decision = await self._decision(key, t, arguments) if t is not None else None
         tctx = ToolContext(
             workspace=ctx.workspace,
             run_id=ctx.run_id,
@@ -342,6 +401,10 @@ class _Agent:
             call_index=j,
             settings=self.registry.settings,
         )
+        if decision is not None:
+            arguments = decided_arguments(decision, arguments)
+            if decision.status is ApprovalStatus.APPROVED and decision.kind == "question":
+                tctx.answer = decision.answer or decision.reason or ""
 
         async def body() -> dict[str, Any]:
             await ctx.emit(
@@ -353,20 +416,23 @@ class _Agent:
                     "name": name,
                     "arguments": arguments[:4000],
                     "idempotency_key": tctx.idempotency_key,
+                    **({"approval": {"id": decision.id, "status": decision.status.value}} if decision else {}),
                     **self._who(),
                 },
             )
-            t = self.tools.get(name)
+            refused = refused_result(decision) if decision is not None else None
             if name == ANSWER_TOOL and self.answer_tool:
                 result = self._answer_result(arguments)
             elif t is None:
                 known = ", ".join(sorted(self.tools) + ([ANSWER_TOOL] if self.answer_tool else []))
                 result = ToolResult(f"error: unknown tool {name!r}; available tools: {known}", is_error=True)
+            elif refused is not None:
+                result = refused
             else:
                 try:
                     result = await execute(t, arguments, tctx, runner=lambda fn: self.meter.tool(name, fn))
                 except BudgetExhausted as e:
-                    if not e.limit.startswith("tool:"):
+                    if not e.limit.startswith("tool:") or is_outer_scope(e.scope):
                         raise
                     result = ToolResult(
                         f"error: no budget left for this call ({limit_label(e.limit)} is used up); "
@@ -396,7 +462,7 @@ class _Agent:
             }
 
         async with self.sem:
-            value: dict[str, Any] = await ctx.step(f"{self.p}turn/{i}/tool/{j}", body)
+            value: dict[str, Any] = await ctx.step(key, body)
             return value
 
     def _answer_result(self, arguments: str) -> ToolResult:
@@ -477,7 +543,7 @@ class _Agent:
             if self.s.signatures[sig] >= n:
                 raise _Stop(
                     StopReason.STUCK,
-                    RunStatus.SUCCEEDED,
+                    RunStatus.FAILED,
                     f"the call {call['name']}({call['arguments'][:200]}) returned the same result {n} times",
                 )
             if r["is_error"]:
@@ -486,9 +552,7 @@ class _Agent:
                 self.s.error_streak.clear()
             tail = self.s.error_streak[-n:]
             if len(tail) == n and len(set(tail)) == 1:
-                raise _Stop(
-                    StopReason.STUCK, RunStatus.SUCCEEDED, f"the same error {n} times in a row: {tail[0][:300]}"
-                )
+                raise _Stop(StopReason.STUCK, RunStatus.FAILED, f"the same error {n} times in a row: {tail[0][:300]}")
 
     async def run(self, max_steps: int) -> Outcome:
         """The loop, inside an ``invoke_agent {name}`` span (model and tool spans nest under it)."""
@@ -540,16 +604,27 @@ class _Agent:
                             ctx.partial_output = answer
                         raise _Stop(StopReason.END_TURN, RunStatus.SUCCEEDED, None, answer)
                 self._check_stuck(ok, calls)
-            raise _Stop(
-                StopReason.MAX_STEPS, RunStatus.SUCCEEDED, f"stopped after {max_steps} model turns", self._partial()
-            )
+            raise self._max_steps(max_steps)
         except _Stop as s:
             return await self._finish(s)
         except BudgetExhausted as e:
+            if is_outer_scope(e.scope):
+                raise  # the tenant's (or key's) budget: the runner pauses the run
             return await self._finish(
                 _Stop(StopReason.BUDGET_EXHAUSTED, RunStatus.BUDGET_EXHAUSTED, str(e), self._partial()),
                 exhausted=limit_label(e.limit),
             )
+
+    def _max_steps(self, max_steps: int) -> _Stop:
+        partial = self._partial()
+        if partial is None:
+            detail = f"stopped after {max_steps} model turns without an answer"
+            return _Stop(StopReason.MAX_STEPS, RunStatus.FAILED, detail)
+        detail = (
+            f"stopped after {max_steps} model turns; the output is the agent's last message, a partial answer, "
+            "not a final one"
+        )
+        return _Stop(StopReason.MAX_STEPS, RunStatus.SUCCEEDED, detail, partial)
 
     async def _layout(self) -> bool:
         self.ctx.workspace.init_layout()
@@ -574,6 +649,8 @@ class _Agent:
         try:
             text = await self.ctx.step(f"{self.p}answer/ensemble", answer)
         except (BudgetExhausted, EngineError) as e:
+            if isinstance(e, BudgetExhausted) and is_outer_scope(e.scope):
+                raise
             detail = f"kept the agent's own answer: the answer ensemble could not run ({e})"
             return _Stop(s.reason, s.status, detail, s.output)
         return _Stop(s.reason, s.status, s.detail or "answered by the answer ensemble", text or s.output)

@@ -216,6 +216,10 @@ class Meter:
             )
         return response
 
+    def tool_amounts(self, name: str) -> dict[str, int]:
+        """What one call of tool ``name`` holds in the ledger (shown on a call waiting for approval)."""
+        return {f"tool:{name}": 1, "tool:*": 1, "usd": self.pricing.tool_cost(name)}
+
     async def stream(self, request: ChatRequest, *, model: str | None = None) -> AsyncIterator[ChatChunk]:
         """A metered streaming call: reserved like ``chat``, committed when the stream ends with the usage
         its last chunk reports — or, when the stream stops before any usage came (the client went away, the
@@ -239,8 +243,8 @@ class Meter:
 
     async def tool(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
         """Run a tool call under the ledger: one call of ``name`` and its price are held first."""
-        usd = self.pricing.tool_cost(name)
-        amounts = {f"tool:{name}": 1, "tool:*": 1, "usd": usd}
+        amounts = self.tool_amounts(name)
+        usd = amounts["usd"]
         res_id, refusal = await self.ledger.reserve(self.scope, amounts)
         if refusal is not None:
             raise BudgetExhausted(refusal.scope, refusal.limit, refusal.room)

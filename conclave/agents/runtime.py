@@ -40,7 +40,8 @@ async def open_run(
     started = run.started_at.timestamp() if run.started_at else time.time()
     elapsed = 0.0
     if claim is not None and claim.clock is not None and claim.started_at is not None:
-        started, elapsed = claim.started_at, max(0.0, claim.clock - claim.started_at)
+        # time spent waiting for people or paused is not running time
+        started, elapsed = claim.started_at, max(0.0, claim.clock - claim.started_at - run.idle_seconds)
     ctx = RunContext(
         store=store,
         run_id=run.id,
@@ -58,5 +59,6 @@ async def open_run(
     ctx.attach_meter(Meter(ledger=ctx.ledger, pricing=env.pricing, router=env.router, sink=ctx))
     if run.cancel_requested:
         ctx.cancel_requested.set()
+    ctx.pause_requested = bool(run.pause_requested)
     await install_budget(ctx.ledger, run.spec.budget)
     return ctx

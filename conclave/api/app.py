@@ -22,6 +22,7 @@ from conclave.controller.setup import configure_runtime
 from conclave.core import telemetry
 from conclave.core.store import RunStore
 from conclave.schema import (
+    THREAD_ID_PATTERN,
     ApiKey,
     CancelResponse,
     Cost,
@@ -42,6 +43,7 @@ from .errors import ApiError, install_error_handlers
 from .limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from .metrics import metrics_router
 from .schedules import schedules_router
+from .steer import steer_router
 from .tenants import tenants_router
 from .webhooks import webhooks_router
 
@@ -116,9 +118,11 @@ def runs_router(services: Services) -> APIRouter:
         kind: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Query(pattern=r"^\d+:[A-Za-z0-9_]+$")] = None,
+        thread_id: Annotated[str | None, Query(pattern=THREAD_ID_PATTERN)] = None,
     ) -> RunPage:
+        """``thread_id`` lists one thread's runs."""
         return await services.service.list_runs(
-            tenant=caller.tenant, status=status, kind=kind, limit=limit, cursor=cursor
+            tenant=caller.tenant, status=status, kind=kind, limit=limit, cursor=cursor, thread_id=thread_id
         )
 
     @r.get("/runs/{run_id}", response_model=Run, summary="Get a run")
@@ -267,6 +271,7 @@ def create_app(
     for reporting in (webhooks_router, schedules_router, metrics_router):  # issue 18: runs that report back
         app.include_router(reporting(services))
     app.include_router(tenants_router(services, ERRORS))
+    app.include_router(steer_router(services, ERRORS))
     for router in extra_routers or []:
         app.include_router(router)
     mount_console(app)  # the web console at /ui (static files; every datum comes from the routes above)

@@ -21,12 +21,24 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from . import admin, bench, ensemble, models, runs, schedules, tenants, up, webhooks
+from . import admin, bench, corpus, ensemble, models, runs, schedules, steer, tenants, up, webhooks
 from .common import Exit, err
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS: tuple[ModuleType, ...] = (up, runs, models, admin, tenants, webhooks, schedules, bench, ensemble)
+COMMANDS: tuple[ModuleType, ...] = (
+    up,
+    runs,
+    steer,
+    models,
+    admin,
+    tenants,
+    webhooks,
+    schedules,
+    bench,
+    ensemble,
+    corpus,
+)
 """The command modules, in the order ``conclave --help`` lists them."""
 
 

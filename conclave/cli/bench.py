@@ -12,7 +12,7 @@ from .common import Exit, Subparsers, err
 
 __all__ = ["BENCHMARKS", "register"]
 
-BENCHMARKS = ("overhead", "scale", "ledger", "ensemble", "cpu_path")
+BENCHMARKS = ("overhead", "scale", "ledger", "ensemble", "cpu_path", "research")
 
 
 def register(sub: Subparsers) -> None:

@@ -14,6 +14,7 @@ from conclave.schema import Event
 from conclave.sdk import Client, ConclaveError
 
 from .common import note, out
+from .steer import prompt_approvals
 
 __all__ = ["follow"]
 
@@ -46,8 +47,10 @@ class _Tally:
             self.stage = str(ev.data.get("stage") or ev.type.split(".", 1)[1])
 
 
-def follow(c: Client, run_id: str) -> None:
-    """Show the run live until it finishes (the view goes away then; the caller prints the result)."""
+def follow(c: Client, run_id: str) -> bool:
+    """Show the run live until it finishes (the view goes away then; the caller prints the result). When
+    the run waits for approval, ask on the terminal (``steer.prompt_approvals``); False when nobody
+    answered (end of input) and the run still waits."""
     tally = _Tally()
     last_cost = 0.0
     with Progress(
@@ -69,10 +72,17 @@ def follow(c: Client, run_id: str) -> None:
             )
             if ev.type in _LOGGED:
                 note(f"[dim]#{ev.id}[/] {ev.type} {json.dumps(ev.data, default=str)[:160]}", highlight=False)
+            if ev.type == "run.waiting":
+                p.stop()
+                answered = prompt_approvals(c, run_id)
+                p.start()
+                if not answered:
+                    return False
             now = time.monotonic()
             if now - last_cost > COST_EVERY_S or ev.type == "run.finished":
                 last_cost = now
                 _update_budget_bars(c, run_id, p, tally)
+    return True
 
 
 def _update_budget_bars(c: Client, run_id: str, p: Progress, tally: _Tally) -> None:

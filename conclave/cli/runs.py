@@ -1,4 +1,5 @@
-"""``conclave submit``, ``conclave runs show|ls|cancel|events|cost`` and ``conclave workspace pull``."""
+"""``conclave submit``, ``conclave runs show|ls|cancel|events|cost`` and ``conclave workspace pull``
+(``runs pause|resume|steps|fork`` come from ``steer.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 
 from rich.table import Table
 
-from .common import Exit, Subparsers, add_client_options, client, exit_for, out, print_json, run_table
+from . import steer
+from .common import Exit, Subparsers, add_client_options, client, err, exit_for, out, print_json, run_table
 from .follow import follow
 
 __all__ = ["register"]
@@ -32,6 +34,9 @@ def register(sub: Subparsers) -> None:
     s.add_argument("--budget-model-calls", type=int)
     s.add_argument("--budget-seconds", type=float)
     s.add_argument("--idempotency-key")
+    s.add_argument("--thread", help="send it as a message on this thread (made if there is none)")
+    s.add_argument("--approve", action="append", metavar="TOOL", help="calls of this tool wait for your approval")
+    s.add_argument("--approval-timeout", type=float, help="seconds a call may wait for a decision")
     s.add_argument("--wait", action="store_true", help="wait for the run to finish")
     s.add_argument("--follow", action="store_true", help="show live progress, then the result")
     s.add_argument("--timeout", type=float, default=None)
@@ -70,6 +75,7 @@ def register(sub: Subparsers) -> None:
     r.add_argument("--older-than-days", type=float, help="delete the tenant's runs that ended longer ago than this")
     add_client_options(r)
     r.set_defaults(fn=cmd_runs_purge)
+    steer.register_runs(runs)
 
     ws = sub.add_parser("workspace", help="run workspaces").add_subparsers(dest="ws_cmd", required=True)
     w = ws.add_parser("pull", help="download a run's workspace into a folder")
@@ -119,6 +125,12 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
         opts["corpus"] = args.corpus
     if opts:
         spec["options"] = opts
+    if args.thread:
+        spec["thread_id"] = args.thread
+    if args.approve:
+        spec["approval"] = {t: "always" for group in args.approve for t in group.split(",") if t}
+    if args.approval_timeout:
+        spec["approval_timeout_s"] = args.approval_timeout
     return spec
 
 
@@ -126,8 +138,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     with client(args) as c:
         run = c.runs.submit(spec, idempotency_key=args.idempotency_key)
-        if args.follow:
-            follow(c, run.id)
+        if args.follow and not follow(c, run.id):
+            run = c.runs.get(run.id)
+            err.print(f"run {run.id} waits for a decision; see `conclave approvals list --run {run.id}`")
+            print_json(run) if args.json else run_table(run)
+            return Exit.RUN_NOT_OK
         if args.wait or args.follow:
             run = c.runs.wait(run.id, timeout=args.timeout)
             print_json(run) if args.json else run_table(run)

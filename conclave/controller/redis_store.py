@@ -22,6 +22,7 @@ from redis.exceptions import ResponseError
 from conclave.controller.redis_outbox import RedisOutboxMixin
 from conclave.controller.redis_retention import RedisRetention
 from conclave.controller.redis_schedules import RedisSchedulesMixin
+from conclave.controller.redis_steer import RedisSteerMixin
 from conclave.controller.redis_tenants import RedisTenants
 from conclave.controller.scripts import Scripts
 from conclave.core.keys import GROUP, Keys
@@ -62,9 +63,10 @@ def _now() -> str:
     return f"{time.time():.6f}"
 
 
-class RedisRunStore(RedisTenants, RedisRetention, RedisOutboxMixin, RedisSchedulesMixin):
+class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention, RedisOutboxMixin, RedisSchedulesMixin):
     """All Redis access of Conclave. ``redis`` decodes responses (text); ``binary`` does not (workspace
-    files are bytes). ``prefix`` namespaces every key."""
+    files are bytes). ``prefix`` namespaces every key. The steering operations (pause, approvals,
+    threads, forks) are ``RedisSteerMixin``'s."""
 
     def __init__(self, redis: Redis, prefix: str = "cv", *, binary: Redis | None = None) -> None:
         # redis-py types async results as ``Awaitable[T] | T`` unions; typed as Any at this boundary.
@@ -136,6 +138,9 @@ class RedisRunStore(RedisTenants, RedisRetention, RedisOutboxMixin, RedisSchedul
             return None
         return self._to_run(data)
 
+    async def tenants(self) -> list[str]:
+        return sorted(await self.redis.smembers(f"{self.prefix}:tenants"))
+
     async def get_many(self, rids: Sequence[str]) -> list[Run]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for rid in rids:
@@ -165,6 +170,12 @@ class RedisRunStore(RedisTenants, RedisRetention, RedisOutboxMixin, RedisSchedul
             exhausted_limit=d.get("exhausted_limit") or None,
             last_event_id=int(d.get("seq", 0)),
             cancel_requested=d.get("cancel") == "1",
+            pause_requested=d.get("pause") or None,
+            pause_reason=d.get("pause_reason") or None,
+            forked_from=d.get("fork_of") or None,
+            key_id=d.get("key") or None,
+            fork_step=d.get("fork_step") or None,
+            idle_seconds=float(d.get("idle_s") or 0),
         )
 
     async def list_runs(
@@ -263,7 +274,7 @@ class RedisRunStore(RedisTenants, RedisRetention, RedisOutboxMixin, RedisSchedul
     async def claim(self, rid: str, *, owner: str, qid: str, worker: str, max_attempts: int) -> ClaimResult:
         res = await self.scripts.claim(args=[self.prefix, rid, owner, _now(), max_attempts, qid, worker])
         outcome = ClaimOutcome(res[0])
-        if outcome is ClaimOutcome.TERMINAL:
+        if outcome in (ClaimOutcome.TERMINAL, ClaimOutcome.STALE):
             return ClaimResult(outcome, status=RunStatus(res[1]))
         if outcome is ClaimOutcome.OK:
             return ClaimResult(outcome, attempt=int(res[1]), clock=float(res[2]), started_at=float(res[3]))
@@ -332,7 +343,9 @@ class RedisRunStore(RedisTenants, RedisRetention, RedisOutboxMixin, RedisSchedul
         res = await self.scripts.commit(args=args)
         if int(res[0]) == -1:
             raise LeaseLost(rid)
-        return CommitResult(last_event_id=int(res[0]), cancel_requested=bool(int(res[1])))
+        return CommitResult(
+            last_event_id=int(res[0]), cancel_requested=bool(int(res[1])), pause_requested=bool(int(res[2]))
+        )
 
     async def finish(self, rid: str, owner: str, status: RunStatus, fields: FinishFields) -> bool:
         record: dict[str, Any] = {

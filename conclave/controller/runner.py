@@ -5,6 +5,13 @@ a cancel, an error — and commits it with ``finish``, which also acknowledges t
 endings are deliberately *not* terminal: a lost lease (another worker owns the run now) and a lost
 Redis connection. The run is then abandoned without a word; its queue entry stays pending, the
 lease runs out, and a worker reclaims it and resumes from the last committed step.
+
+Two more endings of an attempt hand the run over instead of finishing it (``conclave.core.steering``):
+the body stopped at a step boundary to **pause** (a pause was asked, a thread's new message interrupted
+it, or the tenant's or API key's budget is spent — a ``BudgetExhausted`` in a ``tenant/`` or ``key/``
+scope never fails a run) or to **wait** for people's decisions on its calls. The store records the
+state, releases every hold and acknowledges the queue entry; the run continues on any worker later.
+A run on a thread first takes in the thread's conversation and workspace (``thread_context``).
 """
 
 from __future__ import annotations
@@ -22,14 +29,19 @@ from conclave.core import telemetry
 from conclave.core.context import RunContext
 from conclave.core.kinds import Outcome, SpecError, get_kind
 from conclave.core.ledger import BudgetExhausted
+from conclave.core.steering import PauseAtBoundary, StepBoundary, is_outer_scope
 from conclave.core.store import ClaimOutcome, FinishFields, LeaseLost, RunStore
+from conclave.core.store_steer import PauseReason
 from conclave.schema import RunStatus, StopReason
 
 from .outage import DOWN
+from .thread_context import enter_thread
 
 __all__ = ["ActiveRun", "Runner"]
 
 log = logging.getLogger(__name__)
+
+_PAUSE_REASONS: dict[str, PauseReason] = {"user": "user", "interrupt": "interrupt", "tenant_budget": "tenant_budget"}
 
 # A full store (maxmemory, noeviction) refuses every write atomically: like an outage, the attempt is left
 # for a later reclaim, nothing half-written and nothing failed.
@@ -85,6 +97,9 @@ class Runner:
         try:
             with telemetry.run_span(rid, run.spec.kind, parent, claim.attempt, tenant=run.tenant) as span:
                 outcome = await self._body(active, ctx)
+                if isinstance(outcome, StepBoundary):
+                    span.set_attribute("conclave.run.status", "waiting" if ctx.approval_requests else "paused")
+                    return await self._hand_over(active, ctx, outcome)
                 span.set_attribute("conclave.run.status", outcome.status.value)
         except LeaseLost:
             log.warning("run %s: lease lost to another worker; abandoning this attempt", rid)
@@ -96,7 +111,7 @@ class Runner:
             return "lease_lost"
         return await self._finish(ctx, outcome, run.tenant)
 
-    async def _body(self, active: ActiveRun, ctx: RunContext) -> Outcome:
+    async def _body(self, active: ActiveRun, ctx: RunContext) -> Outcome | StepBoundary:
         spec = ctx.spec
         try:
             kind = get_kind(spec.kind)
@@ -106,7 +121,7 @@ class Runner:
         remaining = None if wall is None else wall - ctx.elapsed()
         if remaining is not None and remaining <= 0:
             return self._budget_outcome(ctx, "wall_seconds")
-        body = asyncio.ensure_future(kind.run(ctx))
+        body = asyncio.ensure_future(self._run_kind(kind.run, ctx))
         active.body = body
         waiter = asyncio.ensure_future(ctx.cancel_requested.wait())
         try:
@@ -126,7 +141,11 @@ class Runner:
                     )
                 return self._budget_outcome(ctx, "wall_seconds")
             return body.result()
+        except StepBoundary as stop:
+            return stop
         except BudgetExhausted as e:
+            if is_outer_scope(e.scope):
+                return PauseAtBoundary("tenant_budget", f"{e}; the run continues when the budget allows")
             return self._budget_outcome(ctx, e.label, scope=e.scope)
         except (LeaseLost, *_REDIS_DOWN):
             raise
@@ -144,6 +163,36 @@ class Runner:
             )
         finally:
             waiter.cancel()
+
+    @staticmethod
+    async def _run_kind(body: Any, ctx: RunContext) -> Outcome:
+        await enter_thread(ctx)
+        outcome: Outcome = await body(ctx)
+        return outcome
+
+    async def _hand_over(self, active: ActiveRun, ctx: RunContext, stop: StepBoundary) -> str:
+        """The body stopped at a step boundary: the run waits for people or pauses, holding nothing."""
+        await ctx.flush()
+        if active.lease_lost:
+            return "lease_lost"
+        if ctx.approval_requests:
+            ok = await self.store.wait_for_approval(
+                ctx.run_id, ctx.owner, ctx.approval_requests, output=ctx.partial_output
+            )
+            outcome = "waiting"
+        else:
+            detail = stop.detail if isinstance(stop, PauseAtBoundary) else None
+            reason = stop.reason if isinstance(stop, PauseAtBoundary) else None
+            if reason is None:  # a pause was asked: of which kind, the run record says
+                run = await self.store.get(ctx.run_id)
+                reason = _PAUSE_REASONS.get((run.pause_requested if run else None) or "", "user")
+            ok = await self.store.pause(ctx.run_id, ctx.owner, reason=reason, detail=detail, output=ctx.partial_output)
+            outcome = "paused"
+        if not ok:
+            log.warning("run %s: lost to another owner before it could be handed over", ctx.run_id)
+            return "lease_lost"
+        log.info("run %s: %s at a step boundary", ctx.run_id, outcome)
+        return outcome
 
     @staticmethod
     def _budget_outcome(ctx: RunContext, limit: str, scope: str = "run") -> Outcome:

@@ -1,8 +1,10 @@
 """Loads the Lua scripts that make every state change of a run atomic.
 
 Each script is the outbox helper (``outbox.lua``, which ``emit`` calls) + ``common.lua`` + the tenant and
-ledger helpers + its own body, so a step's checkpoint, events, workspace writes, ledger usage and the
-webhook deliveries its events ask for commit in one round trip (the design's "one Lua call per step").
+ledger helpers + the steering helpers (``steer.lua``: the hooks the shared scripts call for pause,
+approvals, threads and forks) + its own body, so a step's checkpoint, events, workspace writes, ledger
+usage and the webhook deliveries its events ask for commit in one round trip (the design's "one Lua call
+per step").
 redis-py's ``Script`` re-loads a script after ``NOSCRIPT`` (e.g. after a Redis restart).
 """
 
@@ -22,10 +24,14 @@ def _read(name: str) -> str:
     return resources.files("conclave.controller").joinpath("lua", f"{name}.lua").read_text()
 
 
+#: The helpers every script starts with, in order (each may use the ones before it).
+_PRELUDE = ("outbox", "common", "tenant", "ledger", "steer")
+
+
 @cache
 def script_source(name: str) -> str:
     """The full text of a script: shared helpers first, then the body."""
-    return "\n".join(_read(part) for part in ("outbox", "common", "tenant", "ledger", name))
+    return "\n".join(_read(part) for part in (*_PRELUDE, name))
 
 
 class Scripts:
@@ -51,3 +57,13 @@ class Scripts:
         self.call_reserve: AsyncScript = redis.register_script(script_source("call_reserve"))
         self.call_commit: AsyncScript = redis.register_script(script_source("call_commit"))
         self.purge: AsyncScript = redis.register_script(script_source("purge"))
+        # steering (conclave.controller.redis_steer)
+        self.request_pause: AsyncScript = redis.register_script(script_source("request_pause"))
+        self.pause: AsyncScript = redis.register_script(script_source("pause"))
+        self.resume: AsyncScript = redis.register_script(script_source("resume"))
+        self.wait: AsyncScript = redis.register_script(script_source("wait"))
+        self.decide: AsyncScript = redis.register_script(script_source("decide"))
+        self.expire: AsyncScript = redis.register_script(script_source("expire"))
+        self.thread_create: AsyncScript = redis.register_script(script_source("thread_create"))
+        self.thread_message: AsyncScript = redis.register_script(script_source("thread_message"))
+        self.fork: AsyncScript = redis.register_script(script_source("fork"))

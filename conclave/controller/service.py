@@ -35,6 +35,7 @@ from conclave.schema import (
 )
 
 from .errors import Conflict, InvalidInput, NotFound
+from .steer import SteerService, submit_to_thread
 from .webhooks import WebhookService
 
 __all__ = ["RunService", "hash_key"]
@@ -62,12 +63,17 @@ class RunService:
     ) -> tuple[Run, bool]:
         """Queue a run (``SpecError`` when its kind rejects it). With an idempotency key a repeated
         submission returns the first run and False; a different task under the same key is a
-        ``Conflict``. A new run is acknowledged only once it is durable."""
+        ``Conflict``. A new run is acknowledged only once it is durable. With a ``thread_id`` the run is
+        the thread's next message (``conclave.controller.steer``; the thread is made if the tenant has none
+        of that id, and its multitask policy applies)."""
         if idempotency_key:
             spec = spec.model_copy(update={"idempotency_key": idempotency_key})
         validate_spec(spec, self.settings.model_names())
         if spec.webhook is not None:  # an allowed destination, and a secret to sign with
             await WebhookService(self.store, self.settings).check_run_webhook(spec.webhook, tenant=tenant)
+        if spec.thread_id:
+            run, result = await submit_to_thread(self.store, spec, tenant=tenant, trace=trace, key_id=key_id)
+            return run, result != "existing"
         h = spec_hash(spec)
         res = await self.store.submit(spec, tenant=tenant, spec_hash=h, trace=trace, key_id=key_id)
         if not res.created:
@@ -94,7 +100,11 @@ class RunService:
         kind: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        thread_id: str | None = None,
     ) -> RunPage:
+        if thread_id is not None:
+            steer = SteerService(self.store, self.settings)
+            return await steer.list_runs(thread_id, tenant=tenant, status=status, kind=kind, limit=limit, cursor=cursor)
         return await self.store.list_runs(tenant=tenant, status=status, kind=kind, limit=limit, cursor=cursor)
 
     async def cancel(self, run_id: str, *, tenant: str) -> CancelResponse:
@@ -111,7 +121,7 @@ class RunService:
         if run.cost is not None:
             return run.cost
         wall = run.spec.budget.wall_seconds if run.spec.budget else None
-        spent = time.time() - run.started_at.timestamp() if run.started_at else None
+        spent = time.time() - run.started_at.timestamp() - run.idle_seconds if run.started_at else None
         return cost_from_snapshot(await self.store.ledger_snapshot(run_id), wall_cap_s=wall, wall_seconds=spent)
 
     async def events(self, run_id: str, *, tenant: str, after: int = 0, follow: bool = True) -> AsyncIterator[Event]:

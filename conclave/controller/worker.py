@@ -1,8 +1,8 @@
 """A worker: consumes the run queue and executes many runs at once on one asyncio loop.
 
 It reads new entries with XREADGROUP, takes over entries whose worker stopped renewing its lease
-with XAUTOCLAIM (idle time = the lease), renews the leases of the runs it holds every third of a
-lease, and listens on a pub/sub channel so a cancel reaches a running body within a second. A lost
+with XAUTOCLAIM (idle time = the lease) and applies approval timeouts (on the store's clock) in the
+same loop, renews the leases of the runs it holds every third of a lease, and listens on a pub/sub channel so a cancel reaches a running body within a second. A lost
 Redis connection is survived: loops back off and retry, and runs in flight are abandoned to be
 reclaimed (their committed steps are not repeated).
 
@@ -35,6 +35,7 @@ from conclave.controller.outage import DOWN, nap, riding_out
 from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.runner import ActiveRun, Runner
 from conclave.controller.setup import configure_runtime
+from conclave.controller.tenants import RESUME_EVERY_S, resume_budget_paused
 from conclave.core import metrics, telemetry
 from conclave.core.ledger import HOLD_TTL_S
 from conclave.core.router import ModelRouter
@@ -87,6 +88,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         self.concurrency = concurrency or settings.worker_concurrency
         self.lease_ms = int(settings.lease_seconds * 1000)
+        self.budget_resume_every_s = RESUME_EVERY_S
         self.active: dict[str, ActiveRun] = {}
         self._slots = asyncio.Semaphore(self.concurrency)
         self._stop = asyncio.Event()
@@ -121,6 +123,7 @@ class Worker:
             asyncio.ensure_future(self._renew_loop()),
             asyncio.ensure_future(self._cancel_loop()),
             asyncio.ensure_future(self._retention_loop()),
+            asyncio.ensure_future(self._budget_loop()),
             *self._reporting_loops(),
         ]
         try:
@@ -216,6 +219,10 @@ class Worker:
                     self._start(entry)
             depth = await self.store.queue_depth()
             telemetry.set_queue_depth(depth.waiting, depth.in_flight)
+            # calls that waited for approval past their timeout: denied (the run goes on) or failed
+            expired = await self.store.expire_approvals()
+            if expired:
+                log.info("worker %s: %d approvals timed out", self.name, expired)
 
         while not self._stop.is_set():
             await self._riding_out("reclaim", reclaim)
@@ -256,6 +263,19 @@ class Worker:
         while not self._stop.is_set():
             await self._riding_out("retention sweep", sweep)
             await self._nap(30.0)
+
+    async def _budget_loop(self) -> None:
+        """Resume runs that a tenant's or key's budget paused, once it has room again (a period rolled
+        over); a change of the budget resumes them at once (``TenantAdmin``)."""
+
+        async def look() -> None:
+            for tenant in await self.store.tenants():
+                if await self.store.paused_runs(tenant, reason="tenant_budget"):
+                    await resume_budget_paused(self.store, tenant)
+
+        while not self._stop.is_set():
+            await self._nap(self.budget_resume_every_s)
+            await self._riding_out("budget resume", look)
 
     async def _cancel_loop(self) -> None:
         async def listen() -> None:

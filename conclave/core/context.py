@@ -5,6 +5,11 @@ recorded value is returned. A step that runs commits its value, the events it em
 changes and its ledger ops in one ``RunStore.commit``, so a worker killed at any instant leaves either
 all of a step or none of it. Step keys must be deterministic for a given run history.
 
+Steering. A step may not start once a pause was asked (a commit answered ``pause_requested``): ``step``
+raises ``PauseAtBoundary`` instead, and the runner hands the run over. A call that needs a person asks
+``decision`` for the recorded one; without it, ``wait_for`` notes the request and raises
+``WaitForPeople``; the runner makes the run wait, and the resumed run finds the decision recorded.
+
 A kind needs only this object. Model and tool calls go through ``ctx.meter`` (a ``Metered``: the agents'
 ``Meter``, attached by whoever builds the context — ``conclave.agents.runtime.open_run``), which reserves
 each call's worst case in the ledger first; there is no way around the ledger.
@@ -23,14 +28,16 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from conclave.schema import EventType, TaskSpec
+from conclave.schema import Approval, ApprovalStatus, EventType, TaskSpec
 from conclave.schema.chat import ChatRequest, ChatResponse
 
 from . import telemetry
 from .ledger import RunLedger
 from .pending import LedgerOp, PendingCommit
 from .router import ModelRouter
+from .steering import PauseAtBoundary, WaitForPeople
 from .store import RunStore
+from .store_steer import ApprovalRequest
 from .workspace import Workspace, WorkspaceOp
 
 __all__ = ["Emitter", "Metered", "RunContext", "StepValueError"]
@@ -65,6 +72,9 @@ class Metered(Protocol):
 
     async def tool(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
         """A tool call under the ledger: one call of ``name`` and its price are held first."""
+
+    def tool_amounts(self, name: str) -> dict[str, int]:
+        """What one call of ``name`` holds in the ledger."""
 
     def child(self, name: str, *, stage: str | None = None, agent: str | None = None) -> Metered:
         """The meter of sub-scope ``<scope>/<name>``, charged to it and every scope above."""
@@ -111,6 +121,11 @@ class RunContext:
         self.steps_executed = 0
         self.steps_replayed = 0
         self.cancel_requested = asyncio.Event()
+        #: A pause was asked: no new step starts (``step`` raises ``PauseAtBoundary``).
+        self.pause_requested = False
+        #: Calls that wait for a person's decision (the runner hands them to ``wait_for_approval``).
+        self.approval_requests: list[ApprovalRequest] = []
+        self._approvals: dict[str, Approval] | None = None
         #: The best answer so far; a cancelled or budget-stopped run reports it.
         self.partial_output: str | None = None
         self.workspace = Workspace(files, on_change=self._workspace_change)
@@ -155,6 +170,8 @@ class RunContext:
             self.steps_replayed += 1
             raw = json.loads(self._steps[key])
             return model.model_validate(raw) if model is not None else raw  # type: ignore[return-value]
+        if self.pause_requested:
+            raise PauseAtBoundary()
         pending = PendingCommit()
         token = _pending.set(pending)
         t0 = time.perf_counter()
@@ -189,10 +206,27 @@ class RunContext:
         self.last_event_id = max(self.last_event_id, res.last_event_id)
         if res.cancel_requested:
             self.cancel_requested.set()
+        if res.pause_requested:
+            self.pause_requested = True
 
     async def flush(self) -> None:
         """Commit changes made outside any step (events, workspace writes, ledger ops)."""
         await self._commit(PendingCommit())
+
+    # -- people in the loop ----------------------------------------------------------------------
+    async def decision(self, approval_id: str) -> Approval | None:
+        """The recorded decision on a call (approved, denied, edited or expired), or None. Decisions are
+        final, so they are read once per attempt."""
+        if self._approvals is None:
+            self._approvals = {a.id: a for a in await self.store.approvals(self.run_id)}
+        a = self._approvals.get(approval_id)
+        return a if a is not None and a.status is not ApprovalStatus.PENDING else None
+
+    def wait_for(self, request: ApprovalRequest) -> WaitForPeople:
+        """Note a call that needs a person; raise what this returns to leave the body."""
+        if all(r.id != request.id for r in self.approval_requests):
+            self.approval_requests.append(request)
+        return WaitForPeople(f"the call {request.tool} waits for a decision ({request.id})")
 
     # -- events, ledger, workspace sinks --------------------------------------------------------
     async def emit(self, type: EventType, data: dict[str, Any] | None = None) -> None:

@@ -91,6 +91,57 @@ class Keys:
         """hash: key id → hash of its secret."""
         return f"{self.prefix}:apikey_ids"
 
+    # -- steering: pause / resume, approvals, threads, forks (conclave.core.store_steer) -----------
+    def step_order(self, rid: str) -> str:
+        """list: ``<last event id>|<step key>`` per committed step, in commit order."""
+        return f"{self.prefix}:run:{rid}:order"
+
+    def workspace_undo(self, rid: str) -> str:
+        """stream: what each commit overwrote in the workspace (``t`` step index, ``p`` path, ``h`` had a
+        file, ``v`` its bytes), so a fork can rebuild the workspace after any step."""
+        return f"{self.prefix}:run:{rid}:wsundo"
+
+    def run_approvals(self, rid: str) -> str:
+        """hash: the run's approval records, ``<approval id>|<field>`` → value (one key per run)."""
+        return f"{self.prefix}:run:{rid}:apr"
+
+    def run_approval_order(self, rid: str) -> str:
+        """list: the run's approval ids, in the order they were requested."""
+        return f"{self.prefix}:run:{rid}:aprs"
+
+    def run_approvals_pending(self, rid: str) -> str:
+        """set: the run's pending approval ids."""
+        return f"{self.prefix}:run:{rid}:aprpend"
+
+    def tenant_approvals(self, tenant: str, *, pending: bool = False) -> str:
+        """zset: ``<rid>|<approval id>`` by request time (ms), all of a tenant's or the pending ones."""
+        return f"{self.prefix}:approvals:{tenant}" + (":pending" if pending else "")
+
+    @property
+    def approvals_due(self) -> str:
+        """zset: ``<rid>|<approval id>`` by the (store clock) time its timeout passes."""
+        return f"{self.prefix}:approvals:due"
+
+    def thread(self, tenant: str, tid: str) -> str:
+        """hash: a thread (``active``: the run it is busy with; ``n``: runs so far)."""
+        return f"{self.prefix}:thread:{tenant}:{tid}"
+
+    def thread_runs(self, tenant: str, tid: str) -> str:
+        """zset: the thread's runs by their position in it."""
+        return f"{self.thread(tenant, tid)}:runs"
+
+    def thread_pending(self, tenant: str, tid: str) -> str:
+        """list: enqueued runs waiting for the thread's active run to end, in order."""
+        return f"{self.thread(tenant, tid)}:pending"
+
+    def thread_dropped(self, tenant: str, tid: str) -> str:
+        """set: runs rolled back, left out of the thread's conversation and workspace."""
+        return f"{self.thread(tenant, tid)}:dropped"
+
+    def threads(self, tenant: str) -> str:
+        """zset: a tenant's thread ids by creation time (ms)."""
+        return f"{self.prefix}:threads:{tenant}"
+
     # -- webhooks (the outbox) and schedules ------------------------------------------------------
     @property
     def outbox(self) -> str:

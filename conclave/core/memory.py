@@ -23,6 +23,7 @@ from conclave.schema import ApiKey, Event, EventType, Run, RunPage, RunStatus, S
 from .memory_outbox import MemoryOutboxMixin
 from .memory_retention import MemoryRetention
 from .memory_schedules import MemorySchedulesMixin
+from .memory_steer import InMemorySteerMixin
 from .memory_tenants import MemoryTenants, OuterHold, outer_scopes
 from .pending import LedgerOp, PendingCommit
 from .store import spec_hash as hash_spec
@@ -83,8 +84,13 @@ class _RunData:
     capped: bool = False
 
 
-class InMemoryRunStore(MemoryTenants, MemoryRetention, MemoryOutboxMixin, MemorySchedulesMixin):
-    """See the module docstring. Not thread-safe: use it from one event loop."""
+class InMemoryRunStore(InMemorySteerMixin, MemoryTenants, MemoryRetention, MemoryOutboxMixin, MemorySchedulesMixin):
+    """See the module docstring. Not thread-safe: use it from one event loop. The steering operations
+    (pause, approvals, threads, forks) are ``InMemorySteerMixin``'s, the outbox's and the schedules'
+    their mixins'."""
+
+    _entry_type = _Entry
+    _run_data_type = _RunData
 
     def __init__(self) -> None:
         self._tenants_init()
@@ -97,6 +103,7 @@ class InMemoryRunStore(MemoryTenants, MemoryRetention, MemoryOutboxMixin, Memory
         self._keys: dict[str, ApiKey] = {}
         self._changed = asyncio.Condition()
         self._cancel_watchers: list[asyncio.Queue[str]] = []
+        self._steer_init()
 
     # -- helpers ---------------------------------------------------------------------------------
     async def _notify(self) -> None:
@@ -166,7 +173,7 @@ class InMemoryRunStore(MemoryTenants, MemoryRetention, MemoryOutboxMixin, Memory
                 return SubmitResult(run=d.run, created=False, spec_hash=d.spec_hash)
         now = time.time()
         rid = f"run_{int(now * 1000):011x}{secrets.token_hex(6)}"
-        run = Run(id=rid, tenant=tenant, spec=spec, status=RunStatus.QUEUED, created_at=_dt(now))
+        run = Run(id=rid, tenant=tenant, spec=spec, status=RunStatus.QUEUED, created_at=_dt(now), key_id=key_id)
         d = _RunData(run=run, spec_hash=spec_hash, key_id=key_id, trace=dict(trace) if trace else None)
         self._runs[rid] = d
         if spec.idempotency_key:
@@ -186,6 +193,9 @@ class InMemoryRunStore(MemoryTenants, MemoryRetention, MemoryOutboxMixin, Memory
         if d is None or (tenant is not None and d.run.tenant != tenant):
             return None
         return d.run
+
+    async def tenants(self) -> list[str]:
+        return sorted({d.run.tenant for d in self._runs.values()})
 
     async def get_many(self, rids: Sequence[str]) -> list[Run]:
         return [self._runs[r].run for r in rids if r in self._runs]
@@ -226,8 +236,9 @@ class InMemoryRunStore(MemoryTenants, MemoryRetention, MemoryOutboxMixin, Memory
         now = time.time()
         self._set(d, cancel_requested=True)
         self._emit(d, "run.cancel_requested", {}, now)
-        if d.run.status == RunStatus.QUEUED:
+        if d.run.status in (RunStatus.QUEUED, RunStatus.PAUSED, RunStatus.WAITING):  # no worker holds it
             self._set(d, status=RunStatus.CANCELLED, stop_reason=StopReason.CANCELLED, finished_at=_dt(now))
+            self._steer_ended(d, now)
             self._emit(d, "run.finished", {"status": "cancelled", "stop_reason": "cancelled"}, now)
             await self._notify()
             return CancelResult(CancelOutcome.CANCELLED)
@@ -295,16 +306,23 @@ class InMemoryRunStore(MemoryTenants, MemoryRetention, MemoryOutboxMixin, Memory
         if d.run.status.terminal:
             self._ack(qid)
             return ClaimResult(ClaimOutcome.TERMINAL, status=d.run.status)
+        if self._steer_stale(d, qid):
+            self._ack(qid)
+            return ClaimResult(ClaimOutcome.STALE, status=d.run.status)
         attempts = d.run.attempts + 1
         self._set(d, attempts=attempts)
         if d.run.cancel_requested:
             self._set(d, status=RunStatus.CANCELLED, stop_reason=StopReason.CANCELLED, finished_at=_dt(now))
             d.owner = None
+            self._steer_ended(d, now)
             self._emit(d, "run.finished", {"status": "cancelled", "stop_reason": "cancelled"}, now)
             self._ack(qid)
             return ClaimResult(ClaimOutcome.TERMINAL, status=RunStatus.CANCELLED)
-        if attempts > max_attempts:
-            msg = f"the run was started {attempts - 1} times and its worker died each time; dead-lettered"
+        if attempts - self._steer_clean(rid) > max_attempts:
+            msg = (
+                f"the run was started {attempts - 1 - self._steer_clean(rid)} times and its worker died each time; "
+                "dead-lettered"
+            )
             self._set(
                 d,
                 status=RunStatus.FAILED,
@@ -315,6 +333,7 @@ class InMemoryRunStore(MemoryTenants, MemoryRetention, MemoryOutboxMixin, Memory
             )
             d.owner = None
             self._dead.append(DeadLetter(id=qid, rid=rid, reason=msg, attempts=attempts - 1))
+            self._steer_ended(d, now)
             self._emit(d, "run.finished", {"status": "failed", "stop_reason": "crashed", "error": msg}, now)
             self._ack(qid)
             return ClaimResult(ClaimOutcome.DEAD, attempt=attempts)
@@ -342,6 +361,7 @@ class InMemoryRunStore(MemoryTenants, MemoryRetention, MemoryOutboxMixin, Memory
         )
         d.owner = None
         self._release_where(d, lambda h: False)
+        self._steer_ended(d, now)
         self._dead.append(DeadLetter(id=qid, rid=rid, reason=reason, attempts=d.run.attempts))
         self._emit(d, "run.finished", {"status": "failed", "stop_reason": "error", "error": reason}, now)
         self._ack(qid)
@@ -389,7 +409,7 @@ class InMemoryRunStore(MemoryTenants, MemoryRetention, MemoryOutboxMixin, Memory
             raise LeaseLost(rid)
         applied = step_key in d.steps if step_key else commit_id in d.commits
         if applied:
-            return CommitResult(d.run.last_event_id, d.run.cancel_requested)
+            return CommitResult(d.run.last_event_id, d.run.cancel_requested, bool(d.run.pause_requested))
         if d.owner != owner:
             raise LeaseLost(rid)
         if step_key:
@@ -399,6 +419,7 @@ class InMemoryRunStore(MemoryTenants, MemoryRetention, MemoryOutboxMixin, Memory
         now = time.time()
         for etype, data in pending.events:
             self._emit(d, etype, data, now)
+        self._steer_committed(d, pending)
         for op in pending.workspace.values():
             if op.op is WorkspaceOpKind.WRITE:
                 d.files[op.path] = op.content
@@ -406,9 +427,11 @@ class InMemoryRunStore(MemoryTenants, MemoryRetention, MemoryOutboxMixin, Memory
                 d.files.pop(op.path, None)
         for lop in pending.ledger:
             self._ledger_commit(d, lop, now)
+        if step_key:
+            self._steer_step_done(d, step_key)
         if pending.events:
             await self._notify()
-        return CommitResult(d.run.last_event_id, d.run.cancel_requested)
+        return CommitResult(d.run.last_event_id, d.run.cancel_requested, bool(d.run.pause_requested))
 
     def _ledger_commit(self, d: _RunData, op: LedgerOp, now: float) -> None:
         outer = self._release(d, op.res) if op.res else []
@@ -457,6 +480,7 @@ class InMemoryRunStore(MemoryTenants, MemoryRetention, MemoryOutboxMixin, Memory
         )
         d.owner = None
         self._release_where(d, lambda h: False)
+        self._steer_ended(d, now)
         event: dict[str, Any] = {"status": status.value, "stop_reason": fields.stop_reason.value}
         if fields.stop_detail:
             event["detail"] = fields.stop_detail

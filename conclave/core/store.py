@@ -29,6 +29,8 @@ The contract, in the order a run meets it:
   left there; holds expire after their TTL. Commit ops release a hold and record actual usage.
 - **Events** are read with ``events`` (``after`` an id; optionally blocking for new ones).
 - **Keys.** API keys are stored by the hash of their secret.
+- **Steering** (pause / resume, approvals, threads, forks) is ``SteerStore``'s contract, in
+  ``core/store_steer.py``; ``commit`` answers ``pause_requested`` and ``claim`` may answer ``stale`` for it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from .store_outbox import OutboxStore
 from .store_retention import RetentionStore
 from .store_schedules import ScheduleStore
 from .store_stats import StatsStore
+from .store_steer import SteerStore
 from .store_tenants import TenantStore
 from .store_types import (
     CancelOutcome,
@@ -89,9 +92,9 @@ def spec_hash(spec: TaskSpec) -> str:
 
 
 @runtime_checkable
-class RunStore(TenantStore, RetentionStore, OutboxStore, ScheduleStore, StatsStore, Protocol):
-    """See the module docstring for the contract every method keeps; tenant budgets, retention, the
-    webhook outbox, schedules and the service's gauges have contracts of their own (``store_*``)."""
+class RunStore(SteerStore, TenantStore, RetentionStore, OutboxStore, ScheduleStore, StatsStore, Protocol):
+    """See the module docstring for the contract every method keeps; steering, tenant budgets, retention,
+    the webhook outbox, schedules and the service's gauges have contracts of their own (``store_*``)."""
 
     # -- submission and reading ------------------------------------------------------------------
     async def ready(self) -> None:
@@ -117,6 +120,9 @@ class RunStore(TenantStore, RetentionStore, OutboxStore, ScheduleStore, StatsSto
         """The run, or None — also when it belongs to another tenant than ``tenant``."""
 
     async def get_many(self, rids: Sequence[str]) -> list[Run]: ...
+
+    async def tenants(self) -> list[str]:
+        """Every tenant that has submitted a run."""
 
     async def list_runs(
         self,

@@ -42,12 +42,14 @@ class QueueEntry:
 class ClaimOutcome(StrEnum):
     """What ``claim`` found. ``ok``: the caller owns the run now. ``terminal``: it had already ended.
     ``dead``: it was claimed too often and is dead-lettered. ``missing``: no such run (the entry is
-    acknowledged and dead-lettered)."""
+    acknowledged and dead-lettered). ``stale``: the entry is out of date (the run is paused or waiting, or
+    was re-queued with a new entry since); it is acknowledged and the run is left alone."""
 
     OK = "ok"
     TERMINAL = "terminal"
     DEAD = "dead"
     MISSING = "missing"
+    STALE = "stale"
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class CommitResult:
     #: The id of the run's last event after the commit.
     last_event_id: int
     cancel_requested: bool
+    #: A pause was asked (``SteerStore.request_pause``): stop before the next step.
+    pause_requested: bool = False
 
 
 @dataclass

@@ -8,6 +8,7 @@ else of Conclave: every layer may stand on it.
 - ``budget``: ``Budget``, ``Usage``, ``Cost``, ``Price``.
 - ``chat``: the OpenAI chat-completions models every engine speaks, and the errors of a model call.
 - ``admin``: API keys.
+- ``steer``: approvals, threads, forks and the answers of pause / resume.
 - ``webhooks``: ``RunWebhook`` (``TaskSpec.webhook``), subscriptions, deliveries.
 - ``schedules``: ``ScheduleRequest``, ``Schedule``.
 - ``errors``: the one formatter of validation errors.
@@ -29,11 +30,15 @@ from conclave.schema.budget import (
 from conclave.schema.errors import FieldProblem, field_problems, format_problems, format_validation_error
 from conclave.schema.runs import (
     EVENT_TYPES,
+    LIFECYCLE_EVENTS,
     TERMINAL_STATUSES,
+    THREAD_ID_PATTERN,
+    ApprovalMode,
     CancelResponse,
     ChatMessageIn,
     Event,
     EventType,
+    OnApprovalTimeout,
     Run,
     RunPage,
     RunStatus,
@@ -43,6 +48,26 @@ from conclave.schema.runs import (
     WorkspaceListing,
 )
 from conclave.schema.schedules import MissedTicks, Schedule, ScheduleList, ScheduleRequest, ScheduleStatus
+from conclave.schema.steer import (
+    Approval,
+    ApprovalDecision,
+    ApprovalDecisionResponse,
+    ApprovalKind,
+    ApprovalList,
+    ApprovalStatus,
+    Decision,
+    ForkRequest,
+    MultitaskPolicy,
+    RunControlResponse,
+    StepInfo,
+    StepListing,
+    Thread,
+    ThreadCreate,
+    ThreadMessage,
+    ThreadMessageResponse,
+    ThreadPage,
+    ThreadRuns,
+)
 from conclave.schema.tenants import (
     PERIODS,
     BudgetLimits,
@@ -73,6 +98,13 @@ from conclave.schema.webhooks import (
 
 __all__ = [
     "ApiKey",
+    "Approval",
+    "ApprovalDecision",
+    "ApprovalDecisionResponse",
+    "ApprovalKind",
+    "ApprovalList",
+    "ApprovalMode",
+    "ApprovalStatus",
     "Budget",
     "BUDGET_LIMITS",
     "BudgetLimits",
@@ -80,6 +112,7 @@ __all__ = [
     "ChatMessageIn",
     "Cost",
     "CostLine",
+    "Decision",
     "DEFAULT_WEBHOOK_EVENTS",
     "DeliveryPage",
     "DeliveryStatus",
@@ -88,16 +121,20 @@ __all__ = [
     "EventType",
     "field_problems",
     "FieldProblem",
+    "ForkRequest",
     "format_problems",
     "format_validation_error",
+    "LIFECYCLE_EVENTS",
     "LimitName",
     "LimitStatus",
     "MissedTicks",
+    "MultitaskPolicy",
     "MySpend",
     "NewKey",
     "NewKeyRequest",
     "NewWebhookSecret",
     "NewWebhookSubscription",
+    "OnApprovalTimeout",
     "Period",
     "PERIODS",
     "Price",
@@ -106,6 +143,7 @@ __all__ = [
     "RetentionInForce",
     "RetentionPolicy",
     "Run",
+    "RunControlResponse",
     "RunPage",
     "RunStatus",
     "RunWebhook",
@@ -115,12 +153,21 @@ __all__ = [
     "ScheduleStatus",
     "ScopeBudget",
     "SpendLine",
+    "StepInfo",
+    "StepListing",
     "StopReason",
     "StrictModel",
     "SubBudget",
     "TaskSpec",
     "TenantSpend",
     "TERMINAL_STATUSES",
+    "Thread",
+    "THREAD_ID_PATTERN",
+    "ThreadCreate",
+    "ThreadMessage",
+    "ThreadMessageResponse",
+    "ThreadPage",
+    "ThreadRuns",
     "Usage",
     "utcnow",
     "WEBHOOK_EVENTS",

@@ -1,6 +1,6 @@
 """``Client`` and ``AsyncClient``: one surface, sync and async, over httpx.
 
-Both are the same resources (``runs``, ``workspace``, ``admin``) over a different transport: every call
+Both are the same resources (``runs``, ``workspace``, ``admin``, ``tenants``, ``threads``, ``approvals``) over a different transport: every call
 is written once, in ``resources/`` over the request layer (``request.py``), and ``transport.py`` executes
 it blocking or on the event loop. Typed with the server's own pydantic models (``conclave.schema``).
 """
@@ -14,7 +14,7 @@ import httpx
 
 from .request import Call, json_body
 from .resource import Resource, TransportT, endpoint
-from .resources import Admin, Runs, Schedules, Tenants, Webhooks, Workspace
+from .resources import Admin, Approvals, Runs, Schedules, Tenants, Threads, Webhooks, Workspace
 from .transport import AsyncTransport, SyncTransport
 
 __all__ = ["AsyncClient", "Client"]
@@ -53,6 +53,8 @@ class _Resources(Resource[TransportT]):
         self.workspace: Workspace[TransportT] = Workspace(transport)
         self.admin: Admin[TransportT] = Admin(transport)
         self.tenants: Tenants[TransportT] = Tenants(transport)
+        self.threads: Threads[TransportT] = Threads(transport)
+        self.approvals: Approvals[TransportT] = Approvals(transport)
         self.webhooks: Webhooks[TransportT] = Webhooks(transport)
         self.schedules: Schedules[TransportT] = Schedules(transport)
 

@@ -89,13 +89,15 @@ def idempotency_key(run_id: str, step_key: str, index: int) -> str:
 
 @dataclass
 class ToolContext:
-    """What a call may use: the run's workspace, its identity and the tool settings."""
+    """What a call may use: the run's workspace, its identity and the tool settings. ``answer`` is a
+    person's answer, for a call that waited for one (``ask_human``)."""
 
     workspace: Workspace
     run_id: str = ""
     step_key: str = ""
     call_index: int = 0
     settings: ToolSettings = field(default_factory=ToolSettings)
+    answer: str | None = None
 
     @property
     def idempotency_key(self) -> str:

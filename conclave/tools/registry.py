@@ -36,6 +36,7 @@ BUILTIN_GROUPS: dict[str, list[str]] = {
 
 
 def _builtin_factories() -> dict[str, ToolFactory]:
+    from .ask_human import AskHuman
     from .fetch import FetchTool
     from .fs import FS_TOOLS
     from .python import PythonTool
@@ -47,6 +48,7 @@ def _builtin_factories() -> dict[str, ToolFactory]:
     out["search"] = SearchTool
     out["fetch_url"] = FetchTool
     out["python"] = PythonTool
+    out["ask_human"] = lambda _s: AskHuman()
     return out
 
 

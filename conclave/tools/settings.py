@@ -83,6 +83,15 @@ class SearchSettings(_Section):
     max_results: int = Field(default=5, ge=1, le=20)
     archive: bool = Field(default=True, description="Save results into knowledge_base/sources/.")
     cache_dir: Path | None = Field(default=None, description="Built corpora; default $CONCLAVE_HOME/corpora.")
+    python_docs: Literal["auto", "html", "pydoc"] = Field(
+        default="auto",
+        description="What python-docs indexes: 'html' the installed HTML documentation (python_docs_html), "
+        "'pydoc' the docstrings and topics that ship with Python, 'auto' the HTML where it is installed.",
+    )
+    python_docs_html: Path = Field(
+        default=Path("/usr/share/doc/python3/html"),
+        description="Python's HTML documentation (Debian's python3-doc installs it here).",
+    )
 
     @model_validator(mode="after")
     def _key_for_hosted(self) -> SearchSettings:

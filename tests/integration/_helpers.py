@@ -17,6 +17,7 @@ TEST_KINDS = {
     "steps": "tests.integration.kinds_for_tests:STEPS",
     "crash": "tests.integration.kinds_for_tests:CRASH",
     "fail": "tests.integration.kinds_for_tests:FAIL",
+    "effect_agent": "tests.integration.steer_tools:KIND",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conclave.agents.research_state import check_report
+from conclave.agents.research.state import check_report
 from conclave.core.workspace import Workspace
 
 

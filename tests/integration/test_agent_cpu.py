@@ -49,8 +49,12 @@ async def test_cpu_model_agent_run_with_file_tools(runs: Runs, smollm2: object) 
     await ctx.flush()
     out = await run_agent(ctx)
 
-    assert out.status is RunStatus.SUCCEEDED
     assert out.stop_reason in (StopReason.END_TURN, StopReason.MAX_STEPS, StopReason.STUCK)
+    # honest endings: a run that stopped without an answer (stuck, or the step cap with nothing said) failed
+    answered = out.stop_reason is StopReason.END_TURN or (
+        out.stop_reason is StopReason.MAX_STEPS and out.output is not None
+    )
+    assert out.status is (RunStatus.SUCCEEDED if answered else RunStatus.FAILED), (out.stop_reason, out.detail)
     assert out.result is not None
     turns = out.result["steps"]
     assert 1 <= turns <= 4

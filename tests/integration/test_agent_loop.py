@@ -140,9 +140,22 @@ async def test_max_steps(runs: Runs) -> None:
     )
     rid, ctx = await runs.start(spec(["fs"], max_steps=3), router(engine))
     out = await run_agent(ctx)
-    assert (out.status, out.stop_reason) == (RunStatus.SUCCEEDED, StopReason.MAX_STEPS)
+    # the model never said anything: stopping at the cap is not an answer
+    assert (out.status, out.stop_reason) == (RunStatus.FAILED, StopReason.MAX_STEPS)
+    assert "without an answer" in (out.detail or "") and out.output is None
     assert out.result is not None and out.result["steps"] == 3
     assert sorted(ctx.workspace.list()) == ["f0.md", "f1.md", "f2.md"]
+
+
+async def test_max_steps_with_something_said_reports_a_partial_answer(runs: Runs) -> None:
+    replies = [
+        {"content": "first thoughts", "tool_calls": [{"name": "ls", "arguments": {"path": f"{i}"}}]} for i in range(5)
+    ]
+    engine = SimEngine({"mode": "script", "replies": replies})
+    _, ctx = await runs.start(spec(["fs"], max_steps=2), router(engine))
+    out = await run_agent(ctx)
+    assert (out.status, out.stop_reason, out.output) == (RunStatus.SUCCEEDED, StopReason.MAX_STEPS, "first thoughts")
+    assert "partial answer" in (out.detail or "")
 
 
 async def test_spec_max_steps_wins_over_the_option(runs: Runs) -> None:
@@ -159,6 +172,7 @@ async def test_stuck_on_the_same_call_and_result(runs: Runs) -> None:
     out = await run_agent(ctx)
     assert out.stop_reason is StopReason.STUCK and out.result is not None and out.result["steps"] == 3
     assert "same result 3 times" in (out.detail or "")
+    assert out.status is RunStatus.FAILED, "a run stopped without an answer has not succeeded"
 
 
 async def test_stuck_on_the_same_error(runs: Runs) -> None:
@@ -175,6 +189,7 @@ async def test_stuck_on_the_same_error_from_different_calls(runs: Runs) -> None:
     out = await run_agent(ctx)
     assert out.stop_reason is StopReason.STUCK and "same error 3 times" in (out.detail or "")
     assert "content: Field required" in (out.detail or "")
+    assert out.status is RunStatus.FAILED
 
 
 async def test_budget_exhausted_returns_the_best_partial_answer(runs: Runs) -> None:

@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from conclave.agents.research_state import ResearchState
+from conclave.agents.research.state import ResearchState
 from conclave.controller.redis_server import EmbeddedRedis
 from conclave.controller.redis_store import RedisRunStore
 from conclave.core.workspace import Workspace
 from conclave.schema import Budget, RunStatus, TaskSpec
-from conclave.tools import SearchSettings, ToolSettings, configure
+from conclave.tools import ToolSettings, configure
 
+from .._corpora import shared_python_docs
 from ._helpers import running_worker, sim_settings, wait_terminal
 from ._research import assert_report_resolves
 
@@ -61,7 +62,7 @@ async def test_cpu_model_research_run_writes_a_cited_report(
     settings = sim_settings(
         prefix,
         models=[cpu_model],
-        tools=ToolSettings(search=SearchSettings(cache_dir=tmp_path / "corpora")),
+        tools=ToolSettings(search=shared_python_docs()),
         kinds={},
         lease_seconds=15.0,
     )

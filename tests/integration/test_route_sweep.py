@@ -38,6 +38,10 @@ TENANT_FORBIDDEN = {"/metrics"}
 BODIES: dict[tuple[str, str], Any] = {
     ("post", "/v1/runs"): {"kind": "chat", "input": "sweep"},
     ("post", "/v1/chat/completions"): {"model": "sim", "messages": [{"role": "user", "content": "hi"}]},
+    ("post", "/v1/runs/{run_id}/approvals"): {"approval_id": "apr_sweep", "decision": "approve"},
+    ("post", "/v1/runs/{run_id}/fork"): {"step_key": "s/0"},
+    ("post", "/v1/threads"): {"id": "sweep"},
+    ("post", "/v1/threads/{thread_id}/runs"): {"input": "sweep"},
     ("post", "/v1/schedules"): {"cron": "0 9 * * *", "task": {"kind": "chat", "input": "sweep"}},
 }
 

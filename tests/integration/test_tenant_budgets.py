@@ -165,6 +165,83 @@ async def test_the_cli_sets_a_budget_reads_spend_sets_retention_and_purges(
     await store.close()
 
 
+async def test_a_run_its_tenants_budget_paused_continues_when_there_is_room(
+    redis_server: EmbeddedRedis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paused (not failed) at the cap, keeping its steps; resumed at once when an admin raises the cap; and
+    resumed by the workers by themselves when room appears otherwise (as when a period rolls over)."""
+    import conclave.controller.worker as worker_module
+    from conclave.controller.tenants import TenantAdmin
+    from conclave.core.store_tenants import tenant_scope
+    from conclave.schema import BudgetLimits, ScopeBudget
+
+    monkeypatch.setattr(worker_module, "RESUME_EVERY_S", 0.3)
+    settings = sim_settings(prefix)
+    store = RedisRunStore(connect(redis_server.url), prefix)
+    await store.ready()
+
+    def daily(calls: int) -> ScopeBudget:
+        return ScopeBudget(periods={"daily": BudgetLimits(model_calls=calls)})
+
+    async def paused(rid: str) -> None:
+        for _ in range(400):
+            run = await store.get(rid)
+            assert run is not None and not run.status.terminal, run
+            if run.status is RunStatus.PAUSED:
+                assert run.pause_reason == "tenant_budget"
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"run {rid} never paused")
+
+    spec = TaskSpec(kind="steps", input="x", model="sim", options={"n": 4, "model_calls": True})
+    await store.set_budget(tenant_scope("t-paused"), daily(2))
+    async with running_worker(settings, redis_server.url):
+        rid = (await store.submit(spec, tenant="t-paused")).run.id
+        await paused(rid)
+        assert len(await store.load_steps(rid)) == 2, "the two steps that fitted are kept"
+        await TenantAdmin(store).set_tenant_budget("t-paused", daily(4))  # the admin raises the cap
+        done = await wait_terminal(store, rid)
+        assert done.status is RunStatus.SUCCEEDED and done.usage.model_calls == 4
+
+        other = (await store.submit(spec, tenant="t-paused")).run.id
+        await paused(other)
+        await store.set_budget(tenant_scope("t-paused"), daily(8))  # room appears without the admin route
+        done = await wait_terminal(store, other)
+        assert done.status is RunStatus.SUCCEEDED, "a worker resumed it by itself"
+    await store.close()
+
+
+async def test_an_ensemble_run_pauses_at_its_tenants_cap_instead_of_ending(
+    redis_server: EmbeddedRedis, prefix: str
+) -> None:
+    from conclave.controller.tenants import TenantAdmin
+    from conclave.core.store_tenants import tenant_scope
+    from conclave.schema import BudgetLimits, ScopeBudget
+
+    settings = sim_settings(prefix)
+    store = RedisRunStore(connect(redis_server.url), prefix)
+    await store.ready()
+    await store.set_budget(tenant_scope("t-ens"), ScopeBudget(periods={"none": BudgetLimits(model_calls=1)}))
+    ensemble = {
+        "name": "two-layers",
+        "layers": [[{"type": "generator", "model": "sim", "samples": 3}], [{"type": "fuser", "model": "sim"}]],
+    }
+    spec = TaskSpec(kind="ensemble", input="Name a colour.", ensemble=ensemble)
+    async with running_worker(settings, redis_server.url):
+        rid = (await store.submit(spec, tenant="t-ens")).run.id
+        for _ in range(400):
+            run = await store.get(rid)
+            assert run is not None and not run.status.terminal, f"it ended instead of pausing: {run}"
+            if run.status is RunStatus.PAUSED:
+                break
+            await asyncio.sleep(0.05)
+        assert run.pause_reason == "tenant_budget"
+        await TenantAdmin(store).set_tenant_budget("t-ens", ScopeBudget(periods={"none": BudgetLimits(model_calls=5)}))
+        done = await wait_terminal(store, rid)
+    assert done.status is RunStatus.SUCCEEDED and done.usage.model_calls == 2, done
+    await store.close()
+
+
 async def test_a_budget_too_large_to_count_is_a_422_naming_the_field(redis_server: EmbeddedRedis, prefix: str) -> None:
     """What schemathesis found: ``usd=1.8e296`` overflowed the conversion to pico-dollars (a 500)."""
     settings = sim_settings(prefix)

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conclave.core.context import Emitter, Metered
 from conclave.core.ledger import BudgetExhausted
+from conclave.core.steering import is_outer_scope
 from conclave.schema import Usage
 
 from .components import stable_seed
@@ -257,6 +258,8 @@ async def repeated_sampling(
             try:
                 raw = await (step(f"coverage/p{i}", lambda: sample(i, problem)) if step else sample(i, problem))
             except BudgetExhausted as e:
+                if is_outer_scope(e.scope):
+                    raise  # the tenant's (or key's) budget: the runner pauses the run, it continues later
                 stopped.append(e)
                 return
             results.append(ProblemResult.model_validate(raw))

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 from conclave.core.context import Metered
 from conclave.schema.chat import ChatMessage, ChatRequest
 
+from ..drafting import DraftRequest
 from .serving import ensemble_chat
 
 if TYPE_CHECKING:
-    from conclave.agents.research import DraftRequest
     from conclave.core.context import RunContext
 
 __all__ = ["draft_with_ensemble", "section_prompt"]

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conclave.core.context import Emitter, Metered
 from conclave.core.ledger import BudgetExhausted, enclosing
+from conclave.core.steering import is_outer_scope
 from conclave.schema import Usage
 from conclave.schema.chat import ChatMessage
 
@@ -273,8 +274,8 @@ class Executor:
                 result = await self._run_step(i, state, live)
             except BudgetExhausted as e:
                 usage += live
-                if not state.candidates:
-                    raise
+                if not state.candidates or is_outer_scope(e.scope):
+                    raise  # nothing to answer with, or the tenant's budget: the run pauses and continues
                 log.info("ensemble %s stopped before finishing layer %d: %s", self.config.name, i, e)
                 return self._result(state, done, usage, stop="budget_exhausted", detail=f"layer {i}: {e}")
             usage += result.usage

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from conclave.core.context import RunContext
 from conclave.core.kinds import Outcome, RunKind
 from conclave.core.ledger import BudgetExhausted
+from conclave.core.steering import is_outer_scope
 from conclave.schema import RunStatus, StopReason, TaskSpec
 
 from ..chat import messages_of
@@ -111,6 +112,8 @@ async def run(ctx: RunContext) -> Outcome:
     try:
         result = await executor.run()
     except BudgetExhausted as e:
+        if is_outer_scope(e.scope):
+            raise  # the tenant's (or key's) budget: the runner pauses the run
         return Outcome(
             output=ctx.partial_output,
             status=RunStatus.BUDGET_EXHAUSTED,

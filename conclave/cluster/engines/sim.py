@@ -6,6 +6,29 @@ failures, token counts, ``n`` samples, tool calls, and cancellation.
 
 Token counts follow one documented rule (whitespace-separated words; each message adds 4 tokens of
 framing), so tests can predict usage exactly.
+
+Cost model. Without ``batching`` a request costs ``latency_s`` (+ its mean sample's tokens at
+``tokens_per_s``) whatever its ``n``, and any number of requests run at once: a model with unlimited
+capacity, which is what an orchestration benchmark with a fixed model latency wants. With
+``batching`` the engine charges per generated sample, batched the way a vLLM replica batches, in
+a simplified (static-batch) form:
+
+* every sample of every request joins one queue; an idle engine waits ``window_s`` after the first
+  arrival for company (or until ``max_batch`` samples wait), then runs them as one batch;
+* a batch takes ``latency_s + per_token_s x max(output tokens of its samples)`` (prefill and
+  scheduling, then one decode step per token of the longest sample: continuous batching
+  generates every sequence of the batch in the same steps);
+* batches run one after another (one replica is one accelerator); samples that arrive while a
+  batch runs form the next batch, which starts as soon as the running one ends;
+* a batch holds at most ``max_batch`` samples (vLLM's ``max_num_seqs``); the rest wait their turn.
+
+The simplification: vLLM admits a newcomer at the next decode step of a running batch; here it
+waits for the batch to end, so a stream of late arrivals costs somewhat more than on vLLM.
+
+It works on samples, not requests, so one request with ``n = 8`` and eight concurrent requests with
+``n = 1`` that arrive within the window cost exactly the same; a request finishes when its last
+sample does. Every batch is recorded (``SimEngine.batches``) with what it was charged, so tests and
+benchmarks can check the schedule without reading a clock.
 """
 
 from __future__ import annotations
@@ -16,7 +39,9 @@ import json
 import random
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -38,7 +63,16 @@ from conclave.schema.chat import (
     new_completion_id,
 )
 
-__all__ = ["SimEngine", "SimOptions", "SimReply", "SimToolCall", "count_tokens", "prompt_tokens"]
+__all__ = [
+    "SimBatch",
+    "SimBatching",
+    "SimEngine",
+    "SimOptions",
+    "SimReply",
+    "SimToolCall",
+    "count_tokens",
+    "prompt_tokens",
+]
 
 
 class _Opts(BaseModel):
@@ -59,6 +93,31 @@ class SimReply(_Opts):
     when: str | None = None
     weight: float = Field(default=1.0, ge=0)
     finish_reason: Literal["stop", "length", "tool_calls"] | None = None
+
+
+class SimBatching(_Opts):
+    """The batching cost model of a vLLM replica (see the module docstring)."""
+
+    window_s: float = Field(
+        default=0.002, ge=0, le=10, description="How long an idle engine waits for more samples before a batch."
+    )
+    max_batch: int = Field(default=256, ge=1, le=100_000, description="Samples per batch at most (max_num_seqs).")
+    per_token_s: float = Field(
+        default=0.0, ge=0, le=10, description="Seconds per output token of the batch's longest sample (decode step)."
+    )
+
+
+@dataclass(frozen=True)
+class SimBatch:
+    """One batch the engine ran: how many samples of how many requests, and what it charged.
+    ``started`` (the event loop's clock when it began) lets a benchmark find when any engine was
+    busy; it takes no part in comparisons."""
+
+    samples: int
+    requests: int
+    max_tokens: int
+    seconds: float
+    started: float = field(default=0.0, compare=False)
 
 
 class SimOptions(EngineOptions):
@@ -83,9 +142,16 @@ class SimOptions(EngineOptions):
     tool_arguments: dict[str, Any] = Field(default_factory=lambda: {"q": "q{i}"})
     final: str = "final answer"
     context_window: int = Field(default=32768, ge=16)
+    batching: SimBatching | None = Field(
+        default=None, description="Charge latency per sample in vLLM-style batches; None = unlimited capacity."
+    )
 
     @model_validator(mode="after")
     def _replies_for_mode(self) -> SimOptions:
+        if self.batching is not None and self.tokens_per_s is not None:
+            raise ValueError(
+                "tokens_per_s and batching are two cost models: with batching, set batching.per_token_s instead"
+            )
         if self.mode in ("script", "rules", "sample") and not self.replies:
             raise ValueError(f"sim mode {self.mode!r} needs at least one entry in replies")
         if self.mode == "rules":
@@ -111,14 +177,147 @@ def prompt_tokens(request: ChatRequest) -> int:
     return total
 
 
+@dataclass
+class _Sample:
+    tokens: int
+    done: asyncio.Future[None]
+    request: int
+
+
+class _Batcher:
+    """The queue and the one-batch-at-a-time schedule of the batching cost model."""
+
+    def __init__(
+        self, cfg: SimBatching, base_s: float, record: deque[SimBatch], sleep: Callable[[float], Awaitable[None]]
+    ) -> None:
+        self.cfg = cfg
+        self.base_s = base_s
+        self.record = record
+        self.sleep = sleep
+        self.total_samples = 0
+        self.total_batches = 0
+        self._waiting: list[_Sample] = []
+        self._running: list[_Sample] = []
+        self._driver: asyncio.Task[None] | None = None
+        self._full: asyncio.Event | None = None
+        self._requests = 0
+
+    def cost(self, tokens: Sequence[int]) -> float:
+        """What one batch of samples with these output token counts takes."""
+        return self.base_s + self.cfg.per_token_s * max(tokens, default=0)
+
+    async def generate(self, tokens: Sequence[int]) -> None:
+        """Wait until every sample of one request (its output token counts) has been generated."""
+        if not tokens:
+            return
+        loop = asyncio.get_running_loop()
+        if self._driver is not None and self._driver.get_loop() is not loop:
+            self._driver, self._waiting = None, []  # an engine reused on a new event loop
+        self._requests += 1
+        futs: list[asyncio.Future[None]] = [loop.create_future() for _ in tokens]
+        self._waiting += [_Sample(t, f, self._requests) for t, f in zip(tokens, futs, strict=True)]
+        if self._driver is None or self._driver.done():
+            self._full = asyncio.Event()
+            self._driver = loop.create_task(self._drive())
+        if self._full is not None and len(self._waiting) >= self.cfg.max_batch:
+            self._full.set()
+        await asyncio.gather(*futs)  # cancelling the request cancels its samples; the queue drops them
+
+    async def _drive(self) -> None:
+        assert self._full is not None
+        if self.cfg.window_s > 0 and not self._full.is_set():
+            # The window: wait for company until it ends or a batch's worth of samples waits.
+            full = asyncio.ensure_future(self._full.wait())
+            window = asyncio.ensure_future(self.sleep(self.cfg.window_s))
+            try:
+                await asyncio.wait({full, window}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in (full, window):
+                    t.cancel()
+                await asyncio.gather(full, window, return_exceptions=True)
+        while True:
+            live = [s for s in self._waiting if not s.done.done()]
+            if not live:
+                self._waiting = []
+                return
+            batch, self._waiting = live[: self.cfg.max_batch], live[self.cfg.max_batch :]
+            self._full.clear()
+            tokens = [s.tokens for s in batch]
+            seconds = self.cost(tokens)
+            self.record.append(
+                SimBatch(
+                    samples=len(batch),
+                    requests=len({s.request for s in batch}),
+                    max_tokens=max(tokens),
+                    seconds=seconds,
+                    started=asyncio.get_running_loop().time(),
+                )
+            )
+            self.total_samples += len(batch)
+            self.total_batches += 1
+            self._running = batch
+            if seconds:
+                await self.sleep(seconds)
+            self._running = []
+            for s in batch:
+                if not s.done.done():
+                    s.done.set_result(None)
+
+    async def close(self) -> None:
+        """Stop the schedule: requests waiting or being generated are cancelled."""
+        for s in self._running + self._waiting:
+            s.done.cancel()
+        self._waiting, self._running = [], []
+        if self._driver is not None and not self._driver.done():
+            self._driver.cancel()
+            await asyncio.gather(self._driver, return_exceptions=True)
+        self._driver = None
+
+
 class SimEngine(Engine):
     provider = "sim"
 
-    def __init__(self, options: SimOptions | dict[str, Any] | None = None, *, name: str = "sim") -> None:
+    #: How many of the latest batches ``batches`` keeps (the totals count every batch).
+    BATCH_LOG = 10_000
+
+    def __init__(
+        self,
+        options: SimOptions | dict[str, Any] | None = None,
+        *,
+        name: str = "sim",
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """``sleep`` is how the engine spends the time it charges; a test that wants to step the
+        schedule by hand passes one it controls."""
         self.options = SimOptions.of(options)
         self.name = name
+        self._sleep = sleep
         self._rng = random.Random(self.options.seed)
         self.calls = 0
+        #: The batches run under the batching cost model, oldest first (the latest ``BATCH_LOG``).
+        self.batches: deque[SimBatch] = deque(maxlen=self.BATCH_LOG)
+        b = self.options.batching
+        self._batcher = None if b is None else _Batcher(b, self.options.latency_s, self.batches, sleep)
+
+    @property
+    def batched_samples(self) -> int:
+        """Samples generated under the batching cost model (0 without it)."""
+        return self._batcher.total_samples if self._batcher else 0
+
+    @property
+    def batch_count(self) -> int:
+        """Batches run under the batching cost model (0 without it)."""
+        return self._batcher.total_batches if self._batcher else 0
+
+    async def close(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.close()
+
+    def batch_cost(self, tokens: Sequence[int]) -> float:
+        """Seconds one batch of samples with these output token counts is charged."""
+        if self._batcher is None:
+            raise ValueError("this sim engine has no batching cost model (options.batching is None)")
+        return self._batcher.cost(tokens)
 
     # -- choosing what to say ------------------------------------------------------------------
     def _reply(self, request: ChatRequest, index: int) -> SimReply:
@@ -193,16 +392,20 @@ class SimEngine(Engine):
                 f"prompt of {n_in} tokens exceeds the context window of {self.options.context_window}",
                 status=400,
             )
-        choices, n_out = [], 0
+        choices, per_sample = [], []
         for i in range(request.n):
             choice, k = self._choice(request, i)
             choices.append(choice)
-            n_out += k
-        delay = self.options.latency_s
-        if self.options.tokens_per_s:
-            delay += (n_out / request.n) / self.options.tokens_per_s
-        if delay:
-            await asyncio.sleep(delay)
+            per_sample.append(k)
+        n_out = sum(per_sample)
+        if self._batcher is not None:
+            await self._batcher.generate(per_sample)
+        else:
+            delay = self.options.latency_s
+            if self.options.tokens_per_s:
+                delay += (n_out / request.n) / self.options.tokens_per_s
+            if delay:
+                await self._sleep(delay)
         return ChatResponse(
             model=request.model or self.name,
             choices=choices,
@@ -210,14 +413,18 @@ class SimEngine(Engine):
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        """Streams word by word at ``tokens_per_s``; closing the stream stops the generation."""
+        """Streams word by word at ``tokens_per_s``; closing the stream stops the generation. Under
+        the batching cost model the samples are generated in batches first (charged as ``chat``
+        charges them), then streamed without further delay."""
         await self._fail_maybe()
         cid, model = new_completion_id(), request.model or self.name
         n_in, n_out = prompt_tokens(request), 0
-        if self.options.latency_s:
-            await asyncio.sleep(self.options.latency_s)
-        for i in range(request.n):
-            choice, k = self._choice(request, i)
+        made = [self._choice(request, i) for i in range(request.n)]
+        if self._batcher is not None:
+            await self._batcher.generate([k for _, k in made])
+        elif self.options.latency_s:
+            await self._sleep(self.options.latency_s)
+        for i, (choice, k) in enumerate(made):
             yield ChatChunk(id=cid, model=model, choices=[ChatChunkChoice(index=i, delta=ChatDelta(role="assistant"))])
             if choice.message.tool_calls:
                 calls = [
@@ -231,7 +438,7 @@ class SimEngine(Engine):
             else:
                 for j, word in enumerate((choice.message.content or "").split(" ")):
                     if self.options.tokens_per_s:
-                        await asyncio.sleep(1.0 / self.options.tokens_per_s)
+                        await self._sleep(1.0 / self.options.tokens_per_s)
                     n_out += count_tokens(word)
                     text = word if j == 0 else " " + word
                     yield ChatChunk(

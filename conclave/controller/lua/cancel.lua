@@ -9,9 +9,10 @@ if TERMINAL[f[1]] then return {"terminal", f[1]} end
 if f[1] == "running" and redis.call("HGET", rk, "cancel") == "1" then return {"cancelling"} end
 redis.call("HSET", rk, "cancel", 1)
 emit(P, rid, now, "run.cancel_requested", "{}")
-if f[1] == "queued" then
-  set_status(P, rid, f[2], f[3], "queued", "cancelled")
+if f[1] == "queued" or f[1] == "paused" or f[1] == "waiting" then  -- no worker holds it: cancelled at once
+  set_status(P, rid, f[2], f[3], f[1], "cancelled")
   redis.call("HSET", rk, "stop_reason", "cancelled", "finished_at", now)
+  steer_ended(P, rid, now)
   emit(P, rid, now, "run.finished", cjson.encode({status = "cancelled", stop_reason = "cancelled"}))
   return {"cancelled"}
 end

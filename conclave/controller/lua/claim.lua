@@ -16,21 +16,24 @@ if not status then
   return {"missing"}
 end
 if TERMINAL[status] then ack(P, qid); return {"terminal", status} end
+if steer_stale(P, rid, status, qid) then ack(P, qid); return {"stale", status} end
 local attempts = redis.call("HINCRBY", rk, "attempts", 1)
 if cancel == "1" then
   set_status(P, rid, tenant, created_ms, status, "cancelled")
   redis.call("HSET", rk, "stop_reason", "cancelled", "finished_at", now)
   redis.call("HDEL", rk, "owner")
+  steer_ended(P, rid, now)
   emit(P, rid, now, "run.finished", cjson.encode({status = "cancelled", stop_reason = "cancelled"}))
   ack(P, qid)
   return {"terminal", "cancelled"}
 end
-if attempts > max_attempts then
-  local msg = "the run was started " .. (attempts - 1) .. " times and its worker died each time; dead-lettered"
+if attempts - steer_clean(P, rid) > max_attempts then
+  local msg = "the run was started " .. (attempts - 1 - steer_clean(P, rid)) .. " times and its worker died each time; dead-lettered"
   set_status(P, rid, tenant, created_ms, status, "failed")
   redis.call("HSET", rk, "stop_reason", "crashed", "stop_detail", msg, "error", msg, "finished_at", now)
   redis.call("HDEL", rk, "owner")
   redis.call("XADD", P .. ":dead", "*", "rid", rid, "reason", msg, "attempts", attempts - 1)
+  steer_ended(P, rid, now)
   emit(P, rid, now, "run.finished", cjson.encode({status = "failed", stop_reason = "crashed", error = msg}))
   ack(P, qid)
   return {"dead", attempts}

@@ -18,7 +18,7 @@ if step_key ~= "" then
 else
   applied = redis.call("HEXISTS", rk .. ":commits", cid) == 1
 end
-if applied then return {tonumber(redis.call("HGET", rk, "seq")), tonumber(f[2] or "0")} end
+if applied then return {tonumber(redis.call("HGET", rk, "seq")), tonumber(f[2] or "0"), steer_pause_flag(P, rid)} end
 if f[1] ~= owner then return {-1, "lease lost"} end
 if step_key ~= "" then
   redis.call("HSET", rk .. ":steps", step_key, step_value)
@@ -31,8 +31,10 @@ for _ = 1, n_ev do
   seq = emit(P, rid, now, ARGV[i], ARGV[i + 1]); i = i + 2
 end
 local n_ws = tonumber(ARGV[i]); i = i + 1
+local tag = n_ws > 0 and steer_tag(P, rid) or 0
 for _ = 1, n_ws do
   local op, path, content = ARGV[i], ARGV[i + 1], ARGV[i + 2]; i = i + 3
+  steer_undo(P, rid, tag, path)
   if op == "w" then redis.call("HSET", rk .. ":ws", path, content)
   elseif op == "d" then redis.call("HDEL", rk .. ":ws", path) end
 end
@@ -41,4 +43,5 @@ for _ = 1, n_led do
   ledger_commit(P, rid, owner, now, cjson.decode(ARGV[i])); i = i + 1
 end
 if seq == 0 then seq = tonumber(redis.call("HGET", rk, "seq")) end
-return {seq, tonumber(f[2] or "0")}
+if step_key ~= "" then steer_step_done(P, rid, step_key, seq) end
+return {seq, tonumber(f[2] or "0"), steer_pause_flag(P, rid)}

@@ -24,7 +24,8 @@ end
 -- for ever). A run that ends is recorded in P:finished:<tenant> (rid by end time) and, when it has a
 -- retention, in P:expiring (rid by expiry), where the sweeper (purge.lua) finds it; its keys also get a
 -- TTL a day past that, so nothing outlives the policy even if no sweeper runs.
-local RUN_KEYS = {"", ":ev", ":steps", ":ws", ":ledger", ":resv", ":resvexp", ":commits"}
+local RUN_KEYS = {"", ":ev", ":steps", ":ws", ":ledger", ":resv", ":resvexp", ":commits",
+  ":order", ":wsundo", ":apr", ":aprs", ":aprpend"}  -- the last five: steering (steer.lua)
 
 local function retention_of(P, tenant)
   local v = redis.call("HGET", P .. ":retention", "tenant:" .. tenant)

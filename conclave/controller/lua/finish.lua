@@ -16,6 +16,7 @@ redis.call("HSET", rk, "finished_at", now)
 redis.call("HDEL", rk, "owner")
 set_status(P, rid, f[3], f[4], f[2], status)
 ledger_release_all(P, rid)
+steer_ended(P, rid, now)
 emit(P, rid, now, "run.finished", evdata)
 ack(P, f[5])
 return 1

@@ -21,6 +21,7 @@ for _, rid in ipairs(rids) do
         redis.call("DEL", P .. ":idem:" .. f[2] .. ":" .. f[4])
       end
     end
+    if f[2] then steer_purged(P, rid, f[2]) end
     for _, suffix in ipairs(RUN_KEYS) do redis.call("DEL", rk .. suffix) end
     redis.call("ZREM", P .. ":expiring", rid)
     if f[1] then n = n + 1 end

@@ -1,4 +1,5 @@
 """The client's resources, one module each: ``runs``, ``workspace``, ``admin`` (keys), ``tenants``,
+``approvals`` and ``threads`` (``steering``, which also gives ``runs`` its pause / resume / steps / fork),
 ``webhooks``, ``schedules``.
 
 To add one (say ``client.threads``): write ``threads.py`` with a builder per call — a function that
@@ -10,8 +11,9 @@ class that lists them (``get = endpoint(get_thread)``), then add one line to ``_
 from .admin import Admin
 from .runs import Runs
 from .schedules import Schedules
+from .steering import Approvals, Threads
 from .tenants import Tenants
 from .webhooks import Webhooks
 from .workspace import Workspace
 
-__all__ = ["Admin", "Runs", "Schedules", "Tenants", "Webhooks", "Workspace"]
+__all__ = ["Admin", "Approvals", "Runs", "Schedules", "Tenants", "Threads", "Webhooks", "Workspace"]

@@ -13,6 +13,7 @@ from conclave.schema import CancelResponse, Cost, Event, Run, RunPage, RunStatus
 from ..errors import BudgetExceeded, ConclaveError, ServiceUnavailable
 from ..request import NEXT_EVENT, Call, Connect, Deadline, Emit, Flow, Sleep, StreamFlow, model, path, path_part
 from ..resource import Resource, TransportT, endpoint, flow, stream
+from . import steering
 
 __all__ = ["Runs"]
 
@@ -36,10 +37,14 @@ def get(run_id: str) -> Call[Run]:
     return Call("GET", path("/v1/runs/{}", run_id), model(Run))
 
 
-def list_runs(*, status: RunStatus | str | None = None, limit: int = 50, cursor: str | None = None) -> Call[RunPage]:
-    """A page of runs, newest first; pass ``next_cursor`` back as ``cursor`` for the next one."""
+def list_runs(
+    *, status: RunStatus | str | None = None, limit: int = 50, cursor: str | None = None, thread_id: str | None = None
+) -> Call[RunPage]:
+    """A page of runs, newest first; pass ``next_cursor`` back as ``cursor`` for the next one. ``thread_id``:
+    one thread's runs."""
     state = status.value if isinstance(status, RunStatus) else status
-    return Call("GET", "/v1/runs", model(RunPage), params={"status": state, "limit": limit, "cursor": cursor})
+    params = {"status": state, "limit": limit, "cursor": cursor, "thread_id": thread_id}
+    return Call("GET", "/v1/runs", model(RunPage), params=params)
 
 
 def _cancelled(r: httpx.Response) -> Run:
@@ -145,7 +150,8 @@ def _event(sse: ServerSentEvent) -> Event | None:
 
 
 class Runs(Resource[TransportT]):
-    """Runs: ``submit``, ``get``, ``list``, ``wait``, ``events``, ``cancel``, ``cost``, ``report``."""
+    """Runs: ``submit``, ``get``, ``list``, ``wait``, ``events``, ``cancel``, ``cost``, ``report``; and the
+    steering calls ``pause``, ``resume``, ``steps``, ``fork``."""
 
     submit = endpoint(submit)
     get = endpoint(get)
@@ -155,3 +161,7 @@ class Runs(Resource[TransportT]):
     report = flow(report)
     wait = flow(wait)
     events = stream(events)
+    pause = endpoint(steering.pause)
+    resume = endpoint(steering.resume)
+    steps = endpoint(steering.steps)
+    fork = endpoint(steering.fork)

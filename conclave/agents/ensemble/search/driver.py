@@ -27,6 +27,7 @@ from typing import Any
 
 from conclave.core.context import Emitter, Metered
 from conclave.core.ledger import BudgetExhausted
+from conclave.core.steering import is_outer_scope
 from conclave.schema import Usage
 
 from ..components import stable_seed
@@ -123,6 +124,8 @@ async def architecture_search(
             body = functools.partial(evaluate, i, arch, how)
             raw = await (step(key, body) if step else body())
         except BudgetExhausted as e:
+            if is_outer_scope(e.scope):
+                raise  # the tenant's (or key's) budget: the runner pauses the search, it continues later
             stop, detail = "budget_exhausted", f"candidate {i} ({arch.label()}) not completed: {e}"
             log.info("architecture search stopped: %s", detail)
             break

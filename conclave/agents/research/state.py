@@ -6,8 +6,8 @@ run that continues another, "dig deeper") knows exactly what is done, what is pe
 something was skipped. Completion is read from these statuses, never from a log.
 
 The helpers here do the work that must not depend on the model's size: parsing numbered lists,
-taking evidence extracts from archived sources, rendering ``index.md`` and ``report_outline.md``,
-cleaning citations, assembling ``report.md`` with its references and checking that every citation
+reading archived sources, rendering ``index.md`` and ``report_outline.md``,
+cleaning citations, assembling ``report.md`` with its references (no line repeated) and checking that every citation
 resolves to an archived source. They are pure functions of their inputs, so a replay produces the
 same text.
 """
@@ -22,10 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conclave.core.workspace import Workspace
 from conclave.tools._text import slug
+from conclave.tools.search.text import terms
+
+from .evidence import near_copy
 
 __all__ = [
     "SOURCES_DIR",
     "STATE_PATH",
+    "BudgetStop",
+    "EvidenceLine",
     "KeyQuestion",
     "ReportCheck",
     "ResearchState",
@@ -35,7 +40,6 @@ __all__ = [
     "assemble_report",
     "check_report",
     "clean_citations",
-    "evidence_extract",
     "find_citations",
     "parse_list",
     "read_source",
@@ -43,6 +47,7 @@ __all__ = [
     "render_outline",
     "source_ids",
     "strip_scaffolding",
+    "terms",
 ]
 
 SOURCES_DIR = "knowledge_base/sources"
@@ -54,11 +59,6 @@ REFERENCES_HEADING = "## References"
 _CITE = re.compile(r"(?<![\w\]\)])\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
 _CITE_SPACED = re.compile(r"([ \t]*)" + _CITE.pattern)  # a dropped citation takes its space along
 _REF_LINE = re.compile(r"^\[(\d+)\]\s+(\S+)")
-_WORD = re.compile(r"[a-z0-9_]+")
-_STOP = frozenset(
-    "a an and are as at be by for from has have in is it its of on or that the this to was were will with "
-    "what which how when why who can do does you your between about into than".split()
-)
 
 
 class _Model(BaseModel):
@@ -94,17 +94,41 @@ class KeyQuestion(_Model):
     noted: list[str] = Field(default_factory=list, description="Sources already extracted into the note.")
 
 
+class EvidenceLine(_Model):
+    """A sentence copied from an archived source, chosen for one section."""
+
+    n: int = Field(ge=1, description="Citation number of its source.")
+    path: str = Field(description="The archived source it was copied from.")
+    text: str
+    score: float = Field(description="Similarity to the section's key question.")
+
+
+class BudgetStop(_Model):
+    """A budget limit that stopped part of the workflow early, from ``BudgetExhausted``'s fields
+    (or an agent's ``exhausted_limit``), never parsed from a message."""
+
+    stage: Literal["build", "write"]
+    where: str = Field(description="What stopped: 'planning', 'searching in round 2', 'section 3'…")
+    limit: str = Field(description="The limit as budgets name it: usd, model_calls, tool_calls.search…")
+    scope: str | None = Field(default=None, description="The ledger scope whose cap bound, when known.")
+    detail: str = ""
+
+
 class SectionState(_Model):
     n: int = Field(ge=1)
     title: str
     path: str
     key_question: int | None = None
     sources: list[int] = Field(default_factory=list, description="Source numbers (1-based) it draws on.")
+    evidence: list[EvidenceLine] = Field(
+        default_factory=list, description="Its evidence, most relevant first; no line is in two sections."
+    )
     status: TodoStatus = TodoStatus.PENDING
     origin: str | None = Field(default=None, description="model-file, model-answer, ensemble, evidence (+evidence).")
     chars: int = 0
     citations: list[int] = Field(default_factory=list)
     detail: str | None = None
+    budget_stop: BudgetStop | None = Field(default=None, description="Set when its drafter ran out of budget.")
 
 
 class ReportCheck(_Model):
@@ -135,7 +159,8 @@ class ResearchState(_Model):
     rounds_done: int = 0
     sections: list[SectionState] = Field(default_factory=list)
     report: ReportCheck | None = None
-    exhausted: list[str] = Field(default_factory=list, description="Budget stops, by stage.")
+    exhausted: list[str] = Field(default_factory=list, description="Budget stops, by stage, as text (see stops).")
+    stops: list[BudgetStop] = Field(default_factory=list, description="Budget stops, by stage.")
     problems: list[str] = Field(default_factory=list, description="Model failures worked around.")
 
     def todo(self, tid: str) -> Todo:
@@ -153,6 +178,14 @@ class ResearchState(_Model):
         if title:
             t.title = title
 
+    def record_stop(self, stop: BudgetStop) -> None:
+        """A budget stop, kept structured (``stops``) and as a line for people (``exhausted``)."""
+        self.stops.append(stop)
+        self.exhausted.append(f"{stop.stage}: {stop.where}, {stop.detail}".rstrip(", "))
+
+    def stopped(self, stage: Literal["build", "write"]) -> bool:
+        return any(s.stage == stage for s in self.stops)
+
     def number(self, path: str) -> int:
         """The citation number of an archived source (adding it if new)."""
         if path not in self.sources:
@@ -161,10 +194,6 @@ class ResearchState(_Model):
 
 
 # -- parsing and extracts ----------------------------------------------------------------------
-
-
-def terms(text: str) -> set[str]:
-    return {t for t in _WORD.findall(text.lower()) if len(t) > 2 and t not in _STOP}
 
 
 def parse_list(text: str, max_items: int, *, min_words: int = 2, max_chars: int = 200) -> list[str]:
@@ -176,7 +205,8 @@ def parse_list(text: str, max_items: int, *, min_words: int = 2, max_chars: int 
         m = re.match(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+(.*\S)\s*$", raw)
         if not m:
             continue
-        item = re.sub(r"[*_`#]+", "", m.group(1)).strip().strip('"').strip()
+        # markdown emphasis and code marks go; an underscore inside a name (lru_cache) stays
+        item = re.sub(r"[*`#]+|(?<![A-Za-z0-9])_+|_+(?![A-Za-z0-9])", "", m.group(1)).strip().strip('"').strip()
         key = item.lower()
         if len(item.split()) < min_words or len(item) > max_chars or key in seen:
             continue
@@ -216,23 +246,6 @@ def source_ids(ws: Workspace) -> dict[str, str]:
     return out
 
 
-_BOILERPLATE = re.compile(
-    r"://|^Python Library Documentation|automatically generated from|for accurate signature|inherited from"
-    r"|^(Methods|Data|Class methods|Static methods|Readonly properties) defined here"
-    r"|^(NAME|DESCRIPTION|CLASSES|FUNCTIONS|DATA|FILE|MODULE REFERENCE|PACKAGE CONTENTS|SUBMODULES|VERSION|AUTHOR)\b"
-)
-
-
-def _prose(line: str) -> bool:
-    """Whether a line reads as prose rather than a heading, a URL or a code listing (pydoc renders
-    class trees and signatures that rank well on keywords but say nothing)."""
-    words = line.split()
-    if len(words) < 5 or _BOILERPLATE.search(line):
-        return False
-    code = sum(1 for w in words if re.search(r"[._(){}=<>\[\]]", w.strip(".,;:")) or w.isupper())
-    return code <= len(words) * 0.3
-
-
 def strip_scaffolding(text: str, prompt: str = "") -> str:
     """Model text without what the workflow itself put in the context: budget blocks, role
     reminders and lines copied from the prompt (small models echo their input)."""
@@ -245,48 +258,6 @@ def strip_scaffolding(text: str, prompt: str = "") -> str:
             continue
         keep.append(line)
     return "\n".join(keep).strip()
-
-
-def _clean(text: str) -> str:
-    text = re.sub(r"^[\s|]+", "", text)  # pydoc's plaintext renderer indents and draws '|' rails
-    text = re.sub(r"\s+", " ", text).strip()
-    return text.replace("[", "(").replace("]", ")")  # brackets in a quote would read as citations
-
-
-def evidence_extract(body: str, query: str, max_chars: int = 360) -> str:
-    """The sentences of ``body`` that share the most words with ``query``, in their original order,
-    up to ``max_chars``. Taken from the text, not written: it cannot invent anything."""
-    want = terms(query)
-    paragraphs: list[str] = []
-    current: list[str] = []
-    for raw in body.splitlines():
-        line = re.sub(r"^[\s|]+", "", raw).strip()  # pydoc's plaintext renderer indents and draws '|' rails
-        if not line or line.startswith("#") or _BOILERPLATE.search(line):
-            if current:  # a blank line, a heading or boilerplate ends a paragraph
-                paragraphs.append(" ".join(current))
-                current = []
-            continue
-        current.append(line)
-    if current:
-        paragraphs.append(" ".join(current))
-    pieces: list[str] = []
-    for para in paragraphs:
-        pieces += [_clean(p) for p in re.split(r"(?<=[.!?])\s+", para) if len(p) >= 20 and _prose(p)]
-    if not pieces:
-        return _clean(body)[:max_chars]
-    scored = sorted(range(len(pieces)), key=lambda i: (-len(terms(pieces[i]) & want), i))
-    chosen: list[int] = []
-    used = 0
-    for i in scored:
-        p = pieces[i]
-        if used and used + len(p) > max_chars:
-            continue
-        chosen.append(i)
-        used += len(p) + 1
-        if used >= max_chars * 0.8:
-            break
-    text = " ".join(pieces[i] for i in sorted(chosen))
-    return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -370,14 +341,31 @@ def assemble_report(question: str, sections: list[tuple[str, str]], sources: lis
         return f"[{', '.join(str(n) for n in dict.fromkeys(nums))}]" if nums else ""
 
     out = [f"# {question}", ""]
+    seen: list[str] = []
     for title, body in sections:
-        out += [f"## {title}", "", _CITE.sub(renumber, body).strip(), ""]
+        out += [f"## {title}", "", _drop_repeats(_CITE.sub(renumber, body).strip(), seen), ""]
     out += [REFERENCES_HEADING, ""]
     for old, new in sorted(order.items(), key=lambda kv: kv[1]):
         path = sources[old - 1]
         title = titles.get(path, "")
         out.append(f"[{new}] {path}" + (f" — {title}" if title else ""))
     return "\n".join(out).rstrip() + "\n"
+
+
+def _drop_repeats(body: str, seen: list[str], min_chars: int = 40) -> str:
+    """``body`` without the substantive lines that near-copy one seen earlier in the report (a
+    reader should not read the same sentence twice); ``seen`` grows with the lines kept."""
+    keep = []
+    for line in body.splitlines():
+        bare = line.strip().lstrip("-*• ").strip()
+        if len(bare) >= min_chars:
+            if any(near_copy(bare, s) for s in seen):
+                continue
+            seen.append(bare)
+        keep.append(line)
+    if not any(len(ln.strip()) >= min_chars for ln in keep) and body.strip():
+        return body.strip()  # a section is never emptied: its lines were all said before, but it has them
+    return "\n".join(keep).strip()
 
 
 def check_report(report: str, ws: Workspace) -> ReportCheck:

@@ -1,0 +1,58 @@
+"""``search``: hybrid retrieval (BM25 fused with dense embeddings, MMR) over local corpora — the
+built-in ``python-docs`` and any folder — and hosted HTTP providers.
+
+- ``text``: the one tokenizer and stop list, passages, sentences, boilerplate.
+- ``embed``: the offline sentence-embedding model (ONNX, the ``cpu`` extra).
+- ``index``: ``HybridIndex`` (bm25s + vectors, reciprocal-rank fusion, MMR) and the vector cache.
+- ``sphinx``: passages from Python's HTML documentation.
+- ``corpora``: folder corpora, ``python-docs``, the registry of ``conclave corpus add``.
+- ``hosted``: Brave and Tavily.
+- ``tool``: the ``search`` tool itself.
+"""
+
+from .corpora import (
+    PYTHON_DOCS,
+    CorpusInfo,
+    LocalCorpusProvider,
+    PythonDocsProvider,
+    add_corpus,
+    build_python_docs,
+    known_corpora,
+    python_docs_path,
+    read_folder,
+)
+from .embed import Embedder, embedder
+from .hosted import BraveProvider, TavilyProvider
+from .index import HybridIndex, VectorCache, mmr
+from .text import Hit, Passage, is_boilerplate, prose_sentences, sentences, split_passages, terms, tokenize
+from .tool import SearchArgs, SearchProvider, SearchTool
+
+__all__ = [
+    "PYTHON_DOCS",
+    "BraveProvider",
+    "CorpusInfo",
+    "Embedder",
+    "Hit",
+    "HybridIndex",
+    "LocalCorpusProvider",
+    "Passage",
+    "PythonDocsProvider",
+    "SearchArgs",
+    "SearchProvider",
+    "SearchTool",
+    "TavilyProvider",
+    "VectorCache",
+    "add_corpus",
+    "build_python_docs",
+    "embedder",
+    "is_boilerplate",
+    "known_corpora",
+    "mmr",
+    "prose_sentences",
+    "python_docs_path",
+    "read_folder",
+    "sentences",
+    "split_passages",
+    "terms",
+    "tokenize",
+]
