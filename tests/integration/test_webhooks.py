@@ -266,3 +266,33 @@ async def test_a_worker_on_the_in_memory_store_delivers_too(prefix: str) -> None
     [d] = await store.list_deliveries("default")
     assert d.status is DeliveryStatus.DELIVERED and d.attempts == 2 and d.run_id == run.id
     assert [q.answered for q in rec.requests] == [500, 204]
+
+
+async def test_a_receiver_that_hangs_never_holds_up_the_run(
+    redis_server: EmbeddedRedis, redis: Redis, prefix: str
+) -> None:
+    """Deliveries run beside the runs: while the receiver holds the run's first delivery
+    (``run.queued``) unanswered, the run still executes all its steps and finishes; the held
+    delivery is retried and every event arrives afterwards."""
+    settings = hook_settings(prefix)
+    store = store_for(redis, redis_server, prefix)
+    await store.ready()
+    from conclave.controller.webhooks import new_secret
+    from conclave.schema import TaskSpec
+
+    await store.init_webhook_secret("default", new_secret())
+    with receiver(hold_first=True) as rec:
+        events = ["run.queued", "run.started", "run.finished"]
+        spec = TaskSpec(kind="steps", input="x", options={"n": 5}, webhook={"url": rec.url, "events": events})
+        run = (await store.submit(spec)).run
+        async with running_worker(settings, redis_server.url):
+            assert await asyncio.to_thread(rec.arrived.wait, 60), "no delivery was tried"
+            done = await wait_terminal(store, run.id)
+            # The receiver is still holding the first request here (it waits for ``release``).
+            held = not rec.release.is_set() and rec.requests[0].answered == 503
+            rec.release.set()
+            delivered = [await wait_delivery(store, "default", DeliveryStatus.DELIVERED)]
+            await asyncio.to_thread(_until, lambda: len(rec.ok()) >= 3, 30)
+    assert done.status.value == "succeeded" and done.usage.model_calls == 0
+    assert held, "the run finished while its first delivery was still held by the receiver"
+    assert delivered and sorted(json.loads(r.body)["type"] for r in rec.ok()) == sorted(events)
