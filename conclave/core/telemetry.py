@@ -7,6 +7,11 @@ recorded only when ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``.
 
 Exporters follow the standard environment: ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``,
 ``none``) and ``OTEL_EXPORTER_OTLP_ENDPOINT``; with neither set, tracing is a no-op.
+
+Metrics are Prometheus metrics (``prometheus-client``), the one metrics path: the instruments live in
+``conclave.core.metrics`` and are exposed by ``GET /metrics`` on the API and by each worker's listener.
+The functions here that record them (``record_usage``, ``run_finished``…) are where the code already
+reports what happened, so spans and metrics stay in step.
 """
 
 from __future__ import annotations
@@ -15,32 +20,41 @@ import contextlib
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from . import metrics
 
 __all__ = [
     "agent_span",
     "capture_content",
     "carrier",
+    "ledger_refused",
+    "leases_lost",
+    "mark_error",
     "model_span",
     "record_usage",
+    "redelivered",
+    "run_finished",
     "run_span",
+    "scheduled_run",
+    "set_queue_depth",
     "setup_telemetry",
+    "step_done",
     "tool_span",
+    "webhook_attempt",
+    "webhook_delivery",
 ]
 
 _lock = threading.Lock()
 _configured = False
 tracer = trace.get_tracer("conclave")
-meter = metrics.get_meter("conclave")
-_tokens = meter.create_counter("gen_ai.client.token.usage", unit="{token}", description="Tokens by model and type")
-_cost = meter.create_counter("conclave.cost.usd", unit="USD", description="Unified cost by model")
-_runs = meter.create_counter("conclave.runs.finished", unit="{run}", description="Finished runs by status")
 
 
 def setup_telemetry(service_name: str = "conclave") -> None:
@@ -84,9 +98,13 @@ def carrier() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def run_span(run_id: str, kind: str, parent: Mapping[str, str] | None, attempt: int) -> Iterator[Span]:
+def run_span(
+    run_id: str, kind: str, parent: Mapping[str, str] | None, attempt: int, *, tenant: str | None = None
+) -> Iterator[Span]:
+    """The run's span; inside it, metrics recorded for the run carry its tenant and kind."""
     ctx = extract(dict(parent)) if parent else None
     token = otel_context.attach(ctx) if ctx is not None else None
+    labels = metrics.run_labels.set(metrics.RunLabels(tenant=tenant or "default", kind=kind))
     try:
         with tracer.start_as_current_span(
             f"run {kind}",
@@ -95,6 +113,7 @@ def run_span(run_id: str, kind: str, parent: Mapping[str, str] | None, attempt: 
         ) as span:
             yield span
     finally:
+        metrics.run_labels.reset(labels)
         if token is not None:
             otel_context.detach(token)
 
@@ -121,10 +140,16 @@ def model_span(model: str, provider: str, *, max_tokens: int | None, messages: A
         attrs["gen_ai.request.max_tokens"] = max_tokens
     if messages is not None and capture_content():
         attrs["gen_ai.input.messages"] = json.dumps(messages, default=str)[:20_000]
-    with tracer.start_as_current_span(
-        f"chat {model}", kind=SpanKind.CLIENT, attributes=attrs, record_exception=True
-    ) as span:
-        yield span
+    t0 = time.perf_counter()
+    outcome = "error"
+    try:
+        with tracer.start_as_current_span(
+            f"chat {model}", kind=SpanKind.CLIENT, attributes=attrs, record_exception=True
+        ) as span:
+            yield span
+            outcome = "ok"
+    finally:
+        metrics.MODEL_CALL_SECONDS.labels(model=model, outcome=outcome).observe(time.perf_counter() - t0)
 
 
 def record_usage(
@@ -142,10 +167,11 @@ def record_usage(
     span.set_attribute("gen_ai.response.finish_reasons", finish_reasons)
     if output is not None and capture_content():
         span.set_attribute("gen_ai.output.messages", json.dumps(output, default=str)[:20_000])
-    _tokens.add(input_tokens, {"gen_ai.request.model": model, "gen_ai.token.type": "input"})
-    _tokens.add(output_tokens, {"gen_ai.request.model": model, "gen_ai.token.type": "output"})
+    tenant = metrics.tenant_label(metrics.run_labels.get().tenant)
+    metrics.TOKENS.labels(tenant=tenant, model=model, type="input").inc(input_tokens)
+    metrics.TOKENS.labels(tenant=tenant, model=model, type="output").inc(output_tokens)
     if usd:
-        _cost.add(usd, {"gen_ai.request.model": model})
+        metrics.COST_USD.labels(tenant=tenant, model=model).inc(usd)
 
 
 @contextlib.contextmanager
@@ -157,28 +183,47 @@ def tool_span(name: str, *, call_id: str | None = None) -> Iterator[Span]:
         yield span
 
 
-_queue_depth: dict[str, int] = {"waiting": 0, "in_flight": 0}
-
-
-def _observe_queue(_: Any) -> list[metrics.Observation]:
-    return [metrics.Observation(v, {"conclave.queue.state": k}) for k, v in _queue_depth.items()]
-
-
-meter.create_observable_gauge(
-    "conclave.queue.depth",
-    callbacks=[_observe_queue],
-    unit="{run}",
-    description="Runs waiting for a worker and held by workers",
-)
-
-
 def set_queue_depth(waiting: int, in_flight: int) -> None:
-    """Workers report the queue's depth as they poll it; the gauge reads the latest figures."""
-    _queue_depth["waiting"], _queue_depth["in_flight"] = waiting, in_flight
+    """Workers report the queue's depth as they poll it."""
+    metrics.QUEUE_DEPTH.labels(state="waiting").set(waiting)
+    metrics.QUEUE_DEPTH.labels(state="in_flight").set(in_flight)
 
 
-def run_finished(status: str, kind: str) -> None:
-    _runs.add(1, {"conclave.run.status": status, "conclave.run.kind": kind})
+def run_finished(status: str, kind: str, tenant: str | None = None) -> None:
+    t = metrics.tenant_label(tenant or metrics.run_labels.get().tenant)
+    metrics.RUNS_FINISHED.labels(tenant=t, status=status, kind=kind).inc()
+
+
+def step_done(seconds: float) -> None:
+    """A durable step ran and committed (replayed steps are not counted)."""
+    metrics.STEP_SECONDS.labels(kind=metrics.run_labels.get().kind).observe(seconds)
+
+
+def ledger_refused(scope: str, limit: str) -> None:
+    """The ledger refused a reservation; ``scope`` is labelled by its level (run, tenant, key…)."""
+    metrics.LEDGER_REFUSALS.labels(limit=limit, scope=scope.split("/", 1)[0]).inc()
+
+
+def leases_lost(n: int = 1) -> None:
+    metrics.LEASE_EXPIRIES.inc(n)
+
+
+def redelivered(n: int) -> None:
+    """Queue entries taken over from a worker that stopped renewing them."""
+    if n:
+        metrics.REDELIVERIES.inc(n)
+
+
+def webhook_attempt(result: str) -> None:
+    metrics.WEBHOOK_ATTEMPTS.labels(result=result).inc()
+
+
+def webhook_delivery(outcome: str) -> None:
+    metrics.WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
+
+
+def scheduled_run() -> None:
+    metrics.SCHEDULED_RUNS.inc()
 
 
 def mark_error(span: Span, exc: BaseException) -> None:
