@@ -53,8 +53,9 @@ class Agent(AgentState):
     async def _model_turn(self, i: int) -> dict[str, Any]:
         budget_text, level = await self._budget()
         final = level == Level.CRITICAL.value
-        request = self.conv.request(self.conv.messages(budget_text, final=final), final=final)
-        response = await self.meter.chat(request, model=self.model)
+        conv = self.conv
+        request = conv.request(conv.messages(budget_text, final=final), final=final)
+        response = await self.meter.chat(request, model=self.model, prompt_bound=conv.prompt_bound(budget_text, final))
         choice = response.choices[0]
         msg = choice.message
         calls = (
@@ -122,7 +123,7 @@ class Agent(AgentState):
                     )
                 except (EngineError, ModelNotFound) as e:
                     raise Stop(StopReason.ERROR, RunStatus.FAILED, f"model call failed: {e}") from e
-                conv.turns.append(turn)
+                conv.add_turn(turn)
                 self.progress.level = turn.get("level")
                 if turn["content"] and self.setup.set_partial:
                     ctx.partial_output = turn["content"]
@@ -132,7 +133,7 @@ class Agent(AgentState):
                     detail = "answered at CRITICAL budget level" if turn["final"] else None
                     raise Stop(stop, RunStatus.SUCCEEDED, detail, turn["content"] or conv.partial())
                 ok = await run_calls(self, i, calls)
-                turn["results"] = ok
+                conv.add_results(turn, ok)
                 for c in calls:
                     self.progress.tool_counts[c["name"]] += 1
                 for c, r in zip(calls, ok, strict=True):

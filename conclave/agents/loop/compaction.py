@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conclave.agents.meter import prompt_estimate
+from conclave.agents.meter import BYTES_PER_TOKEN_ESTIMATE
 
 from ..summarize import pointer
 from .state import AgentState
@@ -26,9 +26,9 @@ async def compact(a: AgentState, i: int) -> None:
     conv = a.conv
     limit = int(window * a.opts.compact_at)
 
-    def need() -> int:
-        req = conv.request(conv.messages(), final=False)
-        return prompt_estimate(req) + a.opts.max_tokens
+    def need(pointers: dict[str, str] | None = None) -> int:
+        """What the next request (without its budget block) would take of the window."""
+        return conv.prompt_bound(pointers=pointers) // BYTES_PER_TOKEN_ESTIMATE + a.opts.max_tokens
 
     if need() <= limit:
         return
@@ -42,14 +42,11 @@ async def compact(a: AgentState, i: int) -> None:
     if not candidates:
         return
     chosen: list[tuple[int, dict[str, Any]]] = []
-    trial = dict(conv.compacted)
+    trial: dict[str, str] = {}
     for t, r in candidates:
         trial[r["id"]] = pointer(archive_path(a.p, t, r), r["content"], tool=r["name"])
         chosen.append((t, r))
-        saved, conv.compacted = conv.compacted, trial
-        fits = need() <= limit
-        conv.compacted = saved
-        if fits:
+        if need(trial) <= limit:
             break
 
     async def body() -> dict[str, str]:
@@ -62,7 +59,7 @@ async def compact(a: AgentState, i: int) -> None:
         return out
 
     done: dict[str, str] = await a.ctx.step(f"{a.p}turn/{i}/compact", body)
-    conv.compacted.update(done)
+    conv.compact(done)
 
 
 def archive_path(prefix: str, t: int, r: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from conclave.agents.meter import PER_REQUEST, message_bound, tools_bound
 from conclave.schema.chat import ChatMessage, ChatRequest, FunctionCall, ToolCall, ToolDef
 
 from .options import ANSWER_TOOL, DEFAULT_SYSTEM, AgentOptions, AgentSetup, answer_def
@@ -17,7 +18,15 @@ __all__ = ["Conversation"]
 
 
 class Conversation:
-    """The recorded turns (with their ``results``), the compacted results, and the requests they make."""
+    """The recorded turns (with their ``results``), the compacted results, and the requests they make.
+
+    Kept incrementally: each turn appends its assistant message and its tool messages once
+    (``add_turn``, ``add_results``) and a compaction replaces the messages it moved (``compact``), so a
+    turn costs what it adds, not the whole history again. The prompt's byte bound (what the Meter
+    reserves, ``conclave.agents.meter.prompt_upper_bound``) is kept the same way. The messages are a
+    function of the recorded step values only: a replay that adds the same turns, results and
+    compactions in the same order holds the same conversation.
+    """
 
     def __init__(self, setup: AgentSetup, opts: AgentOptions, defs: list[ToolDef], model: str) -> None:
         self.setup = setup
@@ -27,6 +36,22 @@ class Conversation:
         self.answer_tool = opts.tool_choice == "required"
         self.turns: list[dict[str, Any]] = []  # recorded model turns (+ "results")
         self.compacted: dict[str, str] = {}  # tool_call_id -> pointer text
+        self._msgs: list[ChatMessage] = []
+        self._bound = 0  # sum of message_bound over _msgs
+        self._tool_at: dict[str, list[int]] = {}  # tool_call_id -> indexes of its tool messages in _msgs
+        self._defs_bound = tools_bound(defs)
+        self._answer_bound = tools_bound([answer_def()])
+        task = setup.task
+        self._append(ChatMessage(role="system", content=self.system()))
+        if isinstance(task, str):
+            self._append(ChatMessage(role="user", content=task))
+        else:
+            for m in task:
+                self._append(ChatMessage(role=m.role, content=m.content))
+
+    def _append(self, m: ChatMessage) -> None:
+        self._msgs.append(m)
+        self._bound += message_bound(m)
 
     def system(self) -> str:
         text = self.setup.system or DEFAULT_SYSTEM
@@ -38,22 +63,36 @@ class Conversation:
             text += "\n\n" + self.setup.user_system
         return text
 
-    def messages(self, budget_text: str | None = None, final: bool = False) -> list[ChatMessage]:
-        task = self.setup.task
-        msgs = [ChatMessage(role="system", content=self.system())]
-        if isinstance(task, str):
-            msgs.append(ChatMessage(role="user", content=task))
-        else:
-            msgs += [ChatMessage(role=m.role, content=m.content) for m in task]
-        for turn in self.turns:
-            calls = [
-                ToolCall(id=c["id"], function=FunctionCall(name=c["name"], arguments=c["arguments"]))
-                for c in turn["tool_calls"]
-            ]
-            msgs.append(ChatMessage(role="assistant", content=turn["content"], tool_calls=calls or None))
-            for r in turn.get("results", []):
-                content = self.compacted.get(r["id"], r["content"])
-                msgs.append(ChatMessage(role="tool", tool_call_id=r["id"], name=r["name"], content=content))
+    # -- what a turn adds -----------------------------------------------------------------------
+    def add_turn(self, turn: dict[str, Any]) -> None:
+        """A model turn's recorded value: its text and tool calls become the assistant message."""
+        self.turns.append(turn)
+        calls = [
+            ToolCall(id=c["id"], function=FunctionCall(name=c["name"], arguments=c["arguments"]))
+            for c in turn["tool_calls"]
+        ]
+        self._append(ChatMessage(role="assistant", content=turn["content"], tool_calls=calls or None))
+
+    def add_results(self, turn: dict[str, Any], results: list[dict[str, Any]]) -> None:
+        """The recorded results of ``turn``'s calls (the latest turn), one tool message each."""
+        turn["results"] = results
+        for r in results:
+            self._tool_at.setdefault(r["id"], []).append(len(self._msgs))
+            content = self.compacted.get(r["id"], r["content"])
+            self._append(ChatMessage(role="tool", tool_call_id=r["id"], name=r["name"], content=content))
+
+    def compact(self, pointers: dict[str, str]) -> None:
+        """Results moved to the workspace: each one's messages now show its pointer."""
+        self.compacted.update(pointers)
+        for rid, text in pointers.items():
+            for k in self._tool_at.get(rid, []):
+                old = self._msgs[k]
+                self._bound -= message_bound(old)
+                self._msgs[k] = ChatMessage(role="tool", tool_call_id=rid, name=old.name, content=text)
+                self._bound += message_bound(self._msgs[k])
+
+    # -- the request -----------------------------------------------------------------------------
+    def _tail(self, budget_text: str | None, final: bool) -> ChatMessage | None:
         tail = []
         if budget_text:
             tail.append(budget_text)
@@ -61,12 +100,20 @@ class Conversation:
             tail.append("Do not call any tool now. Reply with your best final answer to the task, as plain text.")
         if self.setup.reminder:
             tail.append(self.setup.reminder.replace("{turn}", str(len(self.turns))))
-        if tail:
-            msgs.append(ChatMessage(role="user", content="\n".join(tail)))
+        return ChatMessage(role="user", content="\n".join(tail)) if tail else None
+
+    def messages(self, budget_text: str | None = None, final: bool = False) -> list[ChatMessage]:
+        msgs = list(self._msgs)
+        tail = self._tail(budget_text, final)
+        if tail is not None:
+            msgs.append(tail)
         return msgs
 
+    def _offers_answer(self) -> bool:
+        return self.answer_tool and len(self.turns) >= self.opts.min_tool_turns
+
     def tool_defs(self) -> list[ToolDef]:
-        if self.answer_tool and len(self.turns) >= self.opts.min_tool_turns:
+        if self._offers_answer():
             return [*self.defs, answer_def()]
         return list(self.defs)
 
@@ -86,6 +133,22 @@ class Conversation:
             tool_choice=tool_choice,
             parallel_tool_calls=self.opts.parallel_tool_calls if with_tools else None,
         )
+
+    def prompt_bound(
+        self, budget_text: str | None = None, final: bool = False, *, pointers: dict[str, str] | None = None
+    ) -> int:
+        """``prompt_upper_bound`` of ``request(messages(budget_text, final), final=final)`` without
+        building it, and as it would be with ``pointers`` (more compacted results) applied."""
+        n = PER_REQUEST + self._bound
+        tail = self._tail(budget_text, final)
+        if tail is not None:
+            n += message_bound(tail)
+        if not final:
+            n += self._defs_bound + (self._answer_bound if self._offers_answer() else 0)
+        for rid, text in (pointers or {}).items():
+            for k in self._tool_at.get(rid, []):
+                n += len(text.encode()) - len(self._msgs[k].text().encode())
+        return n
 
     def partial(self) -> str | None:
         """The latest turn's text that says something: the best partial answer so far."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -10,9 +11,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from conclave.core.context import Metered, RunContext
 from conclave.schema import ChatMessageIn
 from conclave.schema.chat import FunctionDef, ToolDef
-from conclave.tools.base import clean_schema
+from conclave.tools.base import Tool, clean_schema
 
-__all__ = ["ANSWER_TOOL", "DEFAULT_SYSTEM", "AgentOptions", "AgentSetup", "AnswerArgs", "answer_def"]
+__all__ = [
+    "ANSWER_TOOL",
+    "DEFAULT_SYSTEM",
+    "AgentOptions",
+    "AgentSetup",
+    "AnswerArgs",
+    "answer_def",
+    "tool_definition",
+]
 
 #: With ``tool_choice="required"`` the model ends by calling this tool (small models cannot be
 #: trusted to choose between text and a call on their own).
@@ -89,7 +98,9 @@ class AnswerArgs(BaseModel):
     answer: str = Field(description="Your final answer to the task.")
 
 
+@functools.cache
 def answer_def() -> ToolDef:
+    """The ``final_answer`` tool's definition (built once per process; never mutated)."""
     return ToolDef(
         function=FunctionDef(
             name=ANSWER_TOOL,
@@ -97,3 +108,24 @@ def answer_def() -> ToolDef:
             parameters=clean_schema(AnswerArgs.model_json_schema()),
         )
     )
+
+
+#: Tool definitions by (arguments model, name, description): building a JSON schema costs ~0.1 ms
+#: of pydantic work per tool and run, and it depends on nothing else. Bounded: cleared when full.
+_DEFINITIONS: dict[tuple[type[BaseModel], str, str], ToolDef] = {}
+_MAX_DEFINITIONS = 1024
+
+
+def tool_definition(t: Tool) -> ToolDef:
+    """``t.definition()``, cached per process for tools whose schema comes from their ``Args`` model
+    alone (``parameters``/``definition`` not overridden, as MCP tools do); never mutated."""
+    kind = type(t)
+    if kind.parameters is not Tool.parameters or kind.definition is not Tool.definition:
+        return t.definition()
+    key = (t.Args, t.name, t.description)
+    got = _DEFINITIONS.get(key)
+    if got is None:
+        if len(_DEFINITIONS) >= _MAX_DEFINITIONS:
+            _DEFINITIONS.clear()
+        got = _DEFINITIONS[key] = t.definition()
+    return got

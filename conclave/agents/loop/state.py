@@ -18,7 +18,7 @@ from conclave.tools.base import Tool
 from conclave.tools.registry import ToolRegistry
 
 from .conversation import Conversation
-from .options import AgentOptions, AgentSetup
+from .options import AgentOptions, AgentSetup, tool_definition
 
 __all__ = ["AgentState", "Progress", "Stop"]
 
@@ -91,7 +91,7 @@ class AgentState:
         self.p = self.setup.prefix
         self.model = self.setup.model or ctx.model
         self.answer_tool = opts.tool_choice == "required"
-        self.conv = Conversation(self.setup, opts, [t.definition() for t in tools.values()], self.model)
+        self.conv = Conversation(self.setup, opts, [tool_definition(t) for t in tools.values()], self.model)
         self.progress = Progress(stuck_repeats=opts.stuck_repeats)
         self.sem = asyncio.Semaphore(opts.max_parallel)
         self.groups = registry.groups()
