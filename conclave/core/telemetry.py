@@ -7,11 +7,19 @@ recorded only when ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``.
 
 Exporters follow the standard environment: ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``,
 ``none``) and ``OTEL_EXPORTER_OTLP_ENDPOINT``; with neither set, tracing is a no-op.
+
+The cost when tracing is off (the default) is a module flag read per call: whether a recording tracer
+provider is installed is checked when telemetry is set up and once per run (``run_span``,
+``agent_span``: a test or an embedding application may install a provider later), and the per-call
+spans (``model_span``, ``tool_span``) are then a shared null context yielding the invalid span, with
+no OpenTelemetry context attached or detached. The content-capture switch is read from the
+environment once per process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
@@ -27,6 +35,7 @@ __all__ = [
     "agent_span",
     "capture_content",
     "carrier",
+    "refresh_tracing",
     "model_span",
     "record_usage",
     "run_span",
@@ -53,6 +62,7 @@ def setup_telemetry(service_name: str = "conclave") -> None:
         exporter_name = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
         endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         if exporter_name in ("", "none") and not endpoint:
+            refresh_tracing()
             return
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -70,10 +80,27 @@ def setup_telemetry(service_name: str = "conclave") -> None:
             exporter = OTLPSpanExporter()
         provider.add_span_processor(BatchSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
+        refresh_tracing()
 
 
+@functools.cache
 def capture_content() -> bool:
+    """``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``, read once per process (it was read on
+    every model call)."""
     return os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").lower() in ("1", "true", "yes")
+
+
+_tracing = False
+#: What a span is when tracing is off: reusable, enters to the invalid (non-recording) span.
+_OFF: contextlib.nullcontext[Span] = contextlib.nullcontext(trace.INVALID_SPAN)
+
+
+def refresh_tracing() -> bool:
+    """Whether spans go anywhere: a tracer provider other than the API's default proxy (or the no-op
+    one) is installed. Called at setup and once per run; the per-call spans read the result."""
+    global _tracing
+    _tracing = not isinstance(trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+    return _tracing
 
 
 def carrier() -> dict[str, str]:
@@ -83,8 +110,17 @@ def carrier() -> dict[str, str]:
     return out
 
 
+def run_span(
+    run_id: str, kind: str, parent: Mapping[str, str] | None, attempt: int
+) -> contextlib.AbstractContextManager[Span]:
+    """``run {kind}``, a child of the submitter's trace context ``parent``."""
+    if not refresh_tracing():
+        return _OFF
+    return _run_span(run_id, kind, parent, attempt)
+
+
 @contextlib.contextmanager
-def run_span(run_id: str, kind: str, parent: Mapping[str, str] | None, attempt: int) -> Iterator[Span]:
+def _run_span(run_id: str, kind: str, parent: Mapping[str, str] | None, attempt: int) -> Iterator[Span]:
     ctx = extract(dict(parent)) if parent else None
     token = otel_context.attach(ctx) if ctx is not None else None
     try:
@@ -99,8 +135,17 @@ def run_span(run_id: str, kind: str, parent: Mapping[str, str] | None, attempt: 
             otel_context.detach(token)
 
 
+def agent_span(
+    name: str, *, agent_id: str | None = None, model: str | None = None
+) -> contextlib.AbstractContextManager[Span]:
+    """``invoke_agent {name}`` around one agent's loop."""
+    if not refresh_tracing():
+        return _OFF
+    return _agent_span(name, agent_id=agent_id, model=model)
+
+
 @contextlib.contextmanager
-def agent_span(name: str, *, agent_id: str | None = None, model: str | None = None) -> Iterator[Span]:
+def _agent_span(name: str, *, agent_id: str | None, model: str | None) -> Iterator[Span]:
     attrs: dict[str, Any] = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": name}
     if agent_id:
         attrs["gen_ai.agent.id"] = agent_id
@@ -110,8 +155,17 @@ def agent_span(name: str, *, agent_id: str | None = None, model: str | None = No
         yield span
 
 
+def model_span(
+    model: str, provider: str, *, max_tokens: int | None, messages: Any = None
+) -> contextlib.AbstractContextManager[Span]:
+    """``chat {model}`` around one metered model call."""
+    if not _tracing:
+        return _OFF
+    return _model_span(model, provider, max_tokens=max_tokens, messages=messages)
+
+
 @contextlib.contextmanager
-def model_span(model: str, provider: str, *, max_tokens: int | None, messages: Any = None) -> Iterator[Span]:
+def _model_span(model: str, provider: str, *, max_tokens: int | None, messages: Any) -> Iterator[Span]:
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": provider,
@@ -136,20 +190,28 @@ def record_usage(
     usd: float,
     output: Any = None,
 ) -> None:
-    span.set_attribute("gen_ai.response.model", model)
-    span.set_attribute("gen_ai.usage.input_tokens", input_tokens)
-    span.set_attribute("gen_ai.usage.output_tokens", output_tokens)
-    span.set_attribute("gen_ai.response.finish_reasons", finish_reasons)
-    if output is not None and capture_content():
-        span.set_attribute("gen_ai.output.messages", json.dumps(output, default=str)[:20_000])
+    if span.is_recording():
+        span.set_attribute("gen_ai.response.model", model)
+        span.set_attribute("gen_ai.usage.input_tokens", input_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", output_tokens)
+        span.set_attribute("gen_ai.response.finish_reasons", finish_reasons)
+        if output is not None and capture_content():
+            span.set_attribute("gen_ai.output.messages", json.dumps(output, default=str)[:20_000])
     _tokens.add(input_tokens, {"gen_ai.request.model": model, "gen_ai.token.type": "input"})
     _tokens.add(output_tokens, {"gen_ai.request.model": model, "gen_ai.token.type": "output"})
     if usd:
         _cost.add(usd, {"gen_ai.request.model": model})
 
 
+def tool_span(name: str, *, call_id: str | None = None) -> contextlib.AbstractContextManager[Span]:
+    """``execute_tool {name}`` around one metered tool call."""
+    if not _tracing:
+        return _OFF
+    return _tool_span(name, call_id=call_id)
+
+
 @contextlib.contextmanager
-def tool_span(name: str, *, call_id: str | None = None) -> Iterator[Span]:
+def _tool_span(name: str, *, call_id: str | None) -> Iterator[Span]:
     attrs: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
     if call_id:
         attrs["gen_ai.tool.call.id"] = call_id
