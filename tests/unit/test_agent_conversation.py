@@ -82,6 +82,8 @@ async def test_the_conversation_kept_incrementally_is_the_one_its_steps_describe
                 msgs = conv.messages(budget_text, final=final)
                 assert [m.model_dump() for m in msgs] == _reference(conv, budget_text, final)
                 request = conv.request(msgs, final=final)
+                assert request == conv._validated_request(msgs, final=final)
+                assert request.model_fields_set == conv._validated_request(msgs, final=final).model_fields_set
                 assert conv.prompt_bound(budget_text, final) == prompt_upper_bound(request)
 
     check()

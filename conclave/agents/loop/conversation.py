@@ -41,6 +41,7 @@ class Conversation:
         self._tool_at: dict[str, list[int]] = {}  # tool_call_id -> indexes of its tool messages in _msgs
         self._defs_bound = tools_bound(defs)
         self._answer_bound = tools_bound([answer_def()])
+        self._templates: dict[tuple[bool, bool], ChatRequest] = {}
         task = setup.task
         self._append(ChatMessage(role="system", content=self.system()))
         if isinstance(task, str):
@@ -118,6 +119,16 @@ class Conversation:
         return list(self.defs)
 
     def request(self, messages: list[ChatMessage], *, final: bool) -> ChatRequest:
+        """The request for ``messages``: a copy of a validated template (one per kind of turn) with the
+        messages put in, so no turn re-validates the whole history (pydantic re-runs every message's
+        validator when a request is built from them)."""
+        key = (final, self._offers_answer())
+        template = self._templates.get(key)
+        if template is None:
+            template = self._templates[key] = self._validated_request(messages[:1], final=final)
+        return template.model_copy(update={"messages": messages})
+
+    def _validated_request(self, messages: list[ChatMessage], *, final: bool) -> ChatRequest:
         defs = self.tool_defs()
         with_tools = bool(defs) and not final
         tool_choice: Any = None
