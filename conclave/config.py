@@ -2,7 +2,8 @@
 
 Precedence, highest first: explicit arguments (CLI flags), environment variables (``CONCLAVE_`` and
 the field's name: ``CONCLAVE_WORKERS=4``; a list or table as JSON, ``CONCLAVE_KINDS`` also as
-``name=module,other=module2``), the TOML file (the first of ``--config``, ``$CONCLAVE_CONFIG``,
+``name=module,other=module2``; ``CONCLAVE_METRICS_PORT`` and ``CONCLAVE_METRICS_TOKEN`` set one field of
+``[metrics]`` each), the TOML file (the first of ``--config``, ``$CONCLAVE_CONFIG``,
 ``./conclave.toml``, ``~/.conclave/conclave.toml``), defaults. ``load_settings`` reads all of them;
 ``Settings(...)`` alone reads its arguments and the environment, no file; ``Settings.model_validate``
 reads nothing else (that is how settings travel to Ray actors: ``model_dump`` → ``model_validate``).
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -34,11 +36,96 @@ from conclave.core.paths import default_home
 from conclave.schema.errors import field_problems, format_problems
 from conclave.tools.settings import ToolSettings
 
-__all__ = ["ConfigError", "EnsembleCeiling", "Settings", "default_home", "load_settings"]
+__all__ = [
+    "ConfigError",
+    "EnsembleCeiling",
+    "MetricsSettings",
+    "ScheduleSettings",
+    "Settings",
+    "WebhookSettings",
+    "default_home",
+    "load_settings",
+]
 
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names where and what."""
+
+
+class WebhookSettings(BaseModel):
+    """``[webhooks]``: where deliveries may go, and how hard each one is tried.
+
+    Destinations obey ``fetch_url``'s address rules: private, loopback and link-local addresses are
+    refused (at submission, and again before every attempt) unless ``allow_private`` is set or the
+    host is on ``allow_hosts``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Run a dispatcher in every worker.")
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts (exact, or '.example.com' for subdomains) that may be private or loopback.",
+    )
+    deny_hosts: list[str] = Field(default_factory=list, description="Hosts never delivered to.")
+    allow_private: bool = Field(default=False, description="Allow private, loopback and link-local addresses.")
+    timeout_s: float = Field(default=10.0, gt=0, le=300, description="Time limit of one attempt.")
+    concurrency: int = Field(default=32, ge=1, le=10_000, description="Deliveries one worker makes at once.")
+    retry_window_s: float = Field(
+        default=6 * 3600.0, gt=0, description="Retry a delivery this long after its first attempt, then dead-letter it."
+    )
+    backoff_initial_s: float = Field(default=1.0, gt=0, description="Wait before the first retry; doubles after.")
+    backoff_max_s: float = Field(default=600.0, gt=0, description="Longest wait between two attempts.")
+    lease_s: float = Field(default=60.0, gt=0, description="A delivery whose worker stops renewing it is taken over.")
+    secret_grace_s: float = Field(
+        default=86_400.0, ge=0, description="After a rotation, the previous secret also signs for this long."
+    )
+    keep_deliveries_s: float = Field(
+        default=7 * 86_400.0, gt=0, description="Ended delivery records are kept this long."
+    )
+    max_subscriptions: int = Field(default=20, ge=1, le=1_000, description="Subscriptions per tenant.")
+
+
+class ScheduleSettings(BaseModel):
+    """``[schedules]``: the scheduler loop every worker runs (a Redis claim makes each tick run once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Tick schedules in every worker.")
+    poll_s: float = Field(default=0.25, gt=0, le=60, description="How often a worker looks for due schedules.")
+    grace_s: float = Field(
+        default=60.0, gt=0, description="A tick found later than this is missed (then the schedule's policy applies)."
+    )
+    stale_claim_s: float = Field(
+        default=30.0, gt=0, description="A tick claimed this long ago without a run is finished by another worker."
+    )
+    max_per_tenant: int = Field(default=100, ge=1, le=100_000, description="Schedules per tenant.")
+
+
+class MetricsSettings(BaseModel):
+    """``[metrics]``: Prometheus metrics (``/metrics`` on the API; a listener in each worker)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    worker_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of each worker's /metrics listener (CONCLAVE_METRICS_PORT); unset = none. A port "
+        "already taken (several workers on one host) makes the worker try the next ones, up to port_span.",
+    )
+    port_span: int = Field(default=8, ge=1, le=256, description="Ports tried from worker_port on.")
+    token: SecretStr | None = Field(
+        default=None,
+        description="A bearer token that may read the API's /metrics when auth is on (CONCLAVE_METRICS_TOKEN); "
+        "admin keys may too. Give it to Prometheus instead of an admin key.",
+    )
+    host: str = Field(default="0.0.0.0", description="Address the worker listener binds.")
+    max_tenants: int = Field(
+        default=50,
+        ge=0,
+        le=10_000,
+        description="Tenants that get a label of their own in a process; the rest are counted as '_other'.",
+    )
 
 
 class EnsembleCeiling(BaseModel):
@@ -57,6 +144,29 @@ class EnsembleCeiling(BaseModel):
 _TOML_FILE: ContextVar[Path | None] = ContextVar("conclave_toml_file", default=None)
 
 ENV_PREFIX = "CONCLAVE_"
+
+#: Variables that set one field of a section; ``CONCLAVE_<SECTION>`` itself takes the whole section as JSON.
+SECTION_ENV: dict[str, tuple[str, str]] = {
+    "CONCLAVE_METRICS_PORT": ("metrics", "worker_port"),
+    "CONCLAVE_METRICS_TOKEN": ("metrics", "token"),
+}
+
+
+class _SectionEnv(PydanticBaseSettingsSource):
+    """``SECTION_ENV``'s variables as ``{section: {field: value}}``: what deployments (the chart's pods)
+    set for one field, without writing the whole section as JSON. pydantic-settings merges it into the
+    section the other sources give, field by field."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is in __call__: the values are nested
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, dict[str, str]] = {}
+        for env, (section, field) in SECTION_ENV.items():
+            value = os.environ.get(env)
+            if value:
+                out.setdefault(section, {})[field] = value
+        return out
 
 
 class Settings(BaseSettings):
@@ -98,6 +208,9 @@ class Settings(BaseSettings):
     kinds: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="Extra run kinds: name → module exposing KIND (a RunKind)."
     )
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings, description="Webhook deliveries.")
+    schedules: ScheduleSettings = Field(default_factory=ScheduleSettings, description="Scheduled runs.")
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus metrics.")
 
     @classmethod
     def settings_customise_sources(
@@ -108,11 +221,13 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Arguments, then ``CONCLAVE_*``, then the TOML file ``load_settings`` found (no ``.env``)."""
+        """Arguments, then the one-field variables (``CONCLAVE_METRICS_PORT``), then ``CONCLAVE_*``, then
+        the TOML file ``load_settings`` found (no ``.env``)."""
+        env = (init_settings, _SectionEnv(settings_cls), env_settings)
         path = _TOML_FILE.get()
         if path is None:
-            return (init_settings, env_settings)
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path))
+            return env
+        return (*env, TomlConfigSettingsSource(settings_cls, toml_file=path))
 
     @field_validator("kinds", mode="before")
     @classmethod
@@ -172,8 +287,13 @@ def _env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
 
 
-def _from_env(field: str) -> bool:
-    return bool(os.environ.get(_env_name(field)))
+def _env_source(field: str) -> str | None:
+    """The variable a bad value at ``field`` (dotted) came from, if one set it."""
+    section, _, rest = field.partition(".")
+    for env, (sec, name) in SECTION_ENV.items():
+        if sec == section and rest.split(".", 1)[0] == name and os.environ.get(env):
+            return env
+    return _env_name(section) if os.environ.get(_env_name(section)) else None
 
 
 def _invalid(err: ValidationError, path: Path | None, overrides: dict[str, Any]) -> ConfigError:
@@ -183,10 +303,8 @@ def _invalid(err: ValidationError, path: Path | None, overrides: dict[str, Any])
         top = problem.field.split(".", 1)[0]
         if top in overrides:
             source = "arguments"
-        elif _from_env(top):
-            source = _env_name(top)
         else:
-            source = str(path) if path else "settings"
+            source = _env_source(problem.field) or (str(path) if path else "settings")
         lines.append(format_problems([problem], source))
     return ConfigError("\n".join(lines))
 

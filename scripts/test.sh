@@ -17,7 +17,6 @@ if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed; the browser tests will skip"
 fi
-if ! command -v helm >/dev/null 2>&1 && [ -x scripts/install-helm.sh ]; then scripts/install-helm.sh || echo "helm not installed; the chart tests will say so"; fi
 
 # The python tool runs code only under bubblewrap (its sandbox tests skip, saying so, where it is missing).
 if ! command -v bwrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -38,25 +38,20 @@ from conclave.schema import (
 
 from .auth import AdminDep, Authenticator, CallerDep, install_authenticator
 from .console import mount_console
-from .errors import ApiError, ErrorResponse, install_error_handlers
+from .deps import ERRORS
+from .errors import ApiError, install_error_handlers
 from .limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from .metrics import metrics_router
+from .schedules import schedules_router
 from .steer import steer_router
 from .tenants import tenants_router
+from .webhooks import webhooks_router
 
 __all__ = ["Services", "create_app"]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = DEFAULT_MAX_BODY_BYTES
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse},
-    403: {"model": ErrorResponse},
-    404: {"model": ErrorResponse},
-    409: {"model": ErrorResponse},
-    422: {"model": ErrorResponse},
-    503: {"model": ErrorResponse},
-}
 
 _STATUS: dict[type[ServiceError], int] = {NotFound: 404, Conflict: 409, InvalidInput: 422, Forbidden: 403}
 
@@ -273,6 +268,8 @@ def create_app(
 
     app.include_router(runs_router(services))
     app.include_router(admin_router(services))
+    for reporting in (webhooks_router, schedules_router, metrics_router):  # issue 18: runs that report back
+        app.include_router(reporting(services))
     app.include_router(tenants_router(services, ERRORS))
     app.include_router(steer_router(services, ERRORS))
     for router in extra_routers or []:

@@ -32,10 +32,11 @@ __all__ = [
     "Authenticator",
     "Caller",
     "CallerDep",
-    "admin_dependency",
+    "SecretDep",
     "bearer_secret",
-    "caller_dependency",
+    "caller_of",
     "install_authenticator",
+    "presented_secret",
     "require_admin",
     "require_caller",
 ]
@@ -103,17 +104,27 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 _api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="An API key in the `x-api-key` header.")
 
 
-async def require_caller(
-    request: Request,
+async def presented_secret(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     x_api_key: Annotated[str | None, Depends(_api_key)],
-) -> Caller:
-    """The FastAPI dependency of every protected route: the caller, or a 401."""
+) -> str | None:
+    """The secret the request carries (``x-api-key``, else the bearer token), unchecked: for a route
+    that also takes a secret of its own (``/metrics`` and its metrics token) before asking ``caller_of``."""
+    return bearer_secret(f"Bearer {bearer.credentials}" if bearer else None, x_api_key)
+
+
+async def caller_of(request: Request, secret: str | None) -> Caller:
+    """Who ``secret`` is, by the app's one ``Authenticator``: the caller, or a 401."""
     authenticator = getattr(request.app.state, "authenticator", None)
     if not isinstance(authenticator, Authenticator):
         # A wiring bug, never a reason to serve: fail closed.
         raise ApiError(401, "unauthorized", "this server has no authenticator configured; every request is refused")
-    return await authenticator.caller(bearer_secret(f"Bearer {bearer.credentials}" if bearer else None, x_api_key))
+    return await authenticator.caller(secret)
+
+
+async def require_caller(request: Request, secret: Annotated[str | None, Depends(presented_secret)]) -> Caller:
+    """The FastAPI dependency of every protected route: the caller, or a 401."""
+    return await caller_of(request, secret)
 
 
 async def require_admin(caller: Annotated[Caller, Depends(require_caller)]) -> Caller:
@@ -123,19 +134,9 @@ async def require_admin(caller: Annotated[Caller, Depends(require_caller)]) -> C
     return caller
 
 
-def caller_dependency(service: Callable[[], RunService] | None = None) -> Callable[..., Any]:
-    """``require_caller``, for routers written against the earlier API. The service is not used: the
-    caller is always decided by the app's one ``Authenticator``, so such a router is protected (or
-    refused, in an app without one) exactly like the others."""
-    return require_caller
-
-
-def admin_dependency(service: Callable[[], RunService] | None = None) -> Callable[..., Any]:
-    """``require_admin``, for routers written against the earlier API (see ``caller_dependency``)."""
-    return require_admin
-
-
 #: ``caller: CallerDep`` in a route's signature makes the route require a key (when auth is on).
 CallerDep = Annotated[Caller, Depends(require_caller)]
 #: ``caller: AdminDep``: an admin key.
 AdminDep = Annotated[Caller, Depends(require_admin)]
+#: ``secret: SecretDep``: the secret the request carries, not yet checked (see ``presented_secret``).
+SecretDep = Annotated[str | None, Depends(presented_secret)]

@@ -1,4 +1,5 @@
-"""``conclave``: start the service, submit and inspect runs, pull workspaces, manage keys.
+"""``conclave``: start the service, submit and inspect runs, pull workspaces, manage keys, webhooks and
+schedules.
 
 Thin by design: the service lives in ``conclave.service``, and every command that reaches a running
 service does so over its HTTP API with the SDK — the CLI never talks to Redis itself. Exit codes
@@ -20,12 +21,24 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from . import admin, bench, corpus, ensemble, models, runs, steer, tenants, up
+from . import admin, bench, corpus, ensemble, models, runs, schedules, steer, tenants, up, webhooks
 from .common import Exit, err
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS: tuple[ModuleType, ...] = (up, runs, steer, models, admin, tenants, bench, ensemble, corpus)
+COMMANDS: tuple[ModuleType, ...] = (
+    up,
+    runs,
+    steer,
+    models,
+    admin,
+    tenants,
+    webhooks,
+    schedules,
+    bench,
+    ensemble,
+    corpus,
+)
 """The command modules, in the order ``conclave --help`` lists them."""
 
 

@@ -19,7 +19,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from conclave.controller.redis_outbox import RedisOutboxMixin
 from conclave.controller.redis_retention import RedisRetention
+from conclave.controller.redis_schedules import RedisSchedulesMixin
 from conclave.controller.redis_steer import RedisSteerMixin
 from conclave.controller.redis_tenants import RedisTenants
 from conclave.controller.scripts import Scripts
@@ -61,7 +63,7 @@ def _now() -> str:
     return f"{time.time():.6f}"
 
 
-class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention):
+class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention, RedisOutboxMixin, RedisSchedulesMixin):
     """All Redis access of Conclave. ``redis`` decodes responses (text); ``binary`` does not (workspace
     files are bytes). ``prefix`` namespaces every key. The steering operations (pause, approvals,
     threads, forks) are ``RedisSteerMixin``'s."""

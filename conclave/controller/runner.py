@@ -22,9 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from conclave.agents.runtime import RunEnv, open_run
 from conclave.budgets.cost import cost_from_snapshot
@@ -37,6 +34,7 @@ from conclave.core.store import ClaimOutcome, FinishFields, LeaseLost, RunStore
 from conclave.core.store_steer import PauseReason
 from conclave.schema import RunStatus, StopReason
 
+from .outage import DOWN
 from .thread_context import enter_thread
 
 __all__ = ["ActiveRun", "Runner"]
@@ -47,7 +45,7 @@ _PAUSE_REASONS: dict[str, PauseReason] = {"user": "user", "interrupt": "interrup
 
 # A full store (maxmemory, noeviction) refuses every write atomically: like an outage, the attempt is left
 # for a later reclaim, nothing half-written and nothing failed.
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ConnectionError, OSError)
+_REDIS_DOWN = DOWN
 
 
 @dataclass
@@ -97,7 +95,7 @@ class Runner:
         active.ctx = ctx
         parent = await self.store.trace_context(rid)
         try:
-            with telemetry.run_span(rid, run.spec.kind, parent, claim.attempt) as span:
+            with telemetry.run_span(rid, run.spec.kind, parent, claim.attempt, tenant=run.tenant) as span:
                 outcome = await self._body(active, ctx)
                 if isinstance(outcome, StepBoundary):
                     span.set_attribute("conclave.run.status", "waiting" if ctx.approval_requests else "paused")
@@ -111,7 +109,7 @@ class Runner:
             return "abandoned"
         if active.lease_lost:
             return "lease_lost"
-        return await self._finish(ctx, outcome)
+        return await self._finish(ctx, outcome, run.tenant)
 
     async def _body(self, active: ActiveRun, ctx: RunContext) -> Outcome | StepBoundary:
         spec = ctx.spec
@@ -207,7 +205,7 @@ class Runner:
             result={"exhausted_limit": limit, "scope": scope},
         )
 
-    async def _finish(self, ctx: RunContext, outcome: Outcome) -> str:
+    async def _finish(self, ctx: RunContext, outcome: Outcome, tenant: str) -> str:
         await ctx.flush()
         wall = ctx.elapsed()
         cost = cost_from_snapshot(await ctx.ledger.snapshot(), wall_cap_s=ctx.ledger.wall_cap_s, wall_seconds=wall)
@@ -226,7 +224,7 @@ class Runner:
             exhausted_limit=exhausted,
         )
         ok = await self.store.finish(ctx.run_id, ctx.owner, outcome.status, fields)
-        telemetry.run_finished(outcome.status.value, ctx.spec.kind)
+        telemetry.run_finished(outcome.status.value, ctx.spec.kind, tenant)
         if not ok:
             log.warning("run %s: finished by another owner meanwhile; result dropped", ctx.run_id)
             return "lease_lost"

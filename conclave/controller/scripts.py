@@ -1,8 +1,10 @@
 """Loads the Lua scripts that make every state change of a run atomic.
 
-Each script is ``common.lua`` + the ledger helpers + the steering helpers (``steer.lua``: the hooks the
-shared scripts call for pause, approvals, threads and forks) + its own body, so a step's checkpoint, events,
-workspace writes and ledger usage commit in one round trip (the design's "one Lua call per step").
+Each script is the outbox helper (``outbox.lua``, which ``emit`` calls) + ``common.lua`` + the tenant and
+ledger helpers + the steering helpers (``steer.lua``: the hooks the shared scripts call for pause,
+approvals, threads and forks) + its own body, so a step's checkpoint, events, workspace writes, ledger
+usage and the webhook deliveries its events ask for commit in one round trip (the design's "one Lua call
+per step").
 redis-py's ``Script`` re-loads a script after ``NOSCRIPT`` (e.g. after a Redis restart).
 """
 
@@ -23,7 +25,7 @@ def _read(name: str) -> str:
 
 
 #: The helpers every script starts with, in order (each may use the ones before it).
-_PRELUDE = ("common", "tenant", "ledger", "steer")
+_PRELUDE = ("outbox", "common", "tenant", "ledger", "steer")
 
 
 @cache
@@ -45,6 +47,12 @@ class Scripts:
         self.reserve: AsyncScript = redis.register_script(script_source("reserve"))
         self.set_caps: AsyncScript = redis.register_script(script_source("set_caps"))
         self.poison: AsyncScript = redis.register_script(script_source("poison"))
+        self.rotate_secret: AsyncScript = redis.register_script(script_source("rotate_secret"))
+        self.delivery_done: AsyncScript = redis.register_script(script_source("delivery_done"))
+        self.schedule_claim: AsyncScript = redis.register_script(script_source("schedule_claim"))
+        self.schedule_done: AsyncScript = redis.register_script(script_source("schedule_done"))
+        self.schedule_skip: AsyncScript = redis.register_script(script_source("schedule_skip"))
+        self.schedule_status: AsyncScript = redis.register_script(script_source("schedule_status"))
         self.renew_holds: AsyncScript = redis.register_script(script_source("renew_holds"))
         self.call_reserve: AsyncScript = redis.register_script(script_source("call_reserve"))
         self.call_commit: AsyncScript = redis.register_script(script_source("call_commit"))

@@ -36,6 +36,7 @@ from conclave.schema import (
 
 from .errors import Conflict, InvalidInput, NotFound
 from .steer import SteerService, submit_to_thread
+from .webhooks import WebhookService
 
 __all__ = ["RunService", "hash_key"]
 
@@ -68,6 +69,8 @@ class RunService:
         if idempotency_key:
             spec = spec.model_copy(update={"idempotency_key": idempotency_key})
         validate_spec(spec, self.settings.model_names())
+        if spec.webhook is not None:  # an allowed destination, and a secret to sign with
+            await WebhookService(self.store, self.settings).check_run_webhook(spec.webhook, tenant=tenant)
         if spec.thread_id:
             run, result = await submit_to_thread(self.store, spec, tenant=tenant, trace=trace, key_id=key_id)
             return run, result != "existing"

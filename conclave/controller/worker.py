@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -28,17 +27,16 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from conclave.agents.runtime import RunEnv
 from conclave.config import Settings
+from conclave.controller.outage import DOWN, nap, riding_out
 from conclave.controller.redis_store import RedisRunStore
 from conclave.controller.runner import ActiveRun, Runner
 from conclave.controller.setup import configure_runtime
 from conclave.controller.tenants import RESUME_EVERY_S, resume_budget_paused
-from conclave.core import telemetry
+from conclave.core import metrics, telemetry
 from conclave.core.ledger import HOLD_TTL_S
 from conclave.core.router import ModelRouter
 from conclave.core.store import QueueEntry, RunStore
@@ -49,7 +47,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: What a Redis outage raises (a full Redis too): the errors the worker rides out and retries, nothing else.
-_DOWN = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ConnectionError, OSError)
+_DOWN = DOWN
 
 
 def connect(url: str, *, decode: bool = True, max_connections: int = 128) -> Redis:
@@ -97,6 +95,8 @@ class Worker:
         self.completed: dict[str, int] = {}
         configure_runtime(settings)
         telemetry.setup_telemetry("conclave-worker")
+        metrics.configure(max_tenants=settings.metrics.max_tenants)
+        self.metrics_port: int | None = None
 
     async def run(self) -> None:
         """Serve until ``stop()``; in-flight runs are abandoned to be reclaimed elsewhere."""
@@ -124,6 +124,7 @@ class Worker:
             asyncio.ensure_future(self._cancel_loop()),
             asyncio.ensure_future(self._retention_loop()),
             asyncio.ensure_future(self._budget_loop()),
+            *self._reporting_loops(),
         ]
         try:
             await self._stop.wait()
@@ -142,35 +143,30 @@ class Worker:
 
     async def _nap(self, seconds: float) -> None:
         """A backoff pause that ends early when the worker stops."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
+        await nap(self._stop, seconds)
 
     async def _riding_out(self, what: str, fn: Callable[[], Awaitable[T]]) -> T | None:
-        """``fn()``, retried through a Redis outage: connection errors (``_DOWN``, the one place that
-        says what is retried here) back off from 0.1 s doubling to 2 s, until it succeeds or the worker
-        stops (then None); any other error is raised. The worker's loops all take work this way."""
+        """``fn()``, retried through a Redis outage (``outage.riding_out``: the one backoff, shared
+        with the dispatcher and the scheduler) until it succeeds or the worker stops (then None); any
+        other error is raised. The worker's loops all take work this way."""
+        return await riding_out(what, fn, stop=self._stop, who=f"worker {self.name}", log=log)
 
-        def log_retry(state: RetryCallState) -> None:
-            err = state.outcome.exception() if state.outcome else None
-            pause = state.next_action.sleep if state.next_action else 0.0
-            log.warning("worker %s: %s failed, Redis unreachable (%s); retrying in %.1f s", self.name, what, err, pause)
+    def _reporting_loops(self) -> list[asyncio.Future[None]]:
+        """What every worker runs besides runs: the webhook dispatcher, the scheduler, and a
+        ``/metrics`` listener (each configurable; see ``controller/dispatch.py``, ``schedules.py``)."""
+        from conclave.controller.dispatch import WebhookDispatcher
+        from conclave.controller.schedules import Scheduler
 
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(_DOWN),
-            wait=wait_exponential(multiplier=0.1, max=2.0),
-            stop=lambda _state: self._stop.is_set(),
-            sleep=self._nap,
-            before_sleep=log_retry,
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await fn()
-        except _DOWN:
-            if not self._stop.is_set():
-                raise
-        return None
+        m = self.settings.metrics
+        if m.worker_port is not None and self.metrics_port is None:
+            self.metrics_port = metrics.serve_metrics(m.worker_port, span=m.port_span, host=m.host)
+        loops: list[asyncio.Future[None]] = []
+        if self.settings.webhooks.enabled:
+            self.dispatcher = WebhookDispatcher(self.store, self.settings.webhooks, name=self.name)
+            loops.append(asyncio.ensure_future(self.dispatcher.run(self._stop)))
+        if self.settings.schedules.enabled:
+            loops.append(asyncio.ensure_future(Scheduler(self.store, self.settings, name=self.name).run(self._stop)))
+        return loops
 
     # -- taking work ----------------------------------------------------------------------------
     def _free(self) -> int:
@@ -217,7 +213,9 @@ class Worker:
         async def reclaim() -> None:
             free = self._free()
             if free > 0:
-                for entry in await self.store.reclaim(self.name, self.lease_ms, min(free, 32)):
+                taken = await self.store.reclaim(self.name, self.lease_ms, min(free, 32))
+                telemetry.redelivered(len(taken))
+                for entry in taken:
                     self._start(entry)
             depth = await self.store.queue_depth()
             telemetry.set_queue_depth(depth.waiting, depth.in_flight)
@@ -250,6 +248,7 @@ class Worker:
                 gone = self.active.get(rid)
                 if gone is not None and gone.ctx is not None:
                     log.warning("run %s: lease lost; stopping this attempt", rid)
+                    telemetry.leases_lost()
                     gone.lease_lost = True
                     if gone.body is not None:
                         gone.body.cancel()

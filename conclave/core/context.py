@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from conclave.schema import Approval, ApprovalStatus, EventType, TaskSpec
 from conclave.schema.chat import ChatRequest, ChatResponse
 
+from . import telemetry
 from .ledger import RunLedger
 from .pending import LedgerOp, PendingCommit
 from .router import ModelRouter
@@ -176,6 +177,7 @@ class RunContext:
             raise PauseAtBoundary()
         pending = PendingCommit()
         token = _pending.set(pending)
+        t0 = time.perf_counter()
         try:
             value = await fn()
         except BaseException:
@@ -189,6 +191,7 @@ class RunContext:
         except (TypeError, ValueError) as e:
             raise StepValueError(f"step {key!r} returned a value that is not JSON: {e}") from e
         await self._commit(pending, key, encoded)
+        telemetry.step_done(time.perf_counter() - t0)
         self._steps[key] = encoded
         self.steps_executed += 1
         return value

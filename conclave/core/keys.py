@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["GROUP", "Keys"]
+__all__ = ["GROUP", "OUTBOX_GROUP", "Keys"]
 
 #: The consumer group of the run queue.
 GROUP = "workers"
+#: The consumer group of the webhook outbox (every worker's dispatcher reads in it).
+OUTBOX_GROUP = "webhooks"
 
 
 @dataclass(frozen=True)
@@ -139,3 +141,48 @@ class Keys:
     def threads(self, tenant: str) -> str:
         """zset: a tenant's thread ids by creation time (ms)."""
         return f"{self.prefix}:threads:{tenant}"
+
+    # -- webhooks (the outbox) and schedules ------------------------------------------------------
+    @property
+    def outbox(self) -> str:
+        """stream: one entry per (lifecycle event, destination) to deliver (consumer group ``webhooks``);
+        written by ``outbox.lua`` in the call that commits the event."""
+        return f"{self.prefix}:outbox"
+
+    def webhook_subscriptions(self, tenant: str) -> str:
+        """hash: subscription id → its record (JSON: url, events, description, created_at)."""
+        return f"{self.prefix}:wh:subs:{tenant}"
+
+    def webhook_secret(self, tenant: str) -> str:
+        """hash: the tenant's signing secrets: ``current``, ``previous``, ``previous_until``."""
+        return f"{self.prefix}:wh:secret:{tenant}"
+
+    def delivery(self, did: str) -> str:
+        """hash: one delivery's record (``did`` = ``<rid>.<seq>@<destination>``)."""
+        return f"{self.prefix}:wh:dlv:{did}"
+
+    def deliveries(self, tenant: str) -> str:
+        """zset: the tenant's delivery ids by creation time (ms)."""
+        return f"{self.prefix}:wh:dlvs:{tenant}"
+
+    def dead_deliveries(self, tenant: str) -> str:
+        """zset: the tenant's dead-lettered delivery ids by the time they died (ms)."""
+        return f"{self.prefix}:wh:dead:{tenant}"
+
+    @property
+    def tenants(self) -> str:
+        """set: every tenant that has submitted a run (added by ``submit.lua``; the gauges read it)."""
+        return f"{self.prefix}:tenants"
+
+    def schedule(self, sid: str) -> str:
+        """hash: a schedule (``spec`` JSON, ``status``, ``cursor`` = last tick claimed, ``pending`` tick…)."""
+        return f"{self.prefix}:sched:{sid}"
+
+    def schedules(self, tenant: str) -> str:
+        """zset: the tenant's schedule ids by creation time (ms)."""
+        return f"{self.prefix}:scheds:{tenant}"
+
+    @property
+    def schedules_due(self) -> str:
+        """zset: active schedule ids by the unix time of their next tick."""
+        return f"{self.prefix}:sched:due"

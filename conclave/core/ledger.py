@@ -16,6 +16,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 
+from . import telemetry
 from .pending import LedgerOp
 from .store import LedgerSnapshot, Refusal, RunStore
 
@@ -89,7 +90,10 @@ class RunLedger:
         refusal = await self.store.reserve(
             self.rid, self.owner, res_id, scopes=enclosing(scope), amounts=amounts, ttl_s=ttl_s
         )
-        return (None, refusal) if refusal is not None else (res_id, None)
+        if refusal is not None:
+            telemetry.ledger_refused(refusal.scope, refusal.limit)
+            return None, refusal
+        return res_id, None
 
     @staticmethod
     def commit_op(

@@ -20,7 +20,9 @@ from typing import Any
 
 from conclave.schema import ApiKey, Event, EventType, Run, RunPage, RunStatus, StopReason, TaskSpec, Usage
 
+from .memory_outbox import MemoryOutboxMixin
 from .memory_retention import MemoryRetention
+from .memory_schedules import MemorySchedulesMixin
 from .memory_steer import InMemorySteerMixin
 from .memory_tenants import MemoryTenants, OuterHold, outer_scopes
 from .pending import LedgerOp, PendingCommit
@@ -82,9 +84,10 @@ class _RunData:
     capped: bool = False
 
 
-class InMemoryRunStore(InMemorySteerMixin, MemoryTenants, MemoryRetention):
+class InMemoryRunStore(InMemorySteerMixin, MemoryTenants, MemoryRetention, MemoryOutboxMixin, MemorySchedulesMixin):
     """See the module docstring. Not thread-safe: use it from one event loop. The steering operations
-    (pause, approvals, threads, forks) are ``InMemorySteerMixin``'s."""
+    (pause, approvals, threads, forks) are ``InMemorySteerMixin``'s, the outbox's and the schedules'
+    their mixins'."""
 
     _entry_type = _Entry
     _run_data_type = _RunData
@@ -120,6 +123,7 @@ class InMemoryRunStore(InMemorySteerMixin, MemoryTenants, MemoryRetention):
             Event(id=seq, run_id=d.run.id, type=etype, ts=now, data=json.loads(json.dumps(data, default=str)))
         )
         d.run = d.run.model_copy(update={"last_event_id": seq})
+        self._outbox_record(d.run, seq, etype, data, now)  # memory_outbox: the twin of outbox.lua
         return seq
 
     def _set(self, d: _RunData, **changes: Any) -> None:

@@ -42,7 +42,10 @@ from typing import Protocol, runtime_checkable
 from conclave.schema import ApiKey, Event, Run, RunPage, RunStatus, TaskSpec
 
 from .pending import PendingCommit
+from .store_outbox import OutboxStore
 from .store_retention import RetentionStore
+from .store_schedules import ScheduleStore
+from .store_stats import StatsStore
 from .store_steer import SteerStore
 from .store_tenants import TenantStore
 from .store_types import (
@@ -89,9 +92,9 @@ def spec_hash(spec: TaskSpec) -> str:
 
 
 @runtime_checkable
-class RunStore(SteerStore, TenantStore, RetentionStore, Protocol):
-    """See the module docstring for the contract every method keeps (``store_steer``'s, ``store_tenants``'
-    and ``store_retention``'s for theirs)."""
+class RunStore(SteerStore, TenantStore, RetentionStore, OutboxStore, ScheduleStore, StatsStore, Protocol):
+    """See the module docstring for the contract every method keeps; steering, tenant budgets, retention,
+    the webhook outbox, schedules and the service's gauges have contracts of their own (``store_*``)."""
 
     # -- submission and reading ------------------------------------------------------------------
     async def ready(self) -> None:

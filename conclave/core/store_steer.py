@@ -2,8 +2,8 @@
 wait for a person's approval, threads of runs, and forks from a committed step.
 
 Part of ``RunStore`` (its bases); both backends implement it (``InMemorySteerMixin`` in
-``conclave.core.memory_steer``, ``RedisSteerMixin`` in ``conclave.controller.redis_steer``, every change one
-Lua script) and ``tests/conformance/test_steer_contract.py`` checks both.
+``conclave.core.memory_steer`` with its bases ``memory_approvals`` and ``memory_threads``;
+``RedisSteerMixin`` in ``conclave.controller.redis_steer``, every change one Lua script) and ``tests/conformance/test_steer_contract.py`` checks both.
 
 States. ``waiting`` and ``paused`` are not terminal and hold **no lease, no worker and no ledger hold**: the
 runner leaves the body at a step boundary, the store records the state and acknowledges the queue entry.

@@ -8,12 +8,17 @@ recorded only when ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``.
 Exporters follow the standard environment: ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``,
 ``none``) and ``OTEL_EXPORTER_OTLP_ENDPOINT``; with neither set, tracing is a no-op.
 
+Metrics are Prometheus metrics (``prometheus-client``), the one metrics path: the instruments live in
+``conclave.core.metrics`` and are exposed by ``GET /metrics`` on the API and by each worker's listener.
+The functions here that record them (``record_usage``, ``run_finished``…) are where the code already
+reports what happened, so spans and metrics stay in step.
+
 The cost when tracing is off (the default) is a module flag read per call: whether a recording tracer
 provider is installed is checked when telemetry is set up and once per run (``run_span``,
-``agent_span``: a test or an embedding application may install a provider later), and the per-call
-spans (``model_span``, ``tool_span``) are then a shared null context yielding the invalid span, with
-no OpenTelemetry context attached or detached. The content-capture switch is read from the
-environment once per process.
+``agent_span``: a test or an embedding application may install a provider later), and the spans are
+then skipped entirely — no span object, no OpenTelemetry context attached or detached; what the
+metrics need (the run's labels, a model call's duration) is kept by small context managers. The
+content-capture switch is read from the environment once per process.
 """
 
 from __future__ import annotations
@@ -23,33 +28,43 @@ import functools
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
+from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from . import metrics
 
 __all__ = [
     "agent_span",
     "capture_content",
     "carrier",
-    "refresh_tracing",
+    "ledger_refused",
+    "leases_lost",
+    "mark_error",
     "model_span",
     "record_usage",
+    "redelivered",
+    "refresh_tracing",
+    "run_finished",
     "run_span",
+    "scheduled_run",
+    "set_queue_depth",
     "setup_telemetry",
+    "step_done",
     "tool_span",
+    "webhook_attempt",
+    "webhook_delivery",
 ]
 
 _lock = threading.Lock()
 _configured = False
 tracer = trace.get_tracer("conclave")
-meter = metrics.get_meter("conclave")
-_tokens = meter.create_counter("gen_ai.client.token.usage", unit="{token}", description="Tokens by model and type")
-_cost = meter.create_counter("conclave.cost.usd", unit="USD", description="Unified cost by model")
-_runs = meter.create_counter("conclave.runs.finished", unit="{run}", description="Finished runs by status")
 
 
 def setup_telemetry(service_name: str = "conclave") -> None:
@@ -91,7 +106,7 @@ def capture_content() -> bool:
 
 
 _tracing = False
-#: What a span is when tracing is off: reusable, enters to the invalid (non-recording) span.
+#: A span when tracing is off: reusable, enters to the invalid (non-recording) span.
 _OFF: contextlib.nullcontext[Span] = contextlib.nullcontext(trace.INVALID_SPAN)
 
 
@@ -103,6 +118,39 @@ def refresh_tracing() -> bool:
     return _tracing
 
 
+class _RunLabels:
+    """``run_span`` without tracing: only the metrics' run labels are set for the run's duration."""
+
+    def __init__(self, labels: metrics.RunLabels) -> None:
+        self.labels = labels
+        self.token: Any = None
+
+    def __enter__(self) -> Span:
+        self.token = metrics.run_labels.set(self.labels)
+        return trace.INVALID_SPAN
+
+    def __exit__(self, *exc: object) -> None:
+        metrics.run_labels.reset(self.token)
+
+
+class _ModelCallTimer:
+    """``model_span`` without tracing: only the call's duration is observed, labelled by outcome."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.t0 = 0.0
+
+    def __enter__(self) -> Span:
+        self.t0 = time.perf_counter()
+        return trace.INVALID_SPAN
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        outcome = "ok" if exc_type is None else "error"
+        metrics.MODEL_CALL_SECONDS.labels(model=self.model, outcome=outcome).observe(time.perf_counter() - self.t0)
+
+
 def carrier() -> dict[str, str]:
     """The current trace context as W3C headers, to store with a run."""
     out: dict[str, str] = {}
@@ -111,18 +159,21 @@ def carrier() -> dict[str, str]:
 
 
 def run_span(
-    run_id: str, kind: str, parent: Mapping[str, str] | None, attempt: int
+    run_id: str, kind: str, parent: Mapping[str, str] | None, attempt: int, *, tenant: str | None = None
 ) -> contextlib.AbstractContextManager[Span]:
-    """``run {kind}``, a child of the submitter's trace context ``parent``."""
+    """The run's span; inside it, metrics recorded for the run carry its tenant and kind."""
     if not refresh_tracing():
-        return _OFF
-    return _run_span(run_id, kind, parent, attempt)
+        return _RunLabels(metrics.RunLabels(tenant=tenant or "default", kind=kind))
+    return _run_span(run_id, kind, parent, attempt, tenant=tenant)
 
 
 @contextlib.contextmanager
-def _run_span(run_id: str, kind: str, parent: Mapping[str, str] | None, attempt: int) -> Iterator[Span]:
+def _run_span(
+    run_id: str, kind: str, parent: Mapping[str, str] | None, attempt: int, *, tenant: str | None
+) -> Iterator[Span]:
     ctx = extract(dict(parent)) if parent else None
     token = otel_context.attach(ctx) if ctx is not None else None
+    labels = metrics.run_labels.set(metrics.RunLabels(tenant=tenant or "default", kind=kind))
     try:
         with tracer.start_as_current_span(
             f"run {kind}",
@@ -131,6 +182,7 @@ def _run_span(run_id: str, kind: str, parent: Mapping[str, str] | None, attempt:
         ) as span:
             yield span
     finally:
+        metrics.run_labels.reset(labels)
         if token is not None:
             otel_context.detach(token)
 
@@ -158,9 +210,9 @@ def _agent_span(name: str, *, agent_id: str | None, model: str | None) -> Iterat
 def model_span(
     model: str, provider: str, *, max_tokens: int | None, messages: Any = None
 ) -> contextlib.AbstractContextManager[Span]:
-    """``chat {model}`` around one metered model call."""
+    """``chat {model}`` around one metered model call (its duration is observed either way)."""
     if not _tracing:
-        return _OFF
+        return _ModelCallTimer(model)
     return _model_span(model, provider, max_tokens=max_tokens, messages=messages)
 
 
@@ -175,10 +227,16 @@ def _model_span(model: str, provider: str, *, max_tokens: int | None, messages: 
         attrs["gen_ai.request.max_tokens"] = max_tokens
     if messages is not None and capture_content():
         attrs["gen_ai.input.messages"] = json.dumps(messages, default=str)[:20_000]
-    with tracer.start_as_current_span(
-        f"chat {model}", kind=SpanKind.CLIENT, attributes=attrs, record_exception=True
-    ) as span:
-        yield span
+    t0 = time.perf_counter()
+    outcome = "error"
+    try:
+        with tracer.start_as_current_span(
+            f"chat {model}", kind=SpanKind.CLIENT, attributes=attrs, record_exception=True
+        ) as span:
+            yield span
+            outcome = "ok"
+    finally:
+        metrics.MODEL_CALL_SECONDS.labels(model=model, outcome=outcome).observe(time.perf_counter() - t0)
 
 
 def record_usage(
@@ -197,10 +255,11 @@ def record_usage(
         span.set_attribute("gen_ai.response.finish_reasons", finish_reasons)
         if output is not None and capture_content():
             span.set_attribute("gen_ai.output.messages", json.dumps(output, default=str)[:20_000])
-    _tokens.add(input_tokens, {"gen_ai.request.model": model, "gen_ai.token.type": "input"})
-    _tokens.add(output_tokens, {"gen_ai.request.model": model, "gen_ai.token.type": "output"})
+    tenant = metrics.tenant_label(metrics.run_labels.get().tenant)
+    metrics.TOKENS.labels(tenant=tenant, model=model, type="input").inc(input_tokens)
+    metrics.TOKENS.labels(tenant=tenant, model=model, type="output").inc(output_tokens)
     if usd:
-        _cost.add(usd, {"gen_ai.request.model": model})
+        metrics.COST_USD.labels(tenant=tenant, model=model).inc(usd)
 
 
 def tool_span(name: str, *, call_id: str | None = None) -> contextlib.AbstractContextManager[Span]:
@@ -219,28 +278,47 @@ def _tool_span(name: str, *, call_id: str | None) -> Iterator[Span]:
         yield span
 
 
-_queue_depth: dict[str, int] = {"waiting": 0, "in_flight": 0}
-
-
-def _observe_queue(_: Any) -> list[metrics.Observation]:
-    return [metrics.Observation(v, {"conclave.queue.state": k}) for k, v in _queue_depth.items()]
-
-
-meter.create_observable_gauge(
-    "conclave.queue.depth",
-    callbacks=[_observe_queue],
-    unit="{run}",
-    description="Runs waiting for a worker and held by workers",
-)
-
-
 def set_queue_depth(waiting: int, in_flight: int) -> None:
-    """Workers report the queue's depth as they poll it; the gauge reads the latest figures."""
-    _queue_depth["waiting"], _queue_depth["in_flight"] = waiting, in_flight
+    """Workers report the queue's depth as they poll it."""
+    metrics.QUEUE_DEPTH.labels(state="waiting").set(waiting)
+    metrics.QUEUE_DEPTH.labels(state="in_flight").set(in_flight)
 
 
-def run_finished(status: str, kind: str) -> None:
-    _runs.add(1, {"conclave.run.status": status, "conclave.run.kind": kind})
+def run_finished(status: str, kind: str, tenant: str | None = None) -> None:
+    t = metrics.tenant_label(tenant or metrics.run_labels.get().tenant)
+    metrics.RUNS_FINISHED.labels(tenant=t, status=status, kind=kind).inc()
+
+
+def step_done(seconds: float) -> None:
+    """A durable step ran and committed (replayed steps are not counted)."""
+    metrics.STEP_SECONDS.labels(kind=metrics.run_labels.get().kind).observe(seconds)
+
+
+def ledger_refused(scope: str, limit: str) -> None:
+    """The ledger refused a reservation; ``scope`` is labelled by its level (run, tenant, key…)."""
+    metrics.LEDGER_REFUSALS.labels(limit=limit, scope=scope.split("/", 1)[0]).inc()
+
+
+def leases_lost(n: int = 1) -> None:
+    metrics.LEASE_EXPIRIES.inc(n)
+
+
+def redelivered(n: int) -> None:
+    """Queue entries taken over from a worker that stopped renewing them."""
+    if n:
+        metrics.REDELIVERIES.inc(n)
+
+
+def webhook_attempt(result: str) -> None:
+    metrics.WEBHOOK_ATTEMPTS.labels(result=result).inc()
+
+
+def webhook_delivery(outcome: str) -> None:
+    metrics.WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
+
+
+def scheduled_run() -> None:
+    metrics.SCHEDULED_RUNS.inc()
 
 
 def mark_error(span: Span, exc: BaseException) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from conclave.schema.base import StrictModel
-from conclave.schema.money import from_pico
+from conclave.schema.money import MAX_USD, from_pico
 
 __all__ = [
     "BUDGET_LIMITS",
@@ -71,7 +71,7 @@ def _finite_non_negative(name: str, value: float | None) -> float | None:
 class _Limits(StrictModel):
     """The limits shared by a run budget and its scopes."""
 
-    usd: float | None = Field(default=None, description="Cost cap in US dollars.")
+    usd: float | None = Field(default=None, le=MAX_USD, description="Cost cap in US dollars.")
     input_tokens: NonNegInt | None = None
     output_tokens: NonNegInt | None = None
     model_calls: NonNegInt | None = None

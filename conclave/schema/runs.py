@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 
 from conclave.schema.base import StrictModel
 from conclave.schema.budget import Budget, Cost, Usage
+from conclave.schema.webhooks import RunWebhook
 
 __all__ = [
     "ApprovalMode",
@@ -123,6 +124,7 @@ class TaskSpec(StrictModel):
     options: dict[str, Any] = Field(default_factory=dict, description="Kind-specific options.")
     metadata: dict[str, str] = Field(default_factory=dict, description="Free labels, returned as is.")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+    webhook: RunWebhook | None = Field(default=None, description="Deliver this run's lifecycle events here.")
     thread_id: str | None = Field(
         default=None,
         pattern=THREAD_ID_PATTERN,

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from conclave.schema.base import StrictModel
+from conclave.schema.money import MAX_USD
 
 __all__ = [
     "BudgetLimits",
@@ -37,7 +38,7 @@ PERIODS: tuple[Period, ...] = ("daily", "monthly", "none")
 class BudgetLimits(StrictModel):
     """Caps for one period; any combination, all optional (an unset limit is not capped)."""
 
-    usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    usd: float | None = Field(default=None, ge=0, le=MAX_USD, allow_inf_nan=False)
     input_tokens: int | None = Field(default=None, ge=0)
     output_tokens: int | None = Field(default=None, ge=0)
     model_calls: int | None = Field(default=None, ge=0)

@@ -14,7 +14,7 @@ import httpx
 
 from .request import Call, json_body
 from .resource import Resource, TransportT, endpoint
-from .resources import Admin, Approvals, Runs, Tenants, Threads, Workspace
+from .resources import Admin, Approvals, Runs, Schedules, Tenants, Threads, Webhooks, Workspace
 from .transport import AsyncTransport, SyncTransport
 
 __all__ = ["AsyncClient", "Client"]
@@ -55,6 +55,8 @@ class _Resources(Resource[TransportT]):
         self.tenants: Tenants[TransportT] = Tenants(transport)
         self.threads: Threads[TransportT] = Threads(transport)
         self.approvals: Approvals[TransportT] = Approvals(transport)
+        self.webhooks: Webhooks[TransportT] = Webhooks(transport)
+        self.schedules: Schedules[TransportT] = Schedules(transport)
 
 
 class Client(_Resources[SyncTransport]):

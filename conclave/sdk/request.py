@@ -36,6 +36,7 @@ __all__ = [
     "json_body",
     "model",
     "model_list",
+    "no_content",
     "path",
     "path_part",
     "raw",
@@ -141,6 +142,11 @@ def model_list(cls: type[M]) -> Parse[list[M]]:
 def json_body(r: httpx.Response) -> Any:
     """The decoded JSON body (``None`` when empty)."""
     return r.json() if r.content else None
+
+
+def no_content(r: httpx.Response) -> None:
+    """Nothing to read (``204 No Content``)."""
+    return None
 
 
 def raw(r: httpx.Response) -> bytes:

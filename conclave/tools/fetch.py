@@ -34,7 +34,15 @@ from ._text import archive_source, html_to_text
 from .base import Tool, ToolContext, ToolError, ToolResult
 from .settings import FetchSettings, ToolSettings
 
-__all__ = ["CheckedBackend", "FetchArgs", "FetchTool", "Resolver", "host_matches", "system_resolver"]
+__all__ = [
+    "CheckedBackend",
+    "FetchArgs",
+    "FetchTool",
+    "Resolver",
+    "check_addresses",
+    "host_matches",
+    "system_resolver",
+]
 
 #: ``(host, port) → addresses``: how ``fetch_url`` resolves names (the system resolver by default).
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -77,6 +85,26 @@ def _public(addr: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+async def check_addresses(
+    host: str, port: int, *, private_ok: bool = False, resolver: Resolver = system_resolver
+) -> list[str]:
+    """``host``'s addresses, resolved once; ``ToolError`` when there are none, or (unless
+    ``private_ok``) when any of them is not globally reachable. The one address rule: connections
+    (``CheckedBackend``) and callers that must refuse a destination before connecting (a webhook URL
+    at submission) both ask it."""
+    addrs = await resolver(host, port)
+    if not addrs:
+        raise ToolError(f"cannot resolve host {host!r}: no addresses")
+    if not private_ok:
+        for addr in addrs:
+            if not _public(addr):
+                raise ToolError(
+                    f"host {host!r} resolves to {addr}, a private, loopback or reserved address; "
+                    "such addresses are refused unless the deployment allows them"
+                )
+    return addrs
+
+
 class CheckedBackend(httpcore.AsyncNetworkBackend):
     """Connections only to addresses the policy allows, made to the very address that was checked.
 
@@ -101,16 +129,7 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addrs = await self.resolver(host, port)
-        if not addrs:
-            raise ToolError(f"cannot resolve host {host!r}: no addresses")
-        if not self.private_ok(host):
-            for addr in addrs:
-                if not _public(addr):
-                    raise ToolError(
-                        f"host {host!r} resolves to {addr}, a private, loopback or reserved address; "
-                        "such addresses are refused unless the deployment allows them"
-                    )
+        addrs = await check_addresses(host, port, private_ok=self.private_ok(host), resolver=self.resolver)
         error: Exception | None = None
         for addr in addrs:  # each of them checked above; the name is not resolved again
             try:
@@ -136,10 +155,15 @@ class _CheckedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport, with its connection pool built over a ``CheckedBackend`` (httpx 0.28 does
     not take a network backend itself; the pool it builds is replaced before any use)."""
 
-    def __init__(self, backend: CheckedBackend, ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, backend: CheckedBackend, ssl_context: ssl.SSLContext, max_connections: int = 4) -> None:
         super().__init__(verify=ssl_context, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context, network_backend=backend, http1=True, http2=False, max_connections=4
+            ssl_context=ssl_context,
+            network_backend=backend,
+            http1=True,
+            http2=False,
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
         )
 
 
@@ -186,13 +210,31 @@ class FetchTool(Tool):
         if cfg.allow_hosts and not listed:
             raise ToolError(f"host {host!r} is not on the allow-list ({', '.join(cfg.allow_hosts)})")
 
+    async def check_destination(self, url: str) -> None:
+        """``check_url`` and the addresses the host resolves to now (``check_addresses``): for a URL
+        that must be refused before anything connects to it, such as a webhook at submission. The
+        connection itself is checked again (``transport``)."""
+        await self.check_url(url)
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as e:
+            raise ToolError(f"URL {url!r} has a bad port: {e}") from None
+        await check_addresses(host, port, private_ok=self.private_ok(host), resolver=self.resolver)
+
+    def transport(self, *, max_connections: int = 4) -> httpx.AsyncHTTPTransport:
+        """An httpx transport whose every connection goes through ``CheckedBackend`` under this tool's
+        rules: the address connected to is the address checked (no DNS rebinding). A refused address
+        raises ``ToolError`` from the request."""
+        backend = CheckedBackend(self.private_ok, self.resolver, self.network)
+        return _CheckedTransport(backend, self._ssl_context(), max_connections)
+
     async def _get(self, url: str) -> tuple[str, httpx.Response, bytes, bool]:
         cfg = self.cfg
         headers = {"User-Agent": cfg.user_agent, "Accept": "text/html,text/plain,application/json;q=0.9,*/*;q=0.5"}
-        backend = CheckedBackend(self.private_ok, self.resolver, self.network)
-        transport = _CheckedTransport(backend, self._ssl_context())
         async with httpx.AsyncClient(
-            transport=transport, timeout=cfg.timeout_s, follow_redirects=False, trust_env=False
+            transport=self.transport(), timeout=cfg.timeout_s, follow_redirects=False, trust_env=False
         ) as client:
             for _ in range(cfg.max_redirects + 1):
                 await self.check_url(url)

@@ -22,7 +22,7 @@ RUNS, STEPS = 30, 6
 async def test_lost_replies_resets_and_delays_neither_duplicate_nor_lose_anything(
     redis_server: EmbeddedRedis, prefix: str
 ) -> None:
-    proxy = FaultProxy(redis_server.port, p_lost_reply=0.01, p_reset=0.004, p_delay=0.02, seed=7)
+    proxy = FaultProxy(redis_server.port, p_lost_reply=0.02, p_reset=0.012, p_delay=0.02, seed=7)
     await proxy.start()
     direct = connect(redis_server.url)
     store = RedisRunStore(direct, prefix, binary=connect(redis_server.url, decode=False))

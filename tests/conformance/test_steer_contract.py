@@ -407,6 +407,18 @@ async def test_a_message_on_a_new_thread_starts_a_run_and_reject_refuses_a_secon
     assert repeat.run.id == same.run.id
 
 
+async def test_a_message_repeating_a_plain_runs_idempotency_key_names_that_run_and_its_thread(
+    store: RunStore,
+) -> None:
+    """The key was first used without a thread (schemathesis found this: the Redis store answered with no
+    thread, a 500). The answer is the existing run; the thread named is there, as on every other outcome."""
+    plain = (await store.submit(spec("plain", idempotency_key="k2"), tenant="default")).run  # type: ignore[arg-type]
+    repeat = await store.post_message(on("fresh", idempotency_key="k2"), tenant="default")  # type: ignore[arg-type]
+    assert repeat.outcome is MessageOutcome.EXISTING and repeat.run is not None and repeat.run.id == plain.id
+    assert repeat.thread.id == "fresh" and repeat.thread.runs == 0 and repeat.thread.active_run is None
+    assert await store.get_thread("fresh", tenant="default") == repeat.thread
+
+
 async def test_enqueued_messages_start_one_at_a_time_in_order(store: RunStore) -> None:
     first = await store.post_message(on("q"), tenant="default")  # type: ignore[arg-type]
     assert first.run is not None

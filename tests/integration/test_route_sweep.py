@@ -1,8 +1,8 @@
 """The route-by-route sweep: every path and method in ``/openapi.json`` — whatever routes exist when it
 runs, so routes added later are swept too — called with no key, a wrong key, a revoked key and
 another tenant's key, against a real run of tenant A. Unauthorised 2xx: none. The first three get
-401; tenant B gets 404 for A's resources, 403 on the admin routes, and never sees A's data anywhere. Routes left out of the
-document must be on the short public allow-list.
+401; tenant B gets 404 for A's resources, 403 on the admin routes and ``/metrics``, and never sees A's
+data anywhere. Routes left out of the document must be on the short public allow-list.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ PUBLIC = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc
 PUBLIC_PREFIXES = ("/ui",)  # the console's static files, once it is mounted
 #: Routes for admin keys only: a tenant's key gets 403 there.
 ADMIN = "/v1/admin/"
+#: The documented exceptions outside ``ADMIN`` that a tenant's key also gets 403 on: ``/metrics`` (its
+#: labels name every tenant) takes the metrics token or an admin key, never a tenant's key.
+TENANT_FORBIDDEN = {"/metrics"}
 
 #: Valid bodies for the operations that take one, so an authorised call would really do something;
 #: an operation added later without an entry here is swept with an empty JSON object.
@@ -39,6 +42,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("post", "/v1/runs/{run_id}/fork"): {"step_key": "s/0"},
     ("post", "/v1/threads"): {"id": "sweep"},
     ("post", "/v1/threads/{thread_id}/runs"): {"input": "sweep"},
+    ("post", "/v1/schedules"): {"cron": "0 9 * * *", "task": {"kind": "chat", "input": "sweep"}},
 }
 
 
@@ -116,7 +120,8 @@ async def test_no_route_answers_2xx_without_the_right_key(
                         if r.status_code != 401:
                             problems.append(f"{method.upper()} {url} with {who}: {r.status_code} {r.text[:120]}")
                     r = await call({"x-api-key": b.key})
-                    if template.startswith(ADMIN) and r.status_code != 403:  # B's key is no admin key
+                    no_tenant = template.startswith(ADMIN) or template in TENANT_FORBIDDEN  # B's key is no admin key
+                    if no_tenant and r.status_code != 403:
                         problems.append(f"{method.upper()} {url} with tenant B's key: {r.status_code}, not 403")
                     elif not template.startswith(ADMIN) and _names_a_resource_of_a(template) and r.status_code != 404:
                         problems.append(f"{method.upper()} {url} with tenant B's key: {r.status_code}, not 404")

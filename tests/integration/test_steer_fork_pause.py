@@ -125,7 +125,7 @@ async def test_a_paused_run_holds_nothing_and_resumes_from_its_checkpoint(
     assert not_paused.status_code == 409 and "not paused" in not_paused.json()["error"]["message"]
 
 
-async def test_a_spent_tenant_budget_pauses_the_run_and_it_resumes_when_raised(
+async def test_a_spent_tenant_budget_pauses_the_run_and_it_resumes_by_itself_when_raised(
     redis_server: EmbeddedRedis, redis: Redis, prefix: str
 ) -> None:
     settings = settings_for(prefix, sim_model({"content": "x"}))
@@ -136,8 +136,12 @@ async def test_a_spent_tenant_budget_pauses_the_run_and_it_resumes_when_raised(
         rid = (await api.post("/v1/runs", json=spec)).json()["id"]
         async with running_worker(settings, redis_server.url):
             paused = await until(api, rid, "paused", "succeeded", "failed", "budget_exhausted")
-            await api.put("/v1/admin/tenants/default/budget", json={"periods": {"none": {"model_calls": 10}}})
-            assert (await api.post(f"/v1/runs/{rid}/resume")).status_code == 202
+            raised = await api.put("/v1/admin/tenants/default/budget", json={"periods": {"none": {"model_calls": 10}}})
+            assert raised.status_code == 200, raised.text
+            # Raising the cap resumes the runs it paused; nobody has to call resume (a manual one
+            # now finds the run no longer paused).
+            again = await api.post(f"/v1/runs/{rid}/resume")
             done = await until(api, rid, "succeeded", "failed", "budget_exhausted")
     assert (paused["status"], paused["pause_reason"]) == ("paused", "tenant_budget"), paused
     assert done["status"] == "succeeded" and done["usage"]["model_calls"] == 4
+    assert again.status_code == 409 and "not paused" in again.json()["error"]["message"], again.text

@@ -240,3 +240,15 @@ async def test_an_ensemble_run_pauses_at_its_tenants_cap_instead_of_ending(
         done = await wait_terminal(store, rid)
     assert done.status is RunStatus.SUCCEEDED and done.usage.model_calls == 2, done
     await store.close()
+
+
+async def test_a_budget_too_large_to_count_is_a_422_naming_the_field(redis_server: EmbeddedRedis, prefix: str) -> None:
+    """What schemathesis found: ``usd=1.8e296`` overflowed the conversion to pico-dollars (a 500)."""
+    settings = sim_settings(prefix)
+    with serve_http(build_fastapi(settings, redis_server.url, router_mode="local")) as base:
+        async with httpx.AsyncClient(base_url=base) as c:
+            r = await c.put("/v1/admin/tenants/0/budget", json={"periods": {"daily": {"usd": 1.8e296}}})
+            after = await c.get("/v1/admin/tenants/0/budget")
+    assert r.status_code == 422, r.text
+    assert [d["field"] for d in r.json()["error"]["details"]] == ["periods.daily.usd"]
+    assert after.json() == {"periods": {}}, "nothing was stored"

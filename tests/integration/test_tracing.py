@@ -98,37 +98,3 @@ async def test_agent_run_with_a_tool_call_and_an_ensemble_is_one_trace(
     assert (tool.attributes or {})["gen_ai.tool.name"] == "ls"
     ens = [s for s in finished if s.context.trace_id == root2.get_span_context().trace_id]
     assert {"run ensemble", "chat sim"} <= {s.name for s in ens}
-
-
-async def test_metrics_count_tokens_runs_and_queue_depth(
-    redis_server: EmbeddedRedis, redis: Redis, prefix: str
-) -> None:
-    from opentelemetry import metrics
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    reader = InMemoryMetricReader()
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-    store = RedisRunStore(redis, prefix, binary=Redis.from_url(redis_server.url))
-    await store.ready()
-    run = (await store.submit(TaskSpec(kind="chat", input="count my tokens"))).run
-    async with running_worker(sim_settings(prefix), redis_server.url):
-        await wait_terminal(store, run.id)
-    data = reader.get_metrics_data()
-    points: dict[str, list] = {}
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                points.setdefault(m.name, []).extend(m.data.data_points)
-    assert {"gen_ai.client.token.usage", "conclave.runs.finished", "conclave.queue.depth"} <= set(points), sorted(
-        points
-    )
-    tokens = {
-        p.attributes["gen_ai.token.type"]: p.value
-        for p in points["gen_ai.client.token.usage"]
-        if p.attributes.get("gen_ai.request.model") == "sim"
-    }
-    assert tokens["input"] > 0 and tokens["output"] > 0
-    assert any(
-        p.attributes["conclave.run.status"] == "succeeded" and p.value >= 1 for p in points["conclave.runs.finished"]
-    )

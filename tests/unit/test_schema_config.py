@@ -6,16 +6,16 @@ import math
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from conclave.budgets.caps import compute_caps
 from conclave.budgets.pricing import Pricing
 from conclave.cluster.config import ModelSpec
 from conclave.config import ConfigError, Settings, load_settings
 from conclave.core.kinds import SpecError, validate_spec
-from conclave.schema import Budget, Cost, TaskSpec
+from conclave.schema import Budget, BudgetLimits, Cost, ScopeBudget, TaskSpec, field_problems
 from conclave.schema.budget import Price
-from conclave.schema.money import to_pico
+from conclave.schema.money import MAX_USD, PICO, to_pico
 
 
 def _msg(e: pytest.ExceptionInfo[ValidationError]) -> str:
@@ -160,6 +160,29 @@ def test_a_bad_value_names_the_variable_or_the_file_it_came_from(
         load_settings(cfg)
 
 
+def test_the_metrics_port_and_token_variables_each_set_one_field_of_the_metrics_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "conclave.toml"
+    cfg.write_text(
+        '[metrics]\nworker_port = 9100\nhost = "127.0.0.1"\nmax_tenants = 7\n[[models]]\nname = "m"\nengine = "sim"\n'
+    )
+    assert load_settings(cfg).metrics.worker_port == 9100
+    monkeypatch.setenv("CONCLAVE_METRICS_PORT", "9200")
+    monkeypatch.setenv("CONCLAVE_METRICS_TOKEN", "mtok")
+    s = load_settings(cfg)
+    assert s.metrics.worker_port == 9200 and s.metrics.token is not None
+    assert s.metrics.token.get_secret_value() == "mtok" and "mtok" not in repr(s)
+    assert (s.metrics.host, s.metrics.max_tenants) == ("127.0.0.1", 7), "the file's other fields stay"
+    assert Settings().metrics.worker_port == 9200, "without a file too"
+    given = load_settings(cfg, metrics={"worker_port": 9300})
+    assert given.metrics.worker_port == 9300 and given.metrics.token is not None, "arguments win, field by field"
+    monkeypatch.setenv("CONCLAVE_METRICS_PORT", "not-a-port")
+    with pytest.raises(ConfigError) as e:
+        load_settings(cfg)
+    assert str(e.value).startswith("CONCLAVE_METRICS_PORT: metrics.worker_port:"), str(e.value)
+
+
 def test_settings_round_trip_to_actors_without_rereading_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -228,3 +251,24 @@ def test_embedded_server_dies_with_the_process_that_started_it(tmp_path: Path) -
         time.sleep(0.05)
     os.kill(server_pid, signal.SIGKILL)
     raise AssertionError("the server outlived the process that started it")
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "field"),
+    [
+        (BudgetLimits, {"usd": 1.8e296}, "usd"),  # schemathesis found this one: a 500 (OverflowError) before
+        (ScopeBudget, {"periods": {"daily": {"usd": 1.8e296}}}, "periods.daily.usd"),
+        (Budget, {"usd": 1e300}, "usd"),
+        (Budget, {"scopes": {"gather": {"usd": 1e300}}}, "scopes.gather.usd"),
+    ],
+)
+def test_a_usd_cap_past_max_usd_is_refused_naming_the_field(model: type[BaseModel], data: dict, field: str) -> None:
+    with pytest.raises(ValidationError) as e:
+        model.model_validate(data)
+    [problem] = field_problems(e.value)
+    assert problem.field == field and "less than or equal to 1000000000" in problem.message, problem
+
+
+def test_the_largest_usd_cap_converts_to_exact_pico_dollars() -> None:
+    assert to_pico(BudgetLimits(usd=MAX_USD).usd or 0) == int(MAX_USD) * PICO
+    assert compute_caps(Budget(usd=MAX_USD))["run|usd"] == int(MAX_USD) * PICO

@@ -33,7 +33,7 @@ def _methods(obj: object) -> dict[str, Callable[..., Any]]:
 def test_sync_and_async_clients_have_the_same_calls_with_the_same_signatures() -> None:
     c, a = Client("http://127.0.0.1:9"), AsyncClient("http://127.0.0.1:9")
     lifecycle = {"close", "aclose"}
-    for name in ("runs", "workspace", "admin", None):
+    for name in ("runs", "workspace", "admin", "webhooks", "schedules", None):
         sync_obj, async_obj = (getattr(c, name), getattr(a, name)) if name else (c, a)
         sync_m = {k: v for k, v in _methods(sync_obj).items() if k not in lifecycle}
         async_m = {k: v for k, v in _methods(async_obj).items() if k not in lifecycle}
@@ -49,7 +49,9 @@ def test_sync_and_async_clients_have_the_same_calls_with_the_same_signatures() -
 
 
 def test_ids_are_encoded_so_they_cannot_reach_another_route() -> None:
-    from conclave.sdk.resources import runs, workspace
+    from conclave.sdk.resources import runs, schedules, webhooks, workspace
 
     assert runs.get("../admin/keys").path == "/v1/runs/..%2Fadmin%2Fkeys"
     assert workspace.read("run_1", "notes/a b.md").path == "/v1/runs/run_1/workspace/notes/a%20b.md"
+    assert webhooks.get_subscription("../secret").path == "/v1/webhooks/..%2Fsecret"
+    assert schedules.pause_schedule("a/../b").path == "/v1/schedules/a%2F..%2Fb/pause"

@@ -1,6 +1,6 @@
 """fetch_url connects to the address it checked: DNS rebinding, redirects and TLS.
 
-The tests run the tool over a small laboratory network (``LabNetwork``, an ``httpcore`` network
+The tests run the tool over a small laboratory network (``tests/_lab_network.py``, an ``httpcore`` network
 backend): "public" addresses are routed to HTTP servers on 127.0.0.1, loopback is loopback, and a
 connection asked for by *name* is resolved again through the test's resolver, as the operating
 system would. The resolver can answer differently on each lookup. No packet leaves the machine.
@@ -11,12 +11,10 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import threading
-import typing
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpcore
 import pytest
 import trustme
 
@@ -24,57 +22,10 @@ from conclave.core.workspace import Workspace
 from conclave.tools import FetchSettings, ToolContext, ToolSettings
 from conclave.tools.base import ToolResult, execute
 from conclave.tools.fetch import FetchTool, _public
+from tests._lab_network import LabNetwork, Resolver
 
 PUBLIC = "93.184.215.14"  # a globally routed address; the lab network routes it to a local server
 OTHER_PUBLIC = "151.101.1.1"
-
-
-class Resolver:
-    """Answers from a script: ``{host: [first answer, second answer, ...]}`` (the last repeats)."""
-
-    def __init__(self, answers: dict[str, list[list[str]]]) -> None:
-        self.answers = answers
-        self.calls: list[str] = []
-
-    async def __call__(self, host: str, port: int) -> list[str]:
-        try:
-            ipaddress.ip_address(host)
-            return [host]
-        except ValueError:
-            pass
-        self.calls.append(host)
-        script = self.answers[host]
-        return script[min(self.calls.count(host), len(script)) - 1]
-
-
-class LabNetwork(httpcore.AsyncNetworkBackend):
-    def __init__(self, routes: dict[str, int], resolver: Resolver) -> None:
-        self.routes = routes
-        self.resolver = resolver
-        self.real = httpcore.AnyIOBackend()
-        self.connects: list[tuple[str, int]] = []
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        self.connects.append((host, port))
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:  # a name: the system resolves it (again) before connecting
-            host = (await self.resolver(host, port))[0]
-        if host in self.routes:
-            return await self.real.connect_tcp("127.0.0.1", self.routes[host], timeout)
-        if ipaddress.ip_address(host).is_loopback:
-            return await self.real.connect_tcp(host, port, timeout)
-        raise httpcore.ConnectError(f"{host} is unreachable from the lab network")
-
-    async def sleep(self, seconds: float) -> None:
-        await self.real.sleep(seconds)
 
 
 class Site:

@@ -50,6 +50,7 @@ local TERMINAL = {succeeded = true, failed = true, cancelled = true, budget_exha
 local function emit(P, rid, now, etype, data)
   local seq = redis.call("HINCRBY", runkey(P, rid), "seq", 1)
   redis.call("XADD", runkey(P, rid) .. ":ev", seq .. "-0", "type", etype, "ts", now, "data", data)
+  outbox_record(P, rid, seq, now, etype, data)  -- outbox.lua: webhooks, in the same call as the event
   return seq
 end
 

@@ -7,16 +7,18 @@ local P, rid, tenant, spec, spec_hash, now, idem, evdata, tracectx, kind, tid, m
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 local key = ARGV[14] or ""
 now = steer_fmt(steer_time())  -- the store's clock, as submit.lua (ARGV's time is ignored)
-local ikey = P .. ":idem:" .. tenant .. ":" .. idem
-if idem ~= "" then
-  local existing = redis.call("GET", ikey)
-  if existing then return {"existing", existing, "", redis.call("HGET", runkey(P, existing), "spec_hash") or ""} end
-end
+-- The thread first, on every outcome (an existing run too, whose key may have been used without a thread):
+-- the answer names it, as the in-memory store's does.
 local tk = thread_key(P, tenant, tid)
 if redis.call("EXISTS", tk) == 0 then
   redis.call("HSET", tk, "id", tid, "tenant", tenant, "created_at", now, "multitask", "reject",
     "metadata", "{}", "n", 0, "active", "", "last", "")
   redis.call("ZADD", P .. ":threads:" .. tenant, math.floor(tonumber(now) * 1000), tid)
+end
+local ikey = P .. ":idem:" .. tenant .. ":" .. idem
+if idem ~= "" then
+  local existing = redis.call("GET", ikey)
+  if existing then return {"existing", existing, "", redis.call("HGET", runkey(P, existing), "spec_hash") or ""} end
 end
 local policy = multitask
 if policy == "" then policy = redis.call("HGET", tk, "multitask") end

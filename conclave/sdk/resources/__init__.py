@@ -1,5 +1,6 @@
 """The client's resources, one module each: ``runs``, ``workspace``, ``admin`` (keys), ``tenants``,
-``approvals`` and ``threads`` (``steering``, which also gives ``runs`` its pause / resume / steps / fork).
+``approvals`` and ``threads`` (``steering``, which also gives ``runs`` its pause / resume / steps / fork),
+``webhooks``, ``schedules``.
 
 To add one (say ``client.threads``): write ``threads.py`` with a builder per call — a function that
 returns a ``Call`` (or a generator, for a call of several requests) — and a ``Threads(Resource[TransportT])``
@@ -9,8 +10,10 @@ class that lists them (``get = endpoint(get_thread)``), then add one line to ``_
 
 from .admin import Admin
 from .runs import Runs
+from .schedules import Schedules
 from .steering import Approvals, Threads
 from .tenants import Tenants
+from .webhooks import Webhooks
 from .workspace import Workspace
 
-__all__ = ["Admin", "Approvals", "Runs", "Tenants", "Threads", "Workspace"]
+__all__ = ["Admin", "Approvals", "Runs", "Schedules", "Tenants", "Threads", "Webhooks", "Workspace"]

@@ -179,6 +179,8 @@ Included once, from the RayService template.
 {{- if $c.defaultModel -}}
 {{- $_ := set $s "default_model" $c.defaultModel -}}
 {{- end -}}
+{{- $m := .Values.metrics -}}
+{{- $_ := set $s "metrics" (dict "worker_port" (int $m.workerPort) "port_span" (int $m.portSpan) "max_tenants" (int $m.maxTenants)) -}}
 {{- $s = mergeOverwrite $s (deepCopy $c.extraSettings) -}}
 {{- toYaml $s -}}
 {{- end -}}
@@ -219,6 +221,13 @@ Included once, from the RayService template.
       name: {{ include "conclave.redisUrlSecret" . }}
       key: {{ include "conclave.redisUrlKey" . }}
 {{- end }}
+{{- if include "conclave.metricsTokenWanted" . }}
+- name: CONCLAVE_METRICS_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "conclave.metricsTokenSecret" . }}
+      key: {{ .Values.metrics.token.existingSecretKey }}
+{{- end }}
 {{- with $c.telemetry }}
 {{- if .otlpEndpoint }}
 - name: OTEL_TRACES_EXPORTER
@@ -248,6 +257,7 @@ Included once, from the RayService template.
 {{- $root := index . 0 -}}
 {{ include "conclave.selectorLabels" $root }}
 app.kubernetes.io/component: {{ index . 1 }}
+conclave.io/ray-pod: "true"
 {{- with $root.Values.podLabels }}
 {{ toYaml . }}
 {{- end }}
@@ -263,4 +273,13 @@ capabilities:
   drop: ["ALL"]
 seccompProfile:
   type: RuntimeDefault
+{{- end -}}
+
+{{/* Metrics: the bearer token Prometheus sends to the API's /metrics (needed when auth is on). */}}
+{{- define "conclave.metricsTokenWanted" -}}
+{{- if and .Values.conclave.auth (or .Values.metrics.serviceMonitor.enabled .Values.metrics.token.existingSecret) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "conclave.metricsTokenSecret" -}}
+{{- default (printf "%s-metrics" (include "conclave.fullname" .)) .Values.metrics.token.existingSecret -}}
 {{- end -}}

@@ -1,6 +1,7 @@
 // Runs waiting for a person: every pending tool call of the tenant (`GET /v1/approvals`), each
 // with its arguments (editable) and approve / deny. New requests appear as they come; a card being
-// edited is never replaced under the person's hands.
+// edited is never replaced under the person's hands, and a card decided here stays (with its
+// decision) so the person sees what they did; cards decided elsewhere go.
 
 import { api, capabilities } from "../api.js";
 import { h, sleep } from "../dom.js";
@@ -19,20 +20,21 @@ export async function render(main) {
     return () => {};
   }
   const cards = new Map();
+  const decidedHere = new Set();
 
   async function load() {
     const res = await api("/v1/approvals?status=pending", { signal: ac.signal });
     const pending = (res.approvals || []).filter((a) => a.status === "pending");
     const ids = new Set(pending.map((a) => a.id));
     for (const [id, card] of cards) {
-      if (!ids.has(id) && !card.contains(document.activeElement)) {
+      if (!ids.has(id) && !decidedHere.has(id) && !card.contains(document.activeElement)) {
         card.remove();
         cards.delete(id);
       }
     }
     for (const a of pending) {
       if (cards.has(a.id)) continue;
-      const card = approvalCard(a, { onDecided: () => {} });
+      const card = approvalCard(a, { onDecided: () => decidedHere.add(a.id) });
       cards.set(a.id, card);
       list.append(card);
     }
