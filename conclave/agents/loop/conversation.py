@@ -68,11 +68,15 @@ class Conversation:
     def add_turn(self, turn: dict[str, Any]) -> None:
         """A model turn's recorded value: its text and tool calls become the assistant message."""
         self.turns.append(turn)
+        # model_construct: these values are ours, recorded from a response that was validated when the
+        # engine built it (an assistant message with these fields passes every validator).
         calls = [
-            ToolCall(id=c["id"], function=FunctionCall(name=c["name"], arguments=c["arguments"]))
+            ToolCall.model_construct(
+                id=c["id"], function=FunctionCall.model_construct(name=c["name"], arguments=c["arguments"])
+            )
             for c in turn["tool_calls"]
         ]
-        self._append(ChatMessage(role="assistant", content=turn["content"], tool_calls=calls or None))
+        self._append(ChatMessage.model_construct(role="assistant", content=turn["content"], tool_calls=calls or None))
 
     def add_results(self, turn: dict[str, Any], results: list[dict[str, Any]]) -> None:
         """The recorded results of ``turn``'s calls (the latest turn), one tool message each."""
@@ -80,7 +84,9 @@ class Conversation:
         for r in results:
             self._tool_at.setdefault(r["id"], []).append(len(self._msgs))
             content = self.compacted.get(r["id"], r["content"])
-            self._append(ChatMessage(role="tool", tool_call_id=r["id"], name=r["name"], content=content))
+            self._append(
+                ChatMessage.model_construct(role="tool", tool_call_id=r["id"], name=r["name"], content=content)
+            )
 
     def compact(self, pointers: dict[str, str]) -> None:
         """Results moved to the workspace: each one's messages now show its pointer."""
