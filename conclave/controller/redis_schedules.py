@@ -68,15 +68,10 @@ class RedisSchedulesMixin:
     @staticmethod
     def _state(f: dict[str, str]) -> ScheduleState:
         req = ScheduleRequest.model_validate_json(f["spec"])
-        sched = Schedule(
+        sched = Schedule.from_request(
+            req,
             id=f["id"],
             tenant=f["tenant"],
-            name=req.name,
-            cron=req.cron,
-            timezone=req.timezone,
-            task=req.task,
-            end_at=req.end_at,
-            missed=req.missed,
             status=ScheduleStatus(f["status"]),
             created_at=_dt(f["created_at"]) or datetime.now(UTC),
             next_tick_at=_dt(f.get("next_at")),

@@ -423,6 +423,8 @@ class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention, RedisOutboxMi
         )
         if int(res[0]) == 1:
             return None
+        if int(res[0]) == -1:
+            raise LeaseLost(rid)
         return Refusal(scope=str(res[1]), limit=str(res[2]), room=int(res[3]))
 
     async def ledger_snapshot(self, rid: str) -> LedgerSnapshot:

@@ -85,15 +85,10 @@ class ScheduleService:
                 f"end_at: {req.end_at.isoformat() if req.end_at else ''} leaves no tick of {req.cron!r} after now",
                 field="end_at",
             )
-        sched = Schedule(
+        sched = Schedule.from_request(
+            req,
             id="sch_" + secrets.token_hex(8),
             tenant=tenant,
-            name=req.name,
-            cron=req.cron,
-            timezone=req.timezone,
-            task=req.task,
-            end_at=req.end_at,
-            missed=req.missed,
             status=ScheduleStatus.ACTIVE,
             created_at=datetime.fromtimestamp(now, UTC),
         )

@@ -536,6 +536,8 @@ class InMemoryRunStore(InMemorySteerMixin, MemoryTenants, MemoryRetention, Memor
         d = self._runs[rid]
         if res_id in d.holds:
             return None  # retried
+        if d.owner != owner:
+            raise LeaseLost(rid)
         now = time.time()
         self._release_where(d, lambda h: h.expires > now)
         held: dict[str, dict[str, int]] = {}

@@ -204,7 +204,9 @@ class RunStore(SteerStore, TenantStore, RetentionStore, OutboxStore, ScheduleSto
         amounts: Mapping[str, int],
         ttl_s: float,
     ) -> Refusal | None:
-        """Hold ``amounts`` in every scope of ``scopes`` that has a cap, or refuse (holding nothing)."""
+        """Hold ``amounts`` in every scope of ``scopes`` that has a cap, or refuse (holding nothing).
+        Idempotent by ``res_id``. Raises ``LeaseLost`` when ``owner`` no longer owns the run: a worker
+        fenced out must not hold budget that nobody would release."""
 
     async def ledger_snapshot(self, rid: str) -> LedgerSnapshot: ...
 

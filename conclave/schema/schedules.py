@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -101,6 +101,13 @@ class Schedule(StrictModel):
     last_tick_at: datetime | None = None
     last_run_id: str | None = None
     runs: int = Field(default=0, description="Runs it has submitted.")
+
+    @classmethod
+    def from_request(cls, req: ScheduleRequest, **standing: Any) -> Schedule:
+        """The schedule ``req`` asks for, with where it stands (``id``, ``tenant``, ``status``,
+        ``created_at``, ticks and runs): the one place the request's fields are copied."""
+        fields = req.model_dump(include={"name", "cron", "timezone", "end_at", "missed"})
+        return cls(task=req.task, **fields, **standing)
 
 
 class ScheduleList(StrictModel):

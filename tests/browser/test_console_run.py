@@ -117,7 +117,9 @@ async def test_another_tenants_run_is_not_found(make_console: object, browser: B
         await ready(page, c.url("#/signin"))
         await page.fill("#f-key", key_a)
         await page.click("form.signin button[type=submit]")
-        await page.wait_for_selector("table.runs, p.empty")
+        # Signed in once the list has loaded: tenant a has no runs, so the empty note shows (a
+        # "table.runs, p.empty" selector would wait on the hidden table, first in the page).
+        await page.locator("table.runs tbody tr, p.empty").filter(visible=True).first.wait_for()
         await page.goto(c.url(f"#/runs/{theirs.id}"))
         await page.wait_for_selector("[data-state='not-found']")
         assert "no run" in await page.inner_text("[data-state='not-found']")

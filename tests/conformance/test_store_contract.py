@@ -291,6 +291,20 @@ async def test_a_retried_reservation_holds_once(store: RunStore) -> None:
     assert (await store.ledger_snapshot(rid)).reserved[("run", "model_calls")] == 2
 
 
+async def test_a_worker_whose_run_was_taken_over_cannot_reserve(store: RunStore) -> None:
+    """A worker fenced out (its lease ran out and another claimed the run) gets ``LeaseLost`` from
+    ``reserve`` and holds nothing: its hold would outlive it, unreleased, and the run's new owner
+    would find its budget spent by a call that is never made (seen under the fault proxy)."""
+    rid, qid = await submit_and_claim(store, owner="o1")
+    await store.set_caps(rid, "o1", {"run|model_calls": 3})
+    claim = await store.claim(rid, owner="o2", qid=qid, worker="w2", max_attempts=3)
+    assert claim.outcome is ClaimOutcome.OK
+    with pytest.raises(LeaseLost):
+        await store.reserve(rid, "o1", "r-stale", scopes=["run"], amounts={"model_calls": 2}, ttl_s=60)
+    assert sum((await store.ledger_snapshot(rid)).reserved.values()) == 0
+    assert await store.reserve(rid, "o2", "r-new", scopes=["run"], amounts={"model_calls": 3}, ttl_s=60) is None
+
+
 # -- keys -----------------------------------------------------------------------------------------
 
 

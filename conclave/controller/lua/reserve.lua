@@ -1,11 +1,14 @@
 -- Reserve a call's worst case in every enclosing scope — the run's scopes, its tenant's and its key's budgets
 -- in every capped period — at once, or refuse naming the scope and limit that have no room (holding nothing).
 -- ARGV: P, rid, owner, (client time, ignored: Redis's clock is used), res_id, ttl_s, scopes_json, amounts_json
--- Returns {1} or {0, scope, limit, room}
+-- Fenced by the owner token, like a commit: a worker whose run was taken over must not hold budget (its
+-- hold would outlive it unreleased, and the new owner would find the budget spent by a call never made).
+-- Returns {1}, {0, scope, limit, room}, or {-1, "lease lost"}
 local P, rid, owner, res_id, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[5], tonumber(ARGV[6])
 local now = redis_now()
 local scopes, amounts = cjson.decode(ARGV[7]), cjson.decode(ARGV[8])
 if redis.call("HEXISTS", P .. ":run:" .. rid .. ":resv", res_id) == 1 then return {1} end  -- retried
+if redis.call("HGET", P .. ":run:" .. rid, "owner") ~= owner then return {-1, "lease lost"} end
 ledger_sweep(P, rid, now)
 local lk = lkey(P, rid)
 local held, any = {}, false
