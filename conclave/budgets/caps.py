@@ -11,7 +11,6 @@ import math
 
 from conclave.core.ledger import ROOT, RunLedger
 from conclave.schema import Budget, SubBudget
-
 from conclave.schema.money import to_pico
 
 __all__ = ["compute_caps", "install_budget"]
