@@ -207,6 +207,8 @@ class RunContext:
             self.run_id, self.owner, pending, commit_id=secrets.token_hex(8), step_key=key, step_value=value
         )
         self.last_event_id = max(self.last_event_id, res.last_event_id)
+        if pending.ledger:
+            self.ledger.applied(pending.ledger)
         if res.cancel_requested:
             self.cancel_requested.set()
         if res.pause_requested:

@@ -12,7 +12,7 @@ from typing import Any
 from .memory_records import _Hold, _RunData
 from .memory_tenants import MemoryTenants, OuterHold, outer_scopes
 from .pending import LedgerOp
-from .store_types import LeaseLost, LedgerSnapshot, Refusal
+from .store_types import LeaseLost, LedgerSnapshot, Refusal, Reserved
 
 __all__ = ["MemoryLedgerMixin"]
 
@@ -98,10 +98,10 @@ class MemoryLedgerMixin(MemoryTenants):
         scopes: Sequence[str],
         amounts: Mapping[str, int],
         ttl_s: float,
-    ) -> Refusal | None:
+    ) -> Reserved | Refusal:
         d = self._runs[rid]
         if res_id in d.holds:
-            return None  # retried
+            return Reserved(_view(d, scopes))  # retried
         if d.owner != owner:
             raise LeaseLost(rid)
         now = time.time()
@@ -120,12 +120,12 @@ class MemoryLedgerMixin(MemoryTenants):
         if refusal is not None:
             return refusal
         if not held and not outer:
-            return None
+            return Reserved(_view(d, scopes))
         for scope, h in held.items():
             for limit, amount in h.items():
                 d.reserved[(scope, limit)] = d.reserved.get((scope, limit), 0) + amount
         d.holds[res_id] = _Hold(owner=owner, expires=now + ttl_s, held=held, outer=outer)
-        return None
+        return Reserved(_view(d, scopes))
 
     async def ledger_snapshot(self, rid: str) -> LedgerSnapshot:
         d = self._runs.get(rid)
@@ -138,3 +138,13 @@ class MemoryLedgerMixin(MemoryTenants):
             over=dict(d.over),
             by=dict(d.by),
         )
+
+
+def _view(d: _RunData, scopes: Sequence[str]) -> LedgerSnapshot:
+    """The caps, usage and holds of ``scopes`` (what ``reserve`` answers with)."""
+    want = set(scopes)
+
+    def pick(m: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+        return {k: v for k, v in m.items() if k[0] in want}
+
+    return LedgerSnapshot(caps=pick(d.caps), used=pick(d.used), reserved=pick(d.reserved))

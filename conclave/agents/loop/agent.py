@@ -38,7 +38,7 @@ class Agent(AgentState):
         ledger = self.ctx.ledger
         if not ledger.has_caps and ledger.wall_cap_s is None:
             return None, None
-        snap = await ledger.snapshot()
+        snap = await ledger.budget_snapshot()
         view = budget_view(
             snap,
             scope=self.meter.scope,
