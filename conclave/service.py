@@ -144,7 +144,7 @@ class LocalService:
 
             if ray.is_initialized():
                 try:
-                    serve.shutdown()
+                    serve.shutdown()  # type: ignore[no-untyped-call]
                 except Exception as e:  # noqa: BLE001 - best effort on the way out
                     log.warning("serve shutdown: %s", e)
                 if self._ray_started:

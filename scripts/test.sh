@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install Conclave with its test extras into .venv and run the whole test suite:
-#   1. the import-layer contracts (lint-imports);
+#   1. the import-layer contracts (lint-imports) and the types (mypy --strict);
 #   2. every test (unit, conformance, integration, gpu — the gpu ones skip without a GPU), slow soak/chaos tests included;
 #   3. the Redis-touching tests again against Debian's redis-server (installed with apt-get when possible).
 # pip's wheel cache keeps the llama-cpp-python build, so only a machine's first install compiles it.
@@ -26,6 +26,9 @@ fi
 
 echo "== the layers (import-linter: no upward imports, no cycles) =="
 .venv/bin/lint-imports
+
+echo "== types (mypy --strict, the config in pyproject.toml) =="
+.venv/bin/mypy conclave
 
 echo "== the whole suite (bundled Valkey) =="
 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15

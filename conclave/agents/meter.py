@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -21,16 +21,16 @@ from conclave.core import telemetry
 from conclave.core.ledger import BudgetExhausted, RunLedger
 from conclave.core.pending import LedgerOp
 from conclave.core.router import ModelRouter
-from conclave.schema.chat import ChatChunk, ChatRequest, ChatResponse, CompletionUsage
+from conclave.schema.chat import ChatChunk, ChatMessage, ChatRequest, ChatResponse, CompletionUsage, ToolDef
 from conclave.schema.money import from_pico
 
-__all__ = ["CommitSink", "Meter", "prompt_estimate", "prompt_upper_bound"]
+__all__ = ["CommitSink", "Meter", "message_bound", "prompt_estimate", "prompt_upper_bound", "tools_bound"]
 
 T = TypeVar("T")
 
 #: Tokens a chat template may add per message and per request (role markers, BOS, generation prompt).
-_PER_MESSAGE = 16
-_PER_REQUEST = 64
+PER_MESSAGE = 16
+PER_REQUEST = 64
 
 
 #: Bytes per token assumed when fitting a prompt into a context window. Real tokenizers average
@@ -46,15 +46,23 @@ def prompt_estimate(request: ChatRequest) -> int:
 
 def prompt_upper_bound(request: ChatRequest) -> int:
     """An upper bound on the prompt's tokens without a tokenizer: no tokenizer makes a token of less
-    than one byte, so UTF-8 bytes plus template overhead bound the count from above."""
-    n = _PER_REQUEST
-    for m in request.messages:
-        n += _PER_MESSAGE + len(m.text().encode())
-        for tc in m.tool_calls or []:
-            n += len(tc.function.name.encode()) + len(tc.function.arguments.encode()) + _PER_MESSAGE
-    for t in request.tools or []:
-        n += len(t.model_dump_json().encode())
+    than one byte, so UTF-8 bytes plus template overhead bound the count from above. It is a sum over
+    the messages (``message_bound``) and the tools (``tools_bound``), so a caller that keeps a
+    conversation incrementally can keep its bound the same way (``Meter.chat(prompt_bound=...)``)."""
+    return PER_REQUEST + sum(message_bound(m) for m in request.messages) + tools_bound(request.tools or [])
+
+
+def message_bound(m: ChatMessage) -> int:
+    """One message's share of ``prompt_upper_bound``."""
+    n = PER_MESSAGE + len(m.text().encode())
+    for tc in m.tool_calls or []:
+        n += len(tc.function.name.encode()) + len(tc.function.arguments.encode()) + PER_MESSAGE
     return n
+
+
+def tools_bound(tools: Iterable[ToolDef]) -> int:
+    """The tool definitions' share of ``prompt_upper_bound``: their JSON's bytes."""
+    return sum(len(t.model_dump_json().encode()) for t in tools)
 
 
 class CommitSink(Protocol):
@@ -126,20 +134,23 @@ class Meter:
                 out[f"{d}|{metric}"] = v
         return out
 
-    def _max_tokens(self, model: str, request: ChatRequest) -> int:
+    def _max_tokens(self, model: str, request: ChatRequest, prompt_bound: int | None = None) -> int:
         """What was asked, shrunk to the room the context window leaves after the prompt. The prompt
         is estimated, not bounded: a byte bound left ~1 token for any real conversation on a 2k
         window."""
         wanted = request.token_limit or self.default_max_tokens
         window = self.router.context_window(model)
         if window is not None:
-            wanted = min(wanted, max(1, window - prompt_estimate(request)))
+            bound = prompt_upper_bound(request) if prompt_bound is None else prompt_bound
+            wanted = min(wanted, max(1, window - bound // BYTES_PER_TOKEN_ESTIMATE))
         return wanted
 
-    async def _reserve_call(self, request: ChatRequest, name: str) -> tuple[str | None, ChatRequest]:
+    async def _reserve_call(
+        self, request: ChatRequest, name: str, prompt_bound: int | None = None
+    ) -> tuple[str | None, ChatRequest]:
         """Hold a call's worst case, shrinking ``max_tokens`` to what fits; the request to send."""
-        prompt = prompt_upper_bound(request)
-        max_tokens = self._max_tokens(name, request)
+        prompt = prompt_upper_bound(request) if prompt_bound is None else prompt_bound
+        max_tokens = self._max_tokens(name, request, prompt)
         n = request.n
         res_id: str | None = None
         for _ in range(4):
@@ -184,11 +195,14 @@ class Meter:
         )
         return usd
 
-    async def chat(self, request: ChatRequest, *, model: str | None = None) -> ChatResponse:
+    async def chat(
+        self, request: ChatRequest, *, model: str | None = None, prompt_bound: int | None = None
+    ) -> ChatResponse:
         """Make a metered model call. Raises ``BudgetExhausted`` when not even ``min_tokens`` of
-        output fit, naming the limit."""
+        output fit, naming the limit. ``prompt_bound``, when given, must equal
+        ``prompt_upper_bound(request)``: a caller that keeps it incrementally saves the O(prompt) pass."""
         name = model or request.model
-        res_id, call = await self._reserve_call(request, name)
+        res_id, call = await self._reserve_call(request, name, prompt_bound)
         t0 = time.perf_counter()
         with telemetry.model_span(
             name,

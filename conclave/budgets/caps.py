@@ -11,8 +11,7 @@ import math
 
 from conclave.core.ledger import ROOT, RunLedger
 from conclave.schema import Budget, SubBudget
-
-from .pricing import to_pico
+from conclave.schema.money import to_pico
 
 __all__ = ["compute_caps", "install_budget"]
 

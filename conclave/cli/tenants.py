@@ -100,12 +100,20 @@ def cmd_spend(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def _usd(v: float) -> str:
+    return f"${v:.6f}"
+
+
+def _count(v: float) -> str:
+    return f"{v:.0f}"
+
+
 def _spend_table(s: TenantSpend) -> Table:
     t = Table(title=f"{s.scope} · {s.period} ({s.period_id})")
     for col in ("limit", "cap", "used", "held", "left", "over cap"):
         t.add_column(col, justify="right" if col != "limit" else "left")
     for line in s.lines:
-        fmt = (lambda v: f"${v:.6f}") if line.limit == "usd" else (lambda v: f"{v:.0f}")
+        fmt = _usd if line.limit == "usd" else _count
         cap = "-" if line.cap is None else fmt(line.cap)
         left = "-" if line.left is None else fmt(line.left)
         t.add_row(line.limit, cap, fmt(line.used), fmt(line.reserved), left, fmt(line.over))

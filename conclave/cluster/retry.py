@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_exponential_jitter
 
 from conclave.schema.chat import EngineError, NoHealthyReplica
 
@@ -103,28 +103,47 @@ def brief(err: BaseException | None) -> str:
     return f"{type(err).__name__}: {text[-1] if text else ''}"[:300]
 
 
+def _pause(policy: RetryPolicy, err: BaseException | None, failed: int) -> float:
+    """The pause after the ``failed``-th failed try: the server's ``Retry-After`` when it sent one
+    (capped), else the backoff doubling from ``backoff_s`` with jitter: ``backoff_s`` × 2^(failed-1)
+    + U(0, ``backoff_s``), at most ``max_backoff_s`` (what tenacity's ``wait_exponential_jitter`` does)."""
+    hint = retry_after(err)
+    if hint is not None:
+        return min(hint, policy.max_retry_after_s)
+    base = policy.backoff_s * 2.0 ** (failed - 1) + random.uniform(0, policy.backoff_s)
+    return max(0.0, min(base, policy.max_backoff_s))
+
+
 def _retrying(
-    policy: RetryPolicy, model: str, what: str, retry_if: Callable[[BaseException], bool], on_retry: Callable[[], None]
+    policy: RetryPolicy,
+    model: str,
+    what: str,
+    retry_if: Callable[[BaseException], bool],
+    on_retry: Callable[[], None],
+    *,
+    done: int = 0,
 ) -> AsyncRetrying:
-    backoff = wait_exponential_jitter(initial=policy.backoff_s, max=policy.max_backoff_s, jitter=policy.backoff_s)
+    """Tenacity over the tries that remain after ``done`` failed ones (counted in the pauses and
+    the log lines, so the policy reads the same whether or not the first try ran outside)."""
 
     def wait(state: RetryCallState) -> float:
-        hint = retry_after(state.outcome.exception() if state.outcome else None)
-        return min(hint, policy.max_retry_after_s) if hint is not None else float(backoff(state))
+        return _pause(policy, state.outcome.exception() if state.outcome else None, done + state.attempt_number)
 
     def before_sleep(state: RetryCallState) -> None:
         on_retry()
         err = state.outcome.exception() if state.outcome else None
-        logger.warning(
-            "model %s: %s attempt %d/%d failed: %s", model, what, state.attempt_number, policy.attempts, brief(err)
-        )
+        _log_retry(model, what, done + state.attempt_number, policy, err)
 
     return AsyncRetrying(
-        stop=stop_after_attempt(policy.attempts),
+        stop=stop_after_attempt(policy.attempts - done),
         wait=wait,
         retry=retry_if_exception(retry_if),
         before_sleep=before_sleep,
     )
+
+
+def _log_retry(model: str, what: str, attempt: int, policy: RetryPolicy, err: BaseException | None) -> None:
+    logger.warning("model %s: %s attempt %d/%d failed: %s", model, what, attempt, policy.attempts, brief(err))
 
 
 async def _close(stream: AsyncIterator[T]) -> None:
@@ -143,9 +162,22 @@ async def retry_call(
     policy: RetryPolicy, model: str, call: Callable[[], Awaitable[T]], *, on_retry: Callable[[], None] = lambda: None
 ) -> T:
     """``call()`` under ``policy``: its result, the first error that is not retryable (unwrapped), or
-    ``NoHealthyReplica`` when every try failed retryably. ``on_retry`` runs before each new try."""
+    ``NoHealthyReplica`` when every try failed retryably. ``on_retry`` runs before each new try.
+
+    The first try runs bare: nearly every call succeeds at once, and tenacity's per-attempt
+    machinery around it was the largest single cost of a worker's step (py-spy, docs/benchmarks.md).
+    Only a retryable failure enters tenacity, for the tries that remain."""
     try:
-        async for attempt in _retrying(policy, model, "call", retryable, on_retry):
+        return await call()
+    except Exception as e:
+        if policy.attempts <= 1 or not retryable(e):
+            raise unwrap(e) from None
+        first: BaseException = e
+    on_retry()
+    _log_retry(model, "call", 1, policy, first)
+    await asyncio.sleep(_pause(policy, first, 1))
+    try:
+        async for attempt in _retrying(policy, model, "call", retryable, on_retry, done=1):
             with attempt:
                 return await call()
     except RetryError as e:

@@ -40,6 +40,7 @@ from conclave.core.store import (
     QueueDepth,
     QueueEntry,
     Refusal,
+    Reserved,
     SubmitResult,
 )
 from conclave.core.store import spec_hash as hash_spec
@@ -408,7 +409,7 @@ class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention, RedisOutboxMi
         scopes: Sequence[str],
         amounts: Mapping[str, int],
         ttl_s: float,
-    ) -> Refusal | None:
+    ) -> Reserved | Refusal:
         res = await self.scripts.reserve(
             args=[
                 self.prefix,
@@ -422,24 +423,14 @@ class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention, RedisOutboxMi
             ]
         )
         if int(res[0]) == 1:
-            return None
+            return Reserved(_ledger_fields(res[1]))
+        if int(res[0]) == -1:
+            raise LeaseLost(rid)
         return Refusal(scope=str(res[1]), limit=str(res[2]), room=int(res[3]))
 
     async def ledger_snapshot(self, rid: str) -> LedgerSnapshot:
         raw = await self.redis.hgetall(self.keys.ledger(rid))
-        snap = LedgerSnapshot()
-        for field, value in raw.items():
-            kind, _, rest = field.partition("|")
-            if kind == "by":
-                dim, name_metric = rest.split("|", 1)
-                name, _, metric = name_metric.rpartition("|")
-                snap.by[(dim, name, metric)] = int(value)
-                continue
-            scope, _, limit = rest.rpartition("|")
-            target = {"cap": snap.caps, "used": snap.used, "resv": snap.reserved, "over": snap.over}.get(kind)
-            if target is not None:
-                target[(scope, limit)] = int(value)
-        return snap
+        return _ledger_fields(raw.items())
 
     # -- API keys --------------------------------------------------------------------------------
     async def put_key(self, key_hash: str, info: ApiKey) -> None:
@@ -464,3 +455,23 @@ class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention, RedisOutboxMi
         info = ApiKey.model_validate_json(raw).model_copy(update={"revoked": True})
         await self.redis.hset(self.keys.api_keys, h, info.model_dump_json())
         return True
+
+
+def _ledger_fields(fields: Any) -> LedgerSnapshot:
+    """A ledger hash's fields (``kind|scope|limit`` → amount; ``by|dim|name|metric``), as pairs or as the
+    flat field, value list a script returns, read into a ``LedgerSnapshot``."""
+    pairs = zip(fields[::2], fields[1::2], strict=True) if isinstance(fields, list) else fields
+    snap = LedgerSnapshot()
+    for raw_field, value in pairs:
+        field = raw_field.decode() if isinstance(raw_field, bytes) else raw_field
+        kind, _, rest = field.partition("|")
+        if kind == "by":
+            dim, name_metric = rest.split("|", 1)
+            name, _, metric = name_metric.rpartition("|")
+            snap.by[(dim, name, metric)] = int(value)
+            continue
+        scope, _, limit = rest.rpartition("|")
+        target = {"cap": snap.caps, "used": snap.used, "resv": snap.reserved, "over": snap.over}.get(kind)
+        if target is not None:
+            target[(scope, limit)] = int(value)
+    return snap

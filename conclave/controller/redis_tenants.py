@@ -62,7 +62,7 @@ class RedisTenants:
         for field, value in raw.items():
             _, period, limit = field.split("|", 2)
             per.setdefault(period, {})[limit] = int(value)
-        return ScopeBudget(periods={p: _limits_from(c) for p, c in per.items() if p in PERIODS})  # type: ignore[misc]
+        return ScopeBudget(periods={p: _limits_from(c) for p, c in per.items() if p in PERIODS})
 
     async def spend(self, scope: str, period: Period) -> TenantSpend:
         now = await self._clock()

@@ -66,9 +66,12 @@ class Metered(Protocol):
     router: ModelRouter
     ledger: RunLedger
 
-    async def chat(self, request: ChatRequest, *, model: str | None = None) -> ChatResponse:
+    async def chat(
+        self, request: ChatRequest, *, model: str | None = None, prompt_bound: int | None = None
+    ) -> ChatResponse:
         """A model call: its worst case reserved first, its usage committed with the current step.
-        Raises ``BudgetExhausted`` when not even a minimal answer fits."""
+        Raises ``BudgetExhausted`` when not even a minimal answer fits. ``prompt_bound``: the
+        request's prompt upper bound, when the caller keeps it (it is computed otherwise)."""
 
     async def tool(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
         """A tool call under the ledger: one call of ``name`` and its price are held first."""
@@ -204,6 +207,8 @@ class RunContext:
             self.run_id, self.owner, pending, commit_id=secrets.token_hex(8), step_key=key, step_value=value
         )
         self.last_event_id = max(self.last_event_id, res.last_event_id)
+        if pending.ledger:
+            self.ledger.applied(pending.ledger)
         if res.cancel_requested:
             self.cancel_requested.set()
         if res.pause_requested:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from . import telemetry
 from .pending import LedgerOp
-from .store import LedgerSnapshot, Refusal, RunStore
+from .store import LedgerSnapshot, Refusal, Reserved, RunStore
 
 __all__ = ["ROOT", "BudgetExhausted", "RunLedger", "enclosing", "limit_label"]
 
@@ -70,6 +70,10 @@ class RunLedger:
         self.owner = owner
         self.has_caps = False
         self.wall_cap_s: float | None = None
+        #: The run's scopes as the ``<budget>`` block needs them (caps, used, reserved): read once, then
+        #: replaced by what every reservation answers and kept up by this ledger's own commits.
+        self._view: LedgerSnapshot | None = None
+        self._held: dict[str, list[tuple[str, str, int]]] = {}  # res id -> (scope, limit, amount) held
 
     async def set_caps(self, caps: Mapping[str, int], *, wall_cap_s: float | None = None) -> None:
         """Install ``{"<scope>|<limit>": cap}``; a resumed run keeps the caps it first had. Afterwards
@@ -87,13 +91,47 @@ class RunLedger:
         if not self.has_caps:
             return None, None
         res_id = f"r{secrets.token_hex(8)}"
-        refusal = await self.store.reserve(
-            self.rid, self.owner, res_id, scopes=enclosing(scope), amounts=amounts, ttl_s=ttl_s
-        )
-        if refusal is not None:
-            telemetry.ledger_refused(refusal.scope, refusal.limit)
-            return None, refusal
+        scopes = enclosing(scope)
+        got = await self.store.reserve(self.rid, self.owner, res_id, scopes=scopes, amounts=amounts, ttl_s=ttl_s)
+        if isinstance(got, Refusal):
+            telemetry.ledger_refused(got.scope, got.limit)
+            return None, got
+        self._take_view(got)
+        self._held[res_id] = [(s, k, int(v)) for s in scopes for k, v in amounts.items() if (s, k) in got.view.caps]
         return res_id, None
+
+    def _take_view(self, got: Reserved) -> None:
+        if self._view is None:
+            return  # the first read (``budget_snapshot``) brings the other scopes too
+        for part in ("caps", "used", "reserved"):
+            getattr(self._view, part).update(getattr(got.view, part))
+
+    def applied(self, ops: list[LedgerOp]) -> None:
+        """Keep the budget view up with ops this ledger's run just committed: each releases its hold and
+        adds its usage, clamped to the room under the cap as the store does (what does not fit is the
+        store's ``over``)."""
+        view = self._view
+        if view is None:
+            return
+        for op in ops:
+            for s, k, amount in self._held.pop(op.res, []) if op.res else []:
+                view.reserved[(s, k)] = view.reserved.get((s, k), 0) - amount
+            for s in op.scopes:
+                for k, n in op.used.items():
+                    cap = view.caps.get((s, k))
+                    if cap is None or not n:
+                        continue
+                    room = max(cap - view.used.get((s, k), 0) - view.reserved.get((s, k), 0), 0)
+                    view.used[(s, k)] = view.used.get((s, k), 0) + min(int(n), room)
+
+    async def budget_snapshot(self) -> LedgerSnapshot:
+        """The ledger as the ``<budget>`` block shows it (caps, used, reserved): one read the first time,
+        then kept from every reservation's answer and this run's commits, so a turn's block costs no
+        round trip. Holds and usage of other processes reach it with the next reservation."""
+        if self._view is None:
+            snap = await self.store.ledger_snapshot(self.rid)
+            self._view = LedgerSnapshot(caps=snap.caps, used=snap.used, reserved=snap.reserved)
+        return self._view
 
     @staticmethod
     def commit_op(

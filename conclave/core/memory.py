@@ -14,18 +14,18 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from conclave.schema import ApiKey, Event, EventType, Run, RunPage, RunStatus, StopReason, TaskSpec, Usage
 
+from .memory_ledger import MemoryLedgerMixin
 from .memory_outbox import MemoryOutboxMixin
+from .memory_records import _Entry, _RunData
 from .memory_retention import MemoryRetention
 from .memory_schedules import MemorySchedulesMixin
 from .memory_steer import InMemorySteerMixin
-from .memory_tenants import MemoryTenants, OuterHold, outer_scopes
-from .pending import LedgerOp, PendingCommit
+from .pending import PendingCommit
 from .store import spec_hash as hash_spec
 from .store_types import (
     CancelOutcome,
@@ -36,10 +36,8 @@ from .store_types import (
     DeadLetter,
     FinishFields,
     LeaseLost,
-    LedgerSnapshot,
     QueueDepth,
     QueueEntry,
-    Refusal,
     SubmitResult,
 )
 from .workspace import WorkspaceOpKind
@@ -47,47 +45,10 @@ from .workspace import WorkspaceOpKind
 __all__ = ["InMemoryRunStore"]
 
 
-@dataclass
-class _Entry:
-    qid: str
-    rid: str
-    consumer: str | None = None  # None: not yet delivered
-    delivered_at: float = 0.0
-
-
-@dataclass
-class _Hold:
-    owner: str
-    expires: float
-    held: dict[str, dict[str, int]]  # scope -> limit -> amount
-    outer: list[OuterHold] = field(default_factory=list)
-
-
-@dataclass
-class _RunData:
-    run: Run
-    spec_hash: str
-    key_id: str | None = None
-    owner: str | None = None
-    qid: str = ""
-    trace: dict[str, str] | None = None
-    events: list[Event] = field(default_factory=list)
-    steps: dict[str, str] = field(default_factory=dict)
-    commits: set[str] = field(default_factory=set)
-    files: dict[str, bytes] = field(default_factory=dict)
-    caps: dict[tuple[str, str], int] = field(default_factory=dict)
-    used: dict[tuple[str, str], int] = field(default_factory=dict)
-    reserved: dict[tuple[str, str], int] = field(default_factory=dict)
-    over: dict[tuple[str, str], int] = field(default_factory=dict)
-    by: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    holds: dict[str, _Hold] = field(default_factory=dict)
-    capped: bool = False
-
-
-class InMemoryRunStore(InMemorySteerMixin, MemoryTenants, MemoryRetention, MemoryOutboxMixin, MemorySchedulesMixin):
+class InMemoryRunStore(InMemorySteerMixin, MemoryLedgerMixin, MemoryRetention, MemoryOutboxMixin, MemorySchedulesMixin):
     """See the module docstring. Not thread-safe: use it from one event loop. The steering operations
-    (pause, approvals, threads, forks) are ``InMemorySteerMixin``'s, the outbox's and the schedules'
-    their mixins'."""
+    (pause, approvals, threads, forks) are ``InMemorySteerMixin``'s, the ledger's ``MemoryLedgerMixin``'s,
+    the outbox's and the schedules' their mixins'."""
 
     _entry_type = _Entry
     _run_data_type = _RunData
@@ -134,23 +95,6 @@ class InMemoryRunStore(InMemorySteerMixin, MemoryTenants, MemoryRetention, Memor
 
     def _ack(self, qid: str) -> None:
         self._queue = [e for e in self._queue if e.qid != qid]
-
-    def _release(self, d: _RunData, res_id: str) -> list[OuterHold]:
-        hold = d.holds.pop(res_id, None)
-        if hold is None:
-            return []
-        for scope, held in hold.held.items():
-            for limit, amount in held.items():
-                d.reserved[(scope, limit)] = d.reserved.get((scope, limit), 0) - amount
-        self._outer_release(hold.outer)
-        return hold.outer
-
-    def _outer_of(self, d: _RunData) -> list[str]:
-        return outer_scopes(d.run.tenant, d.key_id)
-
-    def _release_where(self, d: _RunData, keep: Any) -> None:
-        for res_id in [r for r, h in d.holds.items() if not keep(h)]:
-            self._release(d, res_id)
 
     # -- submission and reading ------------------------------------------------------------------
     async def ready(self) -> None:
@@ -433,30 +377,6 @@ class InMemoryRunStore(InMemorySteerMixin, MemoryTenants, MemoryRetention, Memor
             await self._notify()
         return CommitResult(d.run.last_event_id, d.run.cancel_requested, bool(d.run.pause_requested))
 
-    def _ledger_commit(self, d: _RunData, op: LedgerOp, now: float) -> None:
-        outer = self._release(d, op.res) if op.res else []
-        for scope in op.scopes:
-            for limit, amount in op.used.items():
-                n = int(amount)
-                if not n:
-                    continue
-                cap = d.caps.get((scope, limit))
-                if cap is None:
-                    d.used[(scope, limit)] = d.used.get((scope, limit), 0) + n
-                    continue
-                room = max(cap - d.used.get((scope, limit), 0) - d.reserved.get((scope, limit), 0), 0)
-                fits = min(n, room)
-                d.used[(scope, limit)] = d.used.get((scope, limit), 0) + fits
-                if n > fits:
-                    d.over[(scope, limit)] = d.over.get((scope, limit), 0) + n - fits
-        for key, amount in op.by.items():
-            if amount:
-                dim, rest = key.split("|", 1)
-                name, _, metric = rest.rpartition("|")
-                d.by[(dim, name, metric)] = d.by.get((dim, name, metric), 0) + int(amount)
-        if op.used:
-            self._outer_use(self._outer_of(d), op.used, op.by, now, outer)
-
     async def finish(self, rid: str, owner: str, status: RunStatus, fields: FinishFields) -> bool:
         d = self._runs.get(rid)
         if d is None:
@@ -495,81 +415,6 @@ class InMemoryRunStore(InMemorySteerMixin, MemoryTenants, MemoryRetention, Memor
 
     async def dead_letters(self, count: int = 100) -> list[DeadLetter]:
         return list(reversed(self._dead))[:count]
-
-    # -- the ledger ------------------------------------------------------------------------------
-    async def set_caps(self, rid: str, owner: str, caps: Mapping[str, int]) -> bool:
-        d = self._runs[rid]
-        for k, v in caps.items():
-            scope, _, limit = k.rpartition("|")
-            d.caps.setdefault((scope, limit), int(v))
-        d.capped = d.capped or bool(caps)
-        if owner:
-            self._release_where(d, lambda h: h.owner == owner)
-        return self._must_reserve(d)
-
-    def _must_reserve(self, d: _RunData) -> bool:
-        return d.capped or any(s in self._budgets for s in self._outer_of(d))
-
-    async def renew_holds(self, runs: Sequence[tuple[str, str]], *, ttl_s: float) -> set[str]:
-        now = time.time()
-        must = set()
-        for rid, owner in runs:
-            d = self._runs.get(rid)
-            if d is None or d.owner != owner:
-                continue
-            for hold in d.holds.values():
-                hold.expires = now + ttl_s
-            if self._must_reserve(d):
-                must.add(rid)
-        return must
-
-    async def reserve(
-        self,
-        rid: str,
-        owner: str,
-        res_id: str,
-        *,
-        scopes: Sequence[str],
-        amounts: Mapping[str, int],
-        ttl_s: float,
-    ) -> Refusal | None:
-        d = self._runs[rid]
-        if res_id in d.holds:
-            return None  # retried
-        now = time.time()
-        self._release_where(d, lambda h: h.expires > now)
-        held: dict[str, dict[str, int]] = {}
-        for scope in scopes:
-            for limit, amount in amounts.items():
-                cap = d.caps.get((scope, limit))
-                if cap is None:
-                    continue
-                room = cap - d.used.get((scope, limit), 0) - d.reserved.get((scope, limit), 0)
-                if int(amount) > room:
-                    return Refusal(scope=scope, limit=limit, room=max(room, 0))
-                held.setdefault(scope, {})[limit] = int(amount)
-        outer, refusal = self._outer_reserve(self._outer_of(d), amounts, now)
-        if refusal is not None:
-            return refusal
-        if not held and not outer:
-            return None
-        for scope, h in held.items():
-            for limit, amount in h.items():
-                d.reserved[(scope, limit)] = d.reserved.get((scope, limit), 0) + amount
-        d.holds[res_id] = _Hold(owner=owner, expires=now + ttl_s, held=held, outer=outer)
-        return None
-
-    async def ledger_snapshot(self, rid: str) -> LedgerSnapshot:
-        d = self._runs.get(rid)
-        if d is None:
-            return LedgerSnapshot()
-        return LedgerSnapshot(
-            caps=dict(d.caps),
-            used=dict(d.used),
-            reserved=dict(d.reserved),
-            over=dict(d.over),
-            by=dict(d.by),
-        )
 
     # -- API keys --------------------------------------------------------------------------------
     async def put_key(self, key_hash: str, info: ApiKey) -> None:

@@ -61,6 +61,7 @@ from .store_types import (
     QueueDepth,
     QueueEntry,
     Refusal,
+    Reserved,
     SubmitResult,
 )
 
@@ -77,6 +78,7 @@ __all__ = [
     "QueueDepth",
     "QueueEntry",
     "Refusal",
+    "Reserved",
     "RetentionStore",
     "RunStore",
     "SubmitResult",
@@ -203,8 +205,11 @@ class RunStore(SteerStore, TenantStore, RetentionStore, OutboxStore, ScheduleSto
         scopes: Sequence[str],
         amounts: Mapping[str, int],
         ttl_s: float,
-    ) -> Refusal | None:
-        """Hold ``amounts`` in every scope of ``scopes`` that has a cap, or refuse (holding nothing)."""
+    ) -> Reserved | Refusal:
+        """Hold ``amounts`` in every scope of ``scopes`` that has a cap, or refuse (holding nothing). A
+        hold answers with the view of ``scopes`` after it (``Reserved.view``: caps, used, reserved).
+        Idempotent by ``res_id``. Raises ``LeaseLost`` when ``owner`` no longer owns the run: a worker
+        fenced out must not hold budget that nobody would release."""
 
     async def ledger_snapshot(self, rid: str) -> LedgerSnapshot: ...
 

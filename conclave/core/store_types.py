@@ -22,6 +22,7 @@ __all__ = [
     "QueueDepth",
     "QueueEntry",
     "Refusal",
+    "Reserved",
     "SubmitResult",
 ]
 
@@ -140,6 +141,15 @@ class Refusal:
     scope: str
     limit: str
     room: int
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """A reservation that fit (or needed no hold). ``view`` holds the caps, committed usage and holds of
+    the scopes reserved in, right after the hold — what the ``<budget>`` block shows — so knowing the
+    budget costs no read of its own."""
+
+    view: LedgerSnapshot
 
 
 @dataclass

@@ -12,16 +12,25 @@ Metrics are Prometheus metrics (``prometheus-client``), the one metrics path: th
 ``conclave.core.metrics`` and are exposed by ``GET /metrics`` on the API and by each worker's listener.
 The functions here that record them (``record_usage``, ``run_finished``…) are where the code already
 reports what happened, so spans and metrics stay in step.
+
+The cost when tracing is off (the default) is a module flag read per call: whether a recording tracer
+provider is installed is checked when telemetry is set up and once per run (``run_span``,
+``agent_span``: a test or an embedding application may install a provider later), and the spans are
+then skipped entirely — no span object, no OpenTelemetry context attached or detached; what the
+metrics need (the run's labels, a model call's duration) is kept by small context managers. The
+content-capture switch is read from the environment once per process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -41,6 +50,7 @@ __all__ = [
     "model_span",
     "record_usage",
     "redelivered",
+    "refresh_tracing",
     "run_finished",
     "run_span",
     "scheduled_run",
@@ -67,6 +77,7 @@ def setup_telemetry(service_name: str = "conclave") -> None:
         exporter_name = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
         endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         if exporter_name in ("", "none") and not endpoint:
+            refresh_tracing()
             return
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -84,10 +95,60 @@ def setup_telemetry(service_name: str = "conclave") -> None:
             exporter = OTLPSpanExporter()
         provider.add_span_processor(BatchSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
+        refresh_tracing()
 
 
+@functools.cache
 def capture_content() -> bool:
+    """``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``, read once per process (it was read on
+    every model call)."""
     return os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").lower() in ("1", "true", "yes")
+
+
+_tracing = False
+#: A span when tracing is off: reusable, enters to the invalid (non-recording) span.
+_OFF: contextlib.nullcontext[Span] = contextlib.nullcontext(trace.INVALID_SPAN)
+
+
+def refresh_tracing() -> bool:
+    """Whether spans go anywhere: a tracer provider other than the API's default proxy (or the no-op
+    one) is installed. Called at setup and once per run; the per-call spans read the result."""
+    global _tracing
+    _tracing = not isinstance(trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+    return _tracing
+
+
+class _RunLabels:
+    """``run_span`` without tracing: only the metrics' run labels are set for the run's duration."""
+
+    def __init__(self, labels: metrics.RunLabels) -> None:
+        self.labels = labels
+        self.token: Any = None
+
+    def __enter__(self) -> Span:
+        self.token = metrics.run_labels.set(self.labels)
+        return trace.INVALID_SPAN
+
+    def __exit__(self, *exc: object) -> None:
+        metrics.run_labels.reset(self.token)
+
+
+class _ModelCallTimer:
+    """``model_span`` without tracing: only the call's duration is observed, labelled by outcome."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.t0 = 0.0
+
+    def __enter__(self) -> Span:
+        self.t0 = time.perf_counter()
+        return trace.INVALID_SPAN
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        outcome = "ok" if exc_type is None else "error"
+        metrics.MODEL_CALL_SECONDS.labels(model=self.model, outcome=outcome).observe(time.perf_counter() - self.t0)
 
 
 def carrier() -> dict[str, str]:
@@ -97,11 +158,19 @@ def carrier() -> dict[str, str]:
     return out
 
 
-@contextlib.contextmanager
 def run_span(
     run_id: str, kind: str, parent: Mapping[str, str] | None, attempt: int, *, tenant: str | None = None
-) -> Iterator[Span]:
+) -> contextlib.AbstractContextManager[Span]:
     """The run's span; inside it, metrics recorded for the run carry its tenant and kind."""
+    if not refresh_tracing():
+        return _RunLabels(metrics.RunLabels(tenant=tenant or "default", kind=kind))
+    return _run_span(run_id, kind, parent, attempt, tenant=tenant)
+
+
+@contextlib.contextmanager
+def _run_span(
+    run_id: str, kind: str, parent: Mapping[str, str] | None, attempt: int, *, tenant: str | None
+) -> Iterator[Span]:
     ctx = extract(dict(parent)) if parent else None
     token = otel_context.attach(ctx) if ctx is not None else None
     labels = metrics.run_labels.set(metrics.RunLabels(tenant=tenant or "default", kind=kind))
@@ -118,8 +187,17 @@ def run_span(
             otel_context.detach(token)
 
 
+def agent_span(
+    name: str, *, agent_id: str | None = None, model: str | None = None
+) -> contextlib.AbstractContextManager[Span]:
+    """``invoke_agent {name}`` around one agent's loop."""
+    if not refresh_tracing():
+        return _OFF
+    return _agent_span(name, agent_id=agent_id, model=model)
+
+
 @contextlib.contextmanager
-def agent_span(name: str, *, agent_id: str | None = None, model: str | None = None) -> Iterator[Span]:
+def _agent_span(name: str, *, agent_id: str | None, model: str | None) -> Iterator[Span]:
     attrs: dict[str, Any] = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": name}
     if agent_id:
         attrs["gen_ai.agent.id"] = agent_id
@@ -129,8 +207,17 @@ def agent_span(name: str, *, agent_id: str | None = None, model: str | None = No
         yield span
 
 
+def model_span(
+    model: str, provider: str, *, max_tokens: int | None, messages: Any = None
+) -> contextlib.AbstractContextManager[Span]:
+    """``chat {model}`` around one metered model call (its duration is observed either way)."""
+    if not _tracing:
+        return _ModelCallTimer(model)
+    return _model_span(model, provider, max_tokens=max_tokens, messages=messages)
+
+
 @contextlib.contextmanager
-def model_span(model: str, provider: str, *, max_tokens: int | None, messages: Any = None) -> Iterator[Span]:
+def _model_span(model: str, provider: str, *, max_tokens: int | None, messages: Any) -> Iterator[Span]:
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": provider,
@@ -161,12 +248,13 @@ def record_usage(
     usd: float,
     output: Any = None,
 ) -> None:
-    span.set_attribute("gen_ai.response.model", model)
-    span.set_attribute("gen_ai.usage.input_tokens", input_tokens)
-    span.set_attribute("gen_ai.usage.output_tokens", output_tokens)
-    span.set_attribute("gen_ai.response.finish_reasons", finish_reasons)
-    if output is not None and capture_content():
-        span.set_attribute("gen_ai.output.messages", json.dumps(output, default=str)[:20_000])
+    if span.is_recording():
+        span.set_attribute("gen_ai.response.model", model)
+        span.set_attribute("gen_ai.usage.input_tokens", input_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", output_tokens)
+        span.set_attribute("gen_ai.response.finish_reasons", finish_reasons)
+        if output is not None and capture_content():
+            span.set_attribute("gen_ai.output.messages", json.dumps(output, default=str)[:20_000])
     tenant = metrics.tenant_label(metrics.run_labels.get().tenant)
     metrics.TOKENS.labels(tenant=tenant, model=model, type="input").inc(input_tokens)
     metrics.TOKENS.labels(tenant=tenant, model=model, type="output").inc(output_tokens)
@@ -174,8 +262,15 @@ def record_usage(
         metrics.COST_USD.labels(tenant=tenant, model=model).inc(usd)
 
 
+def tool_span(name: str, *, call_id: str | None = None) -> contextlib.AbstractContextManager[Span]:
+    """``execute_tool {name}`` around one metered tool call."""
+    if not _tracing:
+        return _OFF
+    return _tool_span(name, call_id=call_id)
+
+
 @contextlib.contextmanager
-def tool_span(name: str, *, call_id: str | None = None) -> Iterator[Span]:
+def _tool_span(name: str, *, call_id: str | None) -> Iterator[Span]:
     attrs: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
     if call_id:
         attrs["gen_ai.tool.call.id"] = call_id

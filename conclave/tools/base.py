@@ -200,9 +200,7 @@ class FunctionTool(Tool):
                 raise TypeError(f"@tool {self.name}: *args/**kwargs parameters are not supported")
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[pname] = (ann, default)
-        self.Args = create_model(  # type: ignore[call-overload]
-            f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields
-        )
+        self.Args = create_model(f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields)
         self._is_async = inspect.iscoroutinefunction(fn)
 
     async def run(self, args: Any, ctx: ToolContext) -> ToolResult | str:

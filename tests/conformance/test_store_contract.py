@@ -12,8 +12,8 @@ import asyncio
 import pytest
 
 from conclave.core.ledger import RunLedger
-from conclave.core.pending import PendingCommit
-from conclave.core.store import ClaimOutcome, FinishFields, LeaseLost, RunStore
+from conclave.core.pending import LedgerOp, PendingCommit
+from conclave.core.store import ClaimOutcome, FinishFields, LeaseLost, Reserved, RunStore
 from conclave.core.workspace import WorkspaceOp, WorkspaceOpKind
 from conclave.schema import ApiKey, RunStatus, StopReason
 
@@ -287,8 +287,45 @@ async def test_a_retried_reservation_holds_once(store: RunStore) -> None:
     rid, _ = await submit_and_claim(store)
     await store.set_caps(rid, "o1", {"run|model_calls": 5})
     for _ in range(3):
-        assert await store.reserve(rid, "o1", "r-1", scopes=["run"], amounts={"model_calls": 2}, ttl_s=60) is None
+        assert isinstance(
+            await store.reserve(rid, "o1", "r-1", scopes=["run"], amounts={"model_calls": 2}, ttl_s=60), Reserved
+        )
     assert (await store.ledger_snapshot(rid)).reserved[("run", "model_calls")] == 2
+
+
+async def test_a_worker_whose_run_was_taken_over_cannot_reserve(store: RunStore) -> None:
+    """A worker fenced out (its lease ran out and another claimed the run) gets ``LeaseLost`` from
+    ``reserve`` and holds nothing: its hold would outlive it, unreleased, and the run's new owner
+    would find its budget spent by a call that is never made (seen under the fault proxy)."""
+    rid, qid = await submit_and_claim(store, owner="o1")
+    await store.set_caps(rid, "o1", {"run|model_calls": 3})
+    claim = await store.claim(rid, owner="o2", qid=qid, worker="w2", max_attempts=3)
+    assert claim.outcome is ClaimOutcome.OK
+    with pytest.raises(LeaseLost):
+        await store.reserve(rid, "o1", "r-stale", scopes=["run"], amounts={"model_calls": 2}, ttl_s=60)
+    assert sum((await store.ledger_snapshot(rid)).reserved.values()) == 0
+    assert isinstance(
+        await store.reserve(rid, "o2", "r-new", scopes=["run"], amounts={"model_calls": 3}, ttl_s=60), Reserved
+    )
+
+
+async def test_a_reservation_answers_with_its_scopes_caps_usage_and_holds(store: RunStore) -> None:
+    """What the ``<budget>`` block needs comes back with the hold, so knowing the budget costs no read of
+    its own: the caps, committed usage and holds of the scopes reserved in, right after the hold."""
+    rid, _ = await submit_and_claim(store)
+    await store.set_caps(rid, "o1", {"run|output_tokens": 100, "run/a|output_tokens": 50, "run/b|model_calls": 9})
+    await store.commit(
+        rid, "o1", PendingCommit(ledger=[LedgerOp(res=None, scopes=("run", "run/a"), used={"output_tokens": 10})])
+    )
+    got = await store.reserve(rid, "o1", "r-1", scopes=["run", "run/a"], amounts={"output_tokens": 30}, ttl_s=60)
+    assert isinstance(got, Reserved)
+    assert got.view.caps == {("run", "output_tokens"): 100, ("run/a", "output_tokens"): 50}, (
+        "only the scopes reserved in"
+    )
+    assert got.view.used == {("run", "output_tokens"): 10, ("run/a", "output_tokens"): 10}
+    assert got.view.reserved == {("run", "output_tokens"): 30, ("run/a", "output_tokens"): 30}
+    again = await store.reserve(rid, "o1", "r-1", scopes=["run", "run/a"], amounts={"output_tokens": 30}, ttl_s=60)
+    assert isinstance(again, Reserved) and again.view == got.view, "a retried reservation answers the same"
 
 
 # -- keys -----------------------------------------------------------------------------------------

@@ -360,3 +360,34 @@ async def test_answer_ensemble_gives_the_final_answer_over_the_conversation(runs
     cost = await ledger_cost(ctx.ledger)
     assert cost.total.usage.model_calls == 3  # two agent turns and the ensemble's one generator call
     assert cost.by_agent["generator#0"].usage.model_calls == 1
+
+
+async def test_the_budget_block_costs_no_ledger_read_after_the_first_turn(
+    runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every turn shows the ``<budget>`` block, yet the ledger is read once: later turns take what the
+    reservations answered and the run's own commits (issue 15: budget awareness costs no extra call)."""
+    engine = script(
+        [call("write", {"path": "a.md", "content": "1"})],
+        [call("write", {"path": "b.md", "content": "2"})],
+        [call("ls", {"path": ""})],
+        "done",
+    )
+    rid, ctx = await runs.start(spec(["fs"], Budget(model_calls=10, tool_calls={"write": 5})), router(engine))
+    reads: list[str] = []
+    real = ctx.store.ledger_snapshot
+
+    async def counted(run_id: str) -> Any:
+        reads.append(run_id)
+        return await real(run_id)
+
+    monkeypatch.setattr(ctx.store, "ledger_snapshot", counted)
+    out = await run_agent(ctx)
+    assert out.output == "done"
+    steps = await runs.store.load_steps(rid)
+    blocks = [json.loads(steps[f"turn/{i}/model"])["budget"] for i in range(4)]
+    assert [(f"model_calls: used {i} of 10") in b for i, b in enumerate(blocks)] == [True] * 4, blocks
+    # Turn 1 follows the commit of turn 0's write, whose hold the view turns into usage itself.
+    writes = [f"tool_calls.write: used {n} of 5" for n in (0, 1, 2, 2)]
+    assert [w in b for w, b in zip(writes, blocks, strict=True)] == [True] * 4, blocks
+    assert len(reads) == 1, f"the ledger was read {len(reads)} times for 4 turns"

@@ -27,7 +27,7 @@ from conclave.controller.redis_store import RedisRunStore
 from conclave.core.ledger import RunLedger
 from conclave.core.memory import InMemoryRunStore
 from conclave.core.pending import PendingCommit
-from conclave.core.store import RunStore
+from conclave.core.store import Refusal, RunStore
 from conclave.core.store_tenants import tenant_scope
 from conclave.schema import BudgetLimits, ScopeBudget, TaskSpec
 
@@ -94,10 +94,10 @@ async def _scenario(store: RunStore, seed: int, runs: int, ops_per_run: int) -> 
             res_id = f"r{secrets.token_hex(6)}"
             TOTALS["ops"] += 1
             scopes = ["run", *([scope] if scope != "run" else [])]
-            refusal = await send_twice_maybe(
+            got = await send_twice_maybe(
                 store.reserve, ledger.rid, ledger.owner, res_id, scopes=scopes, amounts=ask, ttl_s=ttl
             )
-            if refusal is not None:
+            if isinstance(got, Refusal):
                 TOTALS["refused"] += 1
                 continue
             await asyncio.sleep(0)
