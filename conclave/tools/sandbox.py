@@ -111,7 +111,9 @@ def _interpreter_paths(exe: str, custom: bool) -> list[str]:
 def _mount_plan(paths: list[str]) -> list[str]:
     """Read-only binds of ``paths`` (outside ``/usr``, each once, the innermost dropped when its
     parent is there already), with their parent folders made searchable (bubblewrap would make
-    them 0700, which an unprivileged sandbox user cannot cross)."""
+    them 0700, which an unprivileged sandbox user cannot cross). They come after the sandbox's own
+    ``/tmp``, so an interpreter installed under ``/tmp`` (a virtualenv in a temporary checkout) is
+    bound on top of it, not hidden by it; ``/tmp`` itself keeps its mode."""
     chosen: list[str] = []
     for p in sorted({os.path.normpath(p) for p in paths if p and os.path.isdir(p)}):
         if p in ("/", "/usr") or p.startswith("/usr/") or any(p.startswith(c + "/") for c in chosen):
@@ -122,6 +124,8 @@ def _mount_plan(paths: list[str]) -> list[str]:
     for p in chosen:
         parents = list(reversed(Path(p).parents))[1:]  # without "/"
         for parent in parents:
+            if str(parent) == "/tmp":
+                continue  # the sandbox's tmpfs (mode 1777), mounted before these binds
             if str(parent) not in made:
                 made.add(str(parent))
                 args += ["--perms", "0755", "--dir", str(parent)]
@@ -156,9 +160,9 @@ def sandbox_command(
     if sb.privileged:  # only what the launcher needs to drop to the sandbox user, lost when it does
         cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     cmd += _system_mounts()
-    cmd += _mount_plan(list(sb.ro_paths))
     cmd += ["--proc", "/proc", "--dev", "/dev"]
     cmd += ["--size", str(cfg.tmp_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp"]
+    cmd += _mount_plan(list(sb.ro_paths))  # after /tmp: a later mount hides what is under it
     cmd += ["--bind", str(root / "ws"), WORKSPACE]
     cmd += ["--perms", "0755", "--dir", os.path.dirname(SCRIPT), "--ro-bind", str(root / "main.py"), SCRIPT]
     cmd += ["--chdir", WORKSPACE, "--clearenv"]

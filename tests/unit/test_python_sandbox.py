@@ -198,19 +198,30 @@ async def test_a_bwrap_that_cannot_make_namespaces_refuses_to_start(tmp_path: Pa
     assert ws.files() == {}
 
 
+def _closed_ancestor(p: str) -> str | None:
+    """The outermost folder on the way to ``p`` that other users cannot enter (no o+x), if any."""
+    for folder in [*reversed(Path(p).parents), Path(p)][1:]:  # "/" left out
+        if not folder.stat().st_mode & 0o001:
+            return str(folder)
+    return None
+
+
 def _as_unprivileged_worker(script: str) -> subprocess.CompletedProcess[str]:
     """Run ``script`` as a worker whose uid is ``nobody`` (not root). The interpreter and the
-    checkout may live under /root, which nobody cannot enter: a thin outer bubblewrap (run by
-    root) puts a searchable /root in front with those folders mounted read-only; everything else is
-    the host as it is."""
+    checkout may live where nobody cannot enter (under /root, or a 0700 temporary folder of a fresh
+    clone): a thin outer bubblewrap (run by root) puts a searchable tmpfs over each such folder with
+    those paths mounted back read-only; everything else is the host as it is."""
     outer = ["bwrap", "--dev-bind", "/", "/", "--die-with-parent"]
-    keep = [p for p in {sys.base_prefix, sys.prefix, str(ROOT)} if p == "/root" or p.startswith("/root/")]
-    if keep:
-        outer += ["--perms", "0755", "--tmpfs", "/root"]
-        made = {"/", "/root"}
-        for p in sorted(keep):
+    closed: dict[str, list[str]] = {}
+    for p in sorted({sys.base_prefix, sys.prefix, str(ROOT)}):
+        if (c := _closed_ancestor(p)) is not None:
+            closed.setdefault(c, []).append(p)
+    for c, keep in closed.items():
+        outer += ["--perms", "0755", "--tmpfs", c]
+        made = {c}
+        for p in keep:
             for parent in reversed(Path(p).parents):  # bubblewrap would make them 0700
-                if str(parent) not in made:
+                if str(parent).startswith(c + "/") and str(parent) not in made:
                     made.add(str(parent))
                     outer += ["--perms", "0755", "--dir", str(parent)]
             outer += ["--ro-bind", p, p]

@@ -4,6 +4,11 @@ Confinement tests in ``test_python_sandbox.py``; these are the limits and the fi
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from conclave.core.workspace import Workspace
@@ -85,3 +90,27 @@ async def test_disabled_tool_refuses() -> None:
     disabled = PythonTool(ToolSettings(python=PythonSettings(enabled=False)))
     r = await run(disabled, "print(1)")
     assert r.is_error and "disabled" in r.content
+
+
+@pytest.fixture
+def folder_under_tmp() -> Iterator[Path]:
+    """A host folder under /tmp, made by mkdtemp (0700) and opened for reading, with one file."""
+    data = Path(tempfile.mkdtemp(prefix="conclave-data-"))
+    (data / "facts.txt").write_text("42")
+    data.chmod(0o755)
+    (data / "facts.txt").chmod(0o644)
+    yield data
+    shutil.rmtree(data, ignore_errors=True)
+
+
+async def test_a_read_only_folder_under_tmp_is_visible_in_the_sandbox(
+    sandbox: PythonTool, folder_under_tmp: Path
+) -> None:
+    """Host folders the code may read (``ro_paths``; the interpreter's own prefix too, e.g. a
+    virtualenv in a fresh clone under /tmp) are mounted after the sandbox's private /tmp, so one
+    that lives under /tmp is not hidden by it — and /tmp stays a writable tmpfs."""
+    facts = folder_under_tmp / "facts.txt"
+    tool = PythonTool(ToolSettings(python=sandbox.cfg.model_copy(update={"ro_paths": [folder_under_tmp]})))
+    r = await run(tool, f"print(open({str(facts)!r}).read()); open('/tmp/scratch', 'w').write('ok')")
+    assert not r.is_error, r.content
+    assert "--- stdout ---\n42" in r.content
