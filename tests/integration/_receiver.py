@@ -32,6 +32,8 @@ class Receiver:
     hold_first: bool = False
     release: threading.Event = field(default_factory=threading.Event)
     arrived: threading.Event = field(default_factory=threading.Event)
+    #: Set while the held first request waits for ``release`` (cleared once it is answered).
+    holding: threading.Event = field(default_factory=threading.Event)
     requests: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -56,9 +58,12 @@ def receiver(answer: Callable[[int], int] | None = None, **kw: object) -> Iterat
             if rec.hold_first and n == 0:
                 status = 503
             rec.requests.append(Received({k.lower(): v for k, v in request.headers.items()}, body, status))
-        rec.arrived.set()
         if rec.hold_first and n == 0:
+            rec.holding.set()
+            rec.arrived.set()
             await asyncio.to_thread(rec.release.wait, 60)
+            rec.holding.clear()
+        rec.arrived.set()
         return Response(status_code=status)
 
     app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
