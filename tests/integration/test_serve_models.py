@@ -83,18 +83,26 @@ async def test_streaming_passes_through(specs: list[ModelSpec]) -> None:
 
 async def test_killed_replica_mid_call_is_retried_elsewhere(specs: list[ModelSpec]) -> None:
     router = ServeRouter(specs, app_name=APP, retry=RetryPolicy(attempts=4))
-    story = _req("Write a long story about a dragon and a knight.", max_tokens=160, temperature=0.0)
-    # Four calls keep both replicas busy (each replica runs one generation at a time).
+    story = _req("Write a long story about a dragon and a knight.", max_tokens=256, temperature=0.0)
+    names = await _replica_names(router, DEFAULT_MODEL_NAME, 2)
+    assert len(names) == 2
+    # Four calls keep the replicas busy (each replica runs one generation at a time).
     calls = [asyncio.create_task(router.chat(DEFAULT_MODEL_NAME, story)) for _ in range(4)]
-    await asyncio.sleep(0.5)
-    busy: dict[str, int] = {}
-    for _ in range(60):  # ask the replicas (their event loops are free while llama.cpp runs)
+    launched = asyncio.get_running_loop().time()
+    # Ask the replicas (their event loops are free while llama.cpp runs) until one reports a call in
+    # flight. Serve routes each ``whoami`` to the less loaded of two replicas, so when the calls all
+    # landed on one replica only the idle one answers: a replica that still reports none a second
+    # after the calls went out means they are all on the other one.
+    victim = ""
+    while not victim and not all(c.done() for c in calls):
         info = await router.whoami(DEFAULT_MODEL_NAME)
-        busy[info["actor_name"]] = info["inflight"]
-        if len(busy) == 2:
-            break
-    victim = max(busy, key=lambda name: busy[name])
-    assert busy[victim] >= 1 and not all(c.done() for c in calls)
+        if info["inflight"] >= 1:
+            victim = info["actor_name"]
+        elif asyncio.get_running_loop().time() - launched > 1.0:
+            victim = next(n for n in names if n != info["actor_name"])
+        else:
+            await asyncio.sleep(0.05)
+    assert victim, "every call finished before a replica reported one in flight"
     ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
     results = await asyncio.gather(*calls)
     assert all(r.usage.completion_tokens > 0 and r.message.content for r in results)
