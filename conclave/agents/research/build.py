@@ -445,7 +445,7 @@ class ContextBuilder(Workflow):
         for p in paths:
             title, _, body = read_source(ws, p)
             cands = candidates(s.number(p), p, body, title)
-            picked = allocate_evidence([query], cands, self.meaning, per_source)[0]
+            picked = allocate_evidence([query], cands, self.meaning, per_source, novel_lines=0)[0]
             if picked:
                 text = " ".join(x.candidate.text for x in sorted(picked, key=lambda x: cands.index(x.candidate)))
                 out[p] = f"- {text} (source: {p}, {title})\n"

@@ -223,6 +223,7 @@ def allocate_evidence(
     *,
     anchor: str | None = None,
     taken: Sequence[str] = (),
+    novel_lines: int | None = None,
 ) -> list[list[Picked]]:
     """Evidence for each query (a section's key question), most relevant source first.
 
@@ -232,7 +233,14 @@ def allocate_evidence(
     candidate that near-copies one already chosen anywhere (or one in ``taken``) is dropped, so no line
     appears in two sections. A section's lines are grouped by source, the most relevant source first
     and each source's sentences in reading order (a passage that answers the question is quoted, not
-    cherry-picked), at most ``per_section`` per query."""
+    cherry-picked), at most ``per_section`` per query.
+
+    Then a section may take up to ``novel_lines`` more (default: ``NOVEL_LINES`` of ``per_section``):
+    sentences that a bar or the line limit cut although they are relevant to its question and to the
+    report's (``NOVEL_SHARE`` of the best), sit next to a line it quotes, and bring content words it
+    lacks (``novel``). The bars keep a section on its subject, but they also cut the plain sentences
+    that state a fact ("Clear the cache with f.cache_clear()" scores low beside the entry's
+    summary); this lets those back in without letting in lines that only say the same again."""
     if not queries:
         return []
     unique: list[Candidate] = []
@@ -252,6 +260,12 @@ def allocate_evidence(
     subject_floor = max(meaning.t.relevant, ON_SUBJECT * float(on_subject.max())) if on_subject is not None else 0.0
     order = sorted(range(len(unique)), key=lambda i: (-float(sims[i].max(initial=0.0)), i))
     assigned: list[list[tuple[int, float]]] = [[] for _ in queries]
+    # below a bar but relevant and about the subject: may still come in for a content word the section lacks
+    reserve: list[list[tuple[int, float]]] = [[] for _ in queries]
+    reserve_floor = max(meaning.t.relevant, NOVEL_SHARE * float(sims.max(initial=0.0)))
+    novel_subject = (
+        max(meaning.t.relevant, NOVEL_SHARE * float(on_subject.max())) if on_subject is not None else 0.0
+    )
     kept_texts: list[str] = list(taken)
     kept_rows: list[int] = []
     for i in order:
@@ -259,7 +273,9 @@ def allocate_evidence(
         score = float(sims[i, best])
         if score < meaning.t.relevant:
             break  # ordered by best score: nothing after this is relevant either
-        if score < floor[best] or (on_subject is not None and float(on_subject[i]) < subject_floor):
+        subject = float(on_subject[i]) if on_subject is not None else 1.0
+        core = score >= floor[best] and subject >= subject_floor
+        if not core and (score < reserve_floor or subject < novel_subject):
             continue
         text = unique[i].text
         if any(near_copy(text, k) for k in kept_texts):
@@ -268,20 +284,59 @@ def allocate_evidence(
             dup = meaning.matrix([text], [unique[j].text for j in kept_rows])[0]
             if float(dup.max()) >= meaning.t.duplicate:
                 continue
-        assigned[best].append((i, score))
+        (assigned if core else reserve)[best].append((i, score))
         kept_texts.append(text)
         kept_rows.append(i)
+    limit = per_section
+    extra = math.ceil(NOVEL_LINES * limit) if novel_lines is None else novel_lines
     out: list[list[Picked]] = []
-    for rows in assigned:
+    for rows, spare in zip(assigned, reserve, strict=True):
         best_of: dict[int, float] = {}
         for i, score in rows:
             best_of[unique[i].n] = max(best_of.get(unique[i].n, 0.0), score)
         # a source whose best sentence is far below the best source's is about something else
         top = max(best_of.values(), default=0.0)
         rows = [r for r in rows if best_of[unique[r[0]].n] >= SOURCE_SHARE * top]
-        chosen = spread(rows, [unique[i] for i in range(len(unique))], per_section)
+        chosen = spread(rows, unique, limit)
+        if rows and extra > 0:  # a section with evidence may take lines that say what it does not say yet
+            left = [r for r in rows if r not in chosen] + [r for r in spare if unique[r[0]].n in best_of]
+            chosen += novel(chosen, left, unique, extra)
         ranked = sorted(chosen, key=lambda r: (-best_of[unique[r[0]].n], unique[r[0]].n, r[0]))
         out.append([Picked(unique[i], round(score, 4)) for i, score in ranked])
+    return out
+
+
+#: A reserve line scores at least this share of the best candidate (for its question and for the report's).
+NOVEL_SHARE = 0.5
+#: A reserve line must bring at least this many content words the section's lines do not have.
+NOVEL_WORDS = 2
+#: A reserve line is at most this many sentences from a line the section quotes, in the same source.
+NOVEL_NEAR = 1
+#: Reserve lines a section may add, as a share of its line limit.
+NOVEL_LINES = 0.2
+
+
+def novel(
+    chosen: Sequence[tuple[int, float]], spare: Sequence[tuple[int, float]], pool: Sequence[Candidate], limit: int
+) -> list[tuple[int, float]]:
+    """Up to ``limit`` of ``spare`` (pool index, relevance), most relevant first, each bringing at
+    least ``NOVEL_WORDS`` content words that neither ``chosen`` nor the lines added before it have:
+    a fact cut by a bar or by the line limit comes back when the section does not state it yet, a
+    line that says again what the section says does not."""
+    have: set[str] = set()
+    for i, _ in chosen:
+        have |= terms(pool[i].text)
+    out: list[tuple[int, float]] = []
+    for r in sorted(spare, key=lambda r: (-r[1], r[0])):
+        if len(out) >= limit:
+            break
+        near = [j for j, _ in [*chosen, *out] if pool[j].n == pool[r[0]].n and abs(j - r[0]) <= NOVEL_NEAR]
+        if not near:
+            continue
+        words = terms(pool[r[0]].text)
+        if len(words - have) >= NOVEL_WORDS:
+            out.append(r)
+            have |= words
     return out
 
 
