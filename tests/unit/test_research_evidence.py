@@ -15,6 +15,7 @@ from conclave.agents.research.evidence import (
     distinct_questions,
     ground,
     near_copy,
+    novel,
     rerank,
     spread,
 )
@@ -162,3 +163,51 @@ def test_re_ranking_puts_the_passage_about_the_question_before_one_that_shares_i
     ]
     got = rerank(hits, "How do asyncio tasks differ from threads?", QUESTION, meaning, 2)
     assert [h.source for h in got][0] == "asyncio/tasks" and len(got) == 2
+
+
+LRU_CACHE = (
+    "functools.lru_cache(maxsize=128, typed=False)\nLeast-recently-used cache decorator.\n\n"
+    "If *maxsize* is set to None, the LRU features are disabled and the cache\ncan grow without bound.\n\n"
+    "If *typed* is True, arguments of different types will be cached separately.\n"
+    "For example, f(3.0) and f(3) will be treated as distinct calls with\ndistinct results.\n\n"
+    "Arguments to the cached function must be hashable.\n\n"
+    "View the cache statistics named tuple (hits, misses, maxsize, currsize)\n"
+    "with f.cache_info().  Clear the cache and statistics with f.cache_clear().\n"
+    "Access the underlying function with f.__wrapped__.\n"
+)
+LRU_QUESTION = "What does functools.lru_cache do, and what do its parameters control?"
+
+
+def test_a_plain_sentence_stating_a_fact_comes_back_although_the_relevance_bar_cut_it(meaning: Meaning) -> None:
+    """A docstring's plain sentences ("Clear the cache and statistics with f.cache_clear().") score
+    far below its summary line, so the on-subject bar cuts them; a section takes such a line back
+    when it sits next to a line the section quotes and says something the section does not."""
+    pool = candidates(1, "lru.md", LRU_CACHE, "functools.lru_cache (function in module functools)")
+    pool += candidates(2, "cache.md", "functools.cache(user_function, /)\nSimple lightweight unbounded cache.")
+    clear = "Clear the cache and statistics with f.cache_clear()."
+    picked = allocate_evidence([LRU_QUESTION], pool, meaning, 8, anchor=LRU_QUESTION)[0]
+    texts = [p.candidate.text for p in picked]
+    assert clear in texts
+    assert len(texts) == len(set(texts))
+    # it is not a core line: without the lines a section may take back, the bar cuts it
+    core = allocate_evidence([LRU_QUESTION], pool, meaning, 8, anchor=LRU_QUESTION, novel_lines=0)[0]
+    assert clear not in [p.candidate.text for p in core]
+    assert len(texts) <= len(core) + 2, "at most NOVEL_LINES of the limit come back"
+    # and lines come back in reading order with their source's, not tacked on at the end
+    order = [pool.index(p.candidate) for p in picked if p.candidate.n == 1]
+    assert order == sorted(order)
+
+
+def test_a_cut_line_comes_back_only_beside_a_quoted_line_and_with_words_the_section_lacks() -> None:
+    pool = [
+        Candidate(1, "a.md", "The queue holds items for worker threads in their order."),  # 0 nothing new
+        Candidate(1, "a.md", "The queue holds items for worker threads in arrival order."),  # 1 quoted
+        Candidate(1, "a.md", "Call task_done after processing each fetched item to signal completion."),  # 2 new
+        Candidate(1, "a.md", "Bounded queues block producers when maxsize items are waiting already."),  # 3 beside 2
+        Candidate(1, "a.md", "Unrelated configuration of logging handlers and formatter objects."),  # 4 far away
+    ]
+    chosen = [(1, 0.8)]
+    spare = [(0, 0.7), (2, 0.5), (3, 0.45), (4, 0.65)]
+    assert novel(chosen, spare, pool, 5) == [(2, 0.5), (3, 0.45)], "each beside a quoted line, each saying more"
+    assert novel(chosen, spare, pool, 1) == [(2, 0.5)], "at most the limit"
+    assert novel(chosen, spare, pool, 0) == []

@@ -263,9 +263,7 @@ def allocate_evidence(
     # below a bar but relevant and about the subject: may still come in for a content word the section lacks
     reserve: list[list[tuple[int, float]]] = [[] for _ in queries]
     reserve_floor = max(meaning.t.relevant, NOVEL_SHARE * float(sims.max(initial=0.0)))
-    novel_subject = (
-        max(meaning.t.relevant, NOVEL_SHARE * float(on_subject.max())) if on_subject is not None else 0.0
-    )
+    novel_subject = max(meaning.t.relevant, NOVEL_SHARE * float(on_subject.max())) if on_subject is not None else 0.0
     kept_texts: list[str] = list(taken)
     kept_rows: list[int] = []
     for i in order:
