@@ -23,6 +23,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import uvloop
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -323,7 +324,10 @@ def main(argv: list[str] | None = None) -> None:
             loop.add_signal_handler(sig, worker.stop)
         await worker.run()
 
-    asyncio.run(serve())
+    # The event loop Ray gives its actors (a worker in ``conclave up`` is one): uvloop's, whose
+    # socket transports cost the worker less CPU per commit than the standard library's.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve())
 
 
 if __name__ == "__main__":
