@@ -30,6 +30,8 @@ import tempfile
 import time
 from typing import Any
 
+import uvloop
+
 from bench import _procs
 from bench._agent_runs import Workload, submit_and_watch, verify, watch_client
 from bench._common import ANCHORS, BenchCheckFailed, check, emit, log, plot, temp_valkey
@@ -82,7 +84,9 @@ def conclave_per_step(url: str, valkey_pid: int, reps: int, steps: int, *, budge
             await r.aclose()
         return {"client": _summary(client), "in_worker": _summary(in_worker), "cpu_ms": _summary(cpu)}
 
-    return asyncio.run(go())
+    # On the event loop a worker has in production (Ray's actors and the standalone worker: uvloop).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(go())
 
 
 def _anchor() -> Any:
@@ -185,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = {
         "reps": a.reps,
         "valkey_appendfsync": a.fsync,
+        "conclave_event_loop": "uvloop (as a worker in production)",
         "clock": "Conclave: client submit -> client reads run.finished (in_worker: claim -> finish); "
         "LangGraph: around invoke",
         "ms_per_step": by_steps,
