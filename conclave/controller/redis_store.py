@@ -19,6 +19,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from conclave.controller.redis_commits import GroupCommit
 from conclave.controller.redis_outbox import RedisOutboxMixin
 from conclave.controller.redis_retention import RedisRetention
 from conclave.controller.redis_schedules import RedisSchedulesMixin
@@ -76,6 +77,7 @@ class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention, RedisOutboxMi
         self.keys = Keys(prefix)
         self.prefix = prefix
         self.scripts = Scripts(redis)
+        self.commits = GroupCommit(redis, self.scripts.commit)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -341,7 +343,7 @@ class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention, RedisOutboxMi
             args += [op.op.value, op.path, op.content]
         args.append(len(pending.ledger))
         args += [json.dumps(op.wire()) for op in pending.ledger]
-        res = await self.scripts.commit(args=args)
+        res = await self.commits.call(args)
         if int(res[0]) == -1:
             raise LeaseLost(rid)
         return CommitResult(
