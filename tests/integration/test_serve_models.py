@@ -30,7 +30,10 @@ SIM = ModelSpec(name="sim-echo", engine="sim", num_cpus=0.25, options={"mode": "
 def specs(ray_cluster: None) -> Iterator[list[ModelSpec]]:
     # Serve's proxy on a free loopback port: never 8000, which other test sessions use.
     serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
-    deployed = deploy_models([default_model_spec(), SIM], app_name=APP)
+    # Two calls at most on a replica: a third one waits for a free slot, so the killed-replica test
+    # knows where its calls are (below).
+    llama = default_model_spec().model_copy(update={"max_ongoing_requests": 2})
+    deployed = deploy_models([llama, SIM], app_name=APP)
     yield deployed
     serve.delete(APP)
 
@@ -84,22 +87,27 @@ async def test_streaming_passes_through(specs: list[ModelSpec]) -> None:
 async def test_killed_replica_mid_call_is_retried_elsewhere(specs: list[ModelSpec]) -> None:
     router = ServeRouter(specs, app_name=APP, retry=RetryPolicy(attempts=4))
     story = _req("Write a long story about a dragon and a knight.", max_tokens=256, temperature=0.0)
-    names = await _replica_names(router, DEFAULT_MODEL_NAME, 2)
-    assert len(names) == 2
-    # Four calls keep the replicas busy (each replica runs one generation at a time).
-    calls = [asyncio.create_task(router.chat(DEFAULT_MODEL_NAME, story)) for _ in range(4)]
-    launched = asyncio.get_running_loop().time()
-    # Ask the replicas (their event loops are free while llama.cpp runs) until one reports a call in
-    # flight. Serve routes each ``whoami`` to the less loaded of two replicas, so when the calls all
-    # landed on one replica only the idle one answers: a replica that still reports none a second
-    # after the calls went out means they are all on the other one.
+    # Three calls on two replicas that take two each: both replicas get one at least, and the one
+    # with a slot left is the only one that can answer ``whoami`` (its event loop is free while
+    # llama.cpp runs). So the replica that answers with a call in flight has that call when killed,
+    # however Serve's router spread the calls.
+    # First both replicas idle: a stream an earlier test left can hold a replica's count for a
+    # while under load, and would pass for one of these calls (seen: the "victim" had none of them).
+    idle: set[str] = set()
+    for _ in range(600):
+        info = await router.whoami(DEFAULT_MODEL_NAME)
+        if info["inflight"] == 0:
+            idle.add(info["actor_name"])
+        if len(idle) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert len(idle) == 2, f"the replicas did not both fall idle: {idle}"
+    calls = [asyncio.create_task(router.chat(DEFAULT_MODEL_NAME, story)) for _ in range(3)]
     victim = ""
     while not victim and not all(c.done() for c in calls):
         info = await router.whoami(DEFAULT_MODEL_NAME)
         if info["inflight"] >= 1:
             victim = info["actor_name"]
-        elif asyncio.get_running_loop().time() - launched > 1.0:
-            victim = next(n for n in names if n != info["actor_name"])
         else:
             await asyncio.sleep(0.05)
     assert victim, "every call finished before a replica reported one in flight"
