@@ -18,7 +18,16 @@ from conclave.schema import RunStatus
 from conclave.schema.chat import EngineError
 from conclave.tools._text import archive_source
 from conclave.tools.base import Tool, ToolContext, ToolError, execute
-from conclave.tools.search import SearchTool
+from conclave.tools.search import (
+    LocalCorpusProvider,
+    PythonDocsProvider,
+    SearchProvider,
+    SearchTool,
+    document_of,
+    overview,
+)
+from conclave.tools.search.overview import OVERVIEW_FRAGMENT
+from conclave.tools.search.text import Hit
 
 from ..loop import AgentSetup, run_agent_with
 from .base import Workflow
@@ -37,7 +46,10 @@ from .state import (
     source_ids,
 )
 
-__all__ = ["ContextBuilder"]
+__all__ = ["OVERVIEW_POOL", "ContextBuilder"]
+
+#: Passages of a document searched for its overview (most modules have fewer entries).
+OVERVIEW_POOL = 60
 
 
 class ContextBuilder(Workflow):
@@ -248,6 +260,10 @@ class ContextBuilder(Workflow):
                 # a wider net, re-judged by meaning against the key question and the report's question
                 wide = await meter.tool("search", lambda: provider.search(query, min(100, k * RERANK_POOL)))
                 hits = await asyncio.to_thread(rerank, wide, query, self.question, self.meaning, k)
+                if hits and o.overview_entries > 0:
+                    ov = await self.entries_overview(provider, meter, query, hits, known)
+                    if ov is not None:
+                        hits = [*hits, ov]
                 for h in hits:
                     path = known.get(h.source)
                     if path is None:
@@ -295,6 +311,25 @@ class ContextBuilder(Workflow):
             "paths": paths,
             "new": new,
         }
+
+    async def entries_overview(
+        self, provider: SearchProvider, meter: Any, query: str, hits: list[Hit], known: dict[str, str]
+    ) -> Hit | None:
+        """An overview of the document (module, page) the best hit comes from: its other API
+        entries, most relevant to the key question and the report's question first, one line each
+        (``overview``). Searched once per document and run (a second metered search, within that
+        document); None where the corpus cannot search within a document or the hits cover it.
+        Why: a module's short entries (``enum.auto``, ``random.choices``) rank below its long class
+        docstrings, and held the key facts that the archived sources lacked (docs/research.md)."""
+        if not isinstance(provider, LocalCorpusProvider | PythonDocsProvider):
+            return None
+        document = document_of(hits[0].source)
+        if f"{document}#{OVERVIEW_FRAGMENT}" in known:
+            return None
+        inside = await meter.tool("search", lambda: provider.search(query, OVERVIEW_POOL, within=document))
+        have = {*known, *(h.source for h in hits)}
+        ranked = await asyncio.to_thread(rerank, inside, query, self.question, self.meaning, len(inside))
+        return overview(document, ranked, have, self.opts.overview_entries)
 
     def librarian_task(self, r: int, s: ResearchState, searches: list[dict[str, Any]]) -> str:
         lines = [f"Research question: {self.question}", "", "Key questions and their evidence notes:"]

@@ -38,6 +38,13 @@ class ResearchOptions(BaseModel):
     rounds: int = Field(default=2, ge=1, le=20, description="Context-builder rounds (fresh librarian each).")
     key_questions: int = Field(default=3, ge=1, le=12, description="Key questions, the question included.")
     results_per_search: int = Field(default=3, ge=1, le=20, description="Sources per key question per round.")
+    overview_entries: int = Field(
+        default=12,
+        ge=0,
+        le=50,
+        description="After a key question's first seed search, archive one overview of the document (module) its "
+        "best hit comes from: up to this many of its other API entries, signature and summary each; 0: none.",
+    )
     build_share: float = Field(
         default=0.6, gt=0, lt=1, description="Share of every budget limit for stage 1 when the budget has no scopes."
     )

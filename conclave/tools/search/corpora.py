@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -144,9 +145,9 @@ class LocalCorpusProvider:
 
         return _cached_index(f"dir:{self.folder.resolve()}", stamp, build)
 
-    async def search(self, query: str, k: int) -> list[Hit]:
+    async def search(self, query: str, k: int, *, within: str | None = None) -> list[Hit]:
         index = await asyncio.to_thread(self.index)
-        return await asyncio.to_thread(index.search, query, k)
+        return await asyncio.to_thread(functools.partial(index.search, query, k, within=within))
 
 
 def embedder_id() -> str:
@@ -458,7 +459,7 @@ class PythonDocsProvider:
 
         return _cached_index(f"file:{self.path}", stamp, build)
 
-    async def search(self, query: str, k: int) -> list[Hit]:
+    async def search(self, query: str, k: int, *, within: str | None = None) -> list[Hit]:
         await self.ensure_built()
         index = await asyncio.to_thread(self.index)
-        return await asyncio.to_thread(index.search, query, k)
+        return await asyncio.to_thread(functools.partial(index.search, query, k, within=within))

@@ -26,7 +26,7 @@ import bm25s
 import numpy as np
 
 from .embed import DIM, Embedder, Vectors, text_key
-from .text import Hit, Passage, snippet, terms, tokenize
+from .text import Hit, Passage, in_document, snippet, terms, tokenize
 
 __all__ = ["RRF_K", "HybridIndex", "VectorCache", "mmr", "passage_text"]
 
@@ -150,12 +150,27 @@ class HybridIndex:
             return None
         return np.asarray(self.vectors @ self.embedder.embed_one(query), dtype=np.float32)
 
-    def search(self, query: str, k: int = 5, *, lam: float = 0.7, diversify: bool = True) -> list[Hit]:
-        """The ``k`` best passages for ``query``: RRF of the BM25 and dense rankings, then MMR."""
+    def in_document(self, document: str) -> np.ndarray:
+        """A mask of the passages of ``document`` (``text.document_of``: a module's entries, a page's
+        sections, a file's parts)."""
+        return np.fromiter((in_document(p.source, document) for p in self.passages), dtype=bool, count=len(self))
+
+    def search(
+        self, query: str, k: int = 5, *, lam: float = 0.7, diversify: bool = True, within: str | None = None
+    ) -> list[Hit]:
+        """The ``k`` best passages for ``query``: RRF of the BM25 and dense rankings, then MMR.
+        With ``within``, only the passages of that document are ranked (BM25's and the dense
+        scores of the others are cleared), so a search can dig into the module its best hits
+        came from and find the entries that the whole corpus's ranking left below the cut."""
         if not self.passages or k <= 0:
             return []
         lexical = self.bm25_scores(query)
         dense = self.dense_scores(query)
+        if within is not None:
+            keep = self.in_document(within)
+            lexical = np.where(keep, lexical, 0.0).astype(np.float32)
+            if dense is not None:
+                dense = np.where(keep, dense, -1.0).astype(np.float32)
         pool = min(len(self.passages), max(_CANDIDATES, 4 * k))
         fused: dict[int, float] = {}
         ranked_lists = [np.argsort(-lexical, kind="stable")[:pool]]

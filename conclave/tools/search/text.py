@@ -17,6 +17,9 @@ __all__ = [
     "Hit",
     "Passage",
     "clean_line",
+    "document_of",
+    "entry_of",
+    "in_document",
     "is_boilerplate",
     "is_prose",
     "prose_sentences",
@@ -54,6 +57,35 @@ class Hit:
     text: str
     score: float
     snippet: str = ""
+
+
+#: File extensions that end a source's path (not a dotted API name): ``functools.html``, ``notes.md``.
+_FILE_EXT = re.compile(r"\.(html?|md|markdown|rst|txt)$", re.I)
+
+
+def document_of(source: str) -> str:
+    """The document a passage belongs to, from its source id: the id without its ``#fragment``
+    and, where the last name is dotted (an API entry: ``python-docs/module/enum.auto``), without
+    the entry's own name — so every entry of a module, every passage of a page or file, has one
+    document (``python-docs/module/enum``, ``python-docs/library/functools.html``, ``notes/a.md``).
+    Searching a document's passages is how a search digs into the module its best hits come from."""
+    base = source.split("#", 1)[0]
+    head, _, last = base.rpartition("/")
+    if "." in last and not _FILE_EXT.search(last):
+        last = last.rsplit(".", 1)[0]
+    return f"{head}/{last}" if head else last
+
+
+def entry_of(source: str) -> str:
+    """The entry a passage is part of: its source id without the ``#fragment`` (a long API entry
+    is cut into ``enum.Enum#1``, ``enum.Enum#2``…; a page into its sections)."""
+    return source.split("#", 1)[0]
+
+
+def in_document(source: str, document: str) -> bool:
+    """Whether ``source`` is a passage of ``document`` (or of a document under it: a submodule)."""
+    base = source.split("#", 1)[0]
+    return base == document or base.startswith(document + ".") or base.startswith(document + "/")
 
 
 def tokenize(text: str) -> list[str]:
