@@ -13,14 +13,19 @@ from conclave.core.workspace import Workspace
 from conclave.tools import SearchSettings, ToolContext, ToolSettings
 from conclave.tools.base import execute
 from conclave.tools.search import (
+    Hit,
     HybridIndex,
     Passage,
     SearchTool,
     VectorCache,
     add_corpus,
+    document_of,
     embedder,
+    entry_of,
+    in_document,
     is_boilerplate,
     known_corpora,
+    overview,
     python_docs_path,
     tokenize,
 )
@@ -266,6 +271,53 @@ async def test_python_docs_pydoc_fallback_documents_the_submodules_of_packages()
         m.startswith("concurrent.futures.") for m in modules
     )
     assert not any(".test." in m or ".tests." in m or "._" in m for m in modules)
+
+
+def test_a_modules_entries_and_a_pages_sections_belong_to_one_document() -> None:
+    """``document_of`` is what a search digs into: every entry of a module (and every chunk of a long
+    entry), every section of an HTML page, every part of a file."""
+    for source in ("python-docs/module/enum.auto", "python-docs/module/enum.Enum#2", "python-docs/module/enum"):
+        assert document_of(source) == "python-docs/module/enum"
+    assert document_of("python-docs/library/functools.html#functools.lru_cache") == "python-docs/library/functools.html"
+    assert document_of("notes/tasks.md#3") == "notes/tasks.md"
+    assert document_of("python-docs/topic/compound#5") == "python-docs/topic/compound"
+    assert entry_of("python-docs/module/enum.Enum#2") == "python-docs/module/enum.Enum"
+    assert in_document("python-docs/module/logging.handlers.SysLogHandler#1", "python-docs/module/logging")
+    assert not in_document("python-docs/module/enumerate", "python-docs/module/enum")
+
+
+def test_a_search_within_a_document_ranks_only_its_passages() -> None:
+    index = HybridIndex(
+        [
+            Passage("rivers", "geo/rivers.md#1", "a river carries water to the sea"),
+            Passage("deltas", "geo/rivers.md#2", "a delta forms where a river slows near its mouth"),
+            Passage("delta airlines", "travel/airlines.md", "delta river delta river: a delta of river flights"),
+        ]
+    )
+    everywhere = [h.source for h in index.search("river delta", 3, diversify=False)]
+    assert everywhere[0] == "travel/airlines.md"  # the best match overall is in another document
+    within = [h.source for h in index.search("river delta", 3, diversify=False, within="geo/rivers.md")]
+    assert within == ["geo/rivers.md#2", "geo/rivers.md#1"]
+
+
+def test_an_overview_lists_the_entries_the_hits_lack_one_line_each() -> None:
+    doc = "python-docs/module/colors"
+    ranked = [
+        Hit("colors.Palette", f"{doc}.Palette#1", "colors.Palette(names)\nA palette of named colours.\n\nMore.", 0),
+        Hit("colors.Palette", f"{doc}.Palette#2", "The palette keeps its names in order. It can be copied.", 0),
+        Hit("colors.mix", f"{doc}.mix", "colors.mix(a, b, weight=0.5)\nBlend two colours by weight. Then more.", 0),
+        Hit("colors", doc, "Colour names and palettes, for terminals and the web.", 0),
+        Hit("colors.parse", f"{doc}.parse", "colors.parse(text)\nRead a colour from a hex string.", 0),
+        Hit("colors.rgb", f"{doc}.rgb", "colors.rgb(r, g, b)\nA colour from its red, green and blue parts.", 0),
+    ]
+    ov = overview(doc, ranked, have={f"{doc}.Palette#1"}, n=5, min_lines=2)
+    assert ov is not None and ov.source == f"{doc}#entries"
+    assert ov.text.split("\n\n") == [
+        "colors.mix(a, b, weight=0.5): Blend two colours by weight.",  # the entry's signature and first sentence
+        "colors.parse(text): Read a colour from a hex string.",
+        "colors.rgb(r, g, b): A colour from its red, green and blue parts.",
+    ]  # Palette is archived already (all its chunks); the module's own prose is not an entry
+    assert overview(doc, ranked, have={f"{doc}.mix", f"{doc}.parse", f"{doc}.rgb"}, n=5, min_lines=2) is None
 
 
 def test_hosted_providers_need_a_key() -> None:
