@@ -33,8 +33,9 @@ from conclave.core.workspace import Workspace
 from conclave.schema import Budget, Run, RunStatus, TaskSpec
 from conclave.schema.chat import ChatRequest, ChatResponse
 from conclave.tools import SearchSettings, ToolRegistry, ToolSettings, configure
-from conclave.tools.search import Hit, SearchTool
+from conclave.tools.search import Hit, SearchTool, embedder
 
+from .._corpora import shared_python_docs
 from ._helpers import running_worker, sim_settings, wait_terminal
 from ._research import assert_report_resolves
 from ._runs import Runs
@@ -595,3 +596,40 @@ async def test_the_tenants_cap_while_an_ensemble_drafts_pauses_the_run(
         s.origin for s in state.sections
     ]
     assert not state.stops, state.stops
+
+
+# -- digging into the module of the best hits --------------------------------------------------------
+
+
+@pytest.mark.skipif(embedder() is None, reason="the cpu extra (embedding model) is not installed")
+@pytest.mark.parametrize("entries", [12, 0])
+async def test_seed_searches_archive_one_overview_of_the_best_hits_module(runs: Runs, entries: int) -> None:
+    """On the real pydoc corpus: the first seed search of the question archives an overview of the
+    module its best hit is in (its other API entries, one line each), filed under the question and
+    quoted like any source; round 2 does not search that module again. ``overview_entries=0`` is
+    the old behaviour: only the search's own hits."""
+    question = "How do you define enumerations with Python's enum module?"
+    reg = ToolRegistry(ToolSettings(search=shared_python_docs()))
+    router = LocalRouter({"sim": SimEngine({"mode": "rules", "replies": rules()})})
+    spec = TaskSpec(
+        kind="research",
+        input=question,
+        model="sim",
+        options={"corpus": "python-docs", "rounds": 2, "key_questions": 1, "overview_entries": entries},
+    )
+    rid = await runs.submit(spec)
+    ctx = await runs.attempt(rid, router)
+    out = await run_research(ctx, registry=reg)
+    assert out.status is RunStatus.SUCCEEDED, out.detail
+    ws = Workspace(await runs.store.load_workspace(rid))
+    sources = [p for p in ws.list("knowledge_base/sources") if p.endswith(".md")]
+    overviews = [p for p in sources if "source: python-docs/module/enum#entries" in ws.read(p)]
+    if entries == 0:
+        assert overviews == []
+        return
+    assert len(overviews) == 1
+    text = ws.read(overviews[0])
+    assert "enum.auto(" in text and "enum.unique(" in text
+    state = ResearchState.model_validate_json(ws.read("logs/research_state.json"))
+    assert overviews[0] in state.key_questions[0].sources
+    assert overviews[0] in state.sources
