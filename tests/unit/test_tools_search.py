@@ -282,6 +282,9 @@ def test_a_modules_entries_and_a_pages_sections_belong_to_one_document() -> None
     assert document_of("notes/tasks.md#3") == "notes/tasks.md"
     assert document_of("python-docs/topic/compound#5") == "python-docs/topic/compound"
     assert entry_of("python-docs/module/enum.Enum#2") == "python-docs/module/enum.Enum"
+    page = "python-docs/library/enum.html"
+    assert entry_of(f"{page}#enum.auto") == f"{page}#enum.auto"  # an HTML page's entries are its anchors
+    assert entry_of(f"{page}#enum.Enum#2") == f"{page}#enum.Enum"
     assert in_document("python-docs/module/logging.handlers.SysLogHandler#1", "python-docs/module/logging")
     assert not in_document("python-docs/module/enumerate", "python-docs/module/enum")
 

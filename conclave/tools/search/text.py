@@ -63,6 +63,9 @@ class Hit:
 _FILE_EXT = re.compile(r"\.(html?|md|markdown|rst|txt)$", re.I)
 
 
+_CHUNK = re.compile(r"#\d+$")
+
+
 def document_of(source: str) -> str:
     """The document a passage belongs to, from its source id: the id without its ``#fragment``
     and, where the last name is dotted (an API entry: ``python-docs/module/enum.auto``), without
@@ -77,9 +80,10 @@ def document_of(source: str) -> str:
 
 
 def entry_of(source: str) -> str:
-    """The entry a passage is part of: its source id without the ``#fragment`` (a long API entry
-    is cut into ``enum.Enum#1``, ``enum.Enum#2``…; a page into its sections)."""
-    return source.split("#", 1)[0]
+    """The entry a passage is part of: its source id without the chunk number that
+    ``split_passages`` appends to a long entry (``enum.Enum#1``, ``enum.Enum#2`` are one entry;
+    ``library/enum.html#enum.auto`` is its own)."""
+    return _CHUNK.sub("", source)
 
 
 def in_document(source: str, document: str) -> bool:
