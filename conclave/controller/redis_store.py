@@ -42,6 +42,7 @@ from conclave.core.store import (
     QueueEntry,
     Refusal,
     Reserved,
+    RunCaps,
     SubmitResult,
 )
 from conclave.core.store import spec_hash as hash_spec
@@ -388,11 +389,12 @@ class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention, RedisOutboxMi
         ]
 
     # -- the ledger ------------------------------------------------------------------------------
-    async def set_caps(self, rid: str, owner: str, caps: Mapping[str, int]) -> bool:
+    async def set_caps(self, rid: str, owner: str, caps: Mapping[str, int]) -> RunCaps:
         res = await self.scripts.set_caps(
             args=[self.prefix, rid, owner, json.dumps({k: str(v) for k, v in caps.items()})]
         )
-        return bool(int(res))
+        own = frozenset((scope, limit) for scope, _, limit in (str(f).rpartition("|") for f in res[1:]))
+        return RunCaps(own=own, outer=bool(int(res[0])))
 
     async def renew_holds(self, runs: Sequence[tuple[str, str]], *, ttl_s: float) -> set[str]:
         if not runs:
