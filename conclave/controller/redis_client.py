@@ -26,7 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["connect"]
 
-_PLAIN = (str, bytes, int)
+_PLAIN = frozenset((str, bytes, int))
 
 #: What every connection tells the server in ``CLIENT SETINFO``. Given, redis-py does not look its own
 #: version up in the installed packages' metadata for each new connection (``importlib.metadata``
@@ -38,9 +38,8 @@ def _hiredis_pack(conn: Any, args: tuple[Any, ...]) -> list[bytes] | None:
     """The command packed by hiredis, or None where redis-py's packer must decide."""
     if conn.encoder.encoding != "utf-8" or conn.encoder.encoding_errors != "strict":
         return None
-    for a in args:
-        if type(a) not in _PLAIN:  # a bool is an int to isinstance, and redis-py refuses it
-            return None
+    if not _PLAIN.issuperset(map(type, args)):  # by type: a bool is an int to isinstance, and redis-py refuses it
+        return None
     name = args[0]
     if isinstance(name, str):
         args = (*name.encode().split(), *args[1:])  # "SCRIPT LOAD" is two words on the wire

@@ -26,6 +26,7 @@ from conclave.controller.redis_schedules import RedisSchedulesMixin
 from conclave.controller.redis_steer import RedisSteerMixin
 from conclave.controller.redis_tenants import RedisTenants
 from conclave.controller.scripts import Scripts
+from conclave.core.ids import unique_id
 from conclave.core.keys import GROUP, Keys
 from conclave.core.pending import PendingCommit
 from conclave.core.store import (
@@ -326,7 +327,7 @@ class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention, RedisOutboxMi
         step_key: str | None = None,
         step_value: str | None = None,
     ) -> CommitResult:
-        commit_id = commit_id or secrets.token_hex(8)
+        commit_id = commit_id or unique_id()
         args: list[Any] = [
             self.prefix,
             rid,

@@ -13,10 +13,11 @@ Ledger limits are ``usd`` (pico-dollars), ``input_tokens``, ``output_tokens``, `
 
 from __future__ import annotations
 
-import secrets
+import functools
 from collections.abc import Mapping
 
 from . import telemetry
+from .ids import unique_id
 from .pending import LedgerOp
 from .store import LedgerSnapshot, Refusal, Reserved, RunCaps, RunStore
 
@@ -37,8 +38,10 @@ def limit_label(limit: str) -> str:
     return limit
 
 
+@functools.lru_cache(maxsize=4096)
 def enclosing(scope: str) -> tuple[str, ...]:
-    """``run/a/b`` → ``(run, run/a, run/a/b)``."""
+    """``run/a/b`` → ``(run, run/a, run/a/b)``. Cached: a run has a handful of scopes, and every
+    reservation and ledger op of every step asks for them."""
     parts = scope.split("/")
     return tuple("/".join(parts[: i + 1]) for i in range(len(parts)))
 
@@ -111,7 +114,7 @@ class RunLedger:
         scopes = enclosing(scope)
         if self.holds_nothing(scopes, amounts):
             return None, None
-        res_id = f"r{secrets.token_hex(8)}"
+        res_id = f"r{unique_id()}"
         got = await self.store.reserve(self.rid, self.owner, res_id, scopes=scopes, amounts=amounts, ttl_s=ttl_s)
         if isinstance(got, Refusal):
             telemetry.ledger_refused(got.scope, got.limit)
