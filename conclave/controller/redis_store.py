@@ -47,6 +47,7 @@ from conclave.core.store import (
     SubmitResult,
 )
 from conclave.core.store import spec_hash as hash_spec
+from conclave.core.wire import event_json
 from conclave.schema import ApiKey, Cost, Event, Run, RunPage, RunStatus, StopReason, TaskSpec, Usage
 
 __all__ = ["RedisRunStore", "new_run_id"]
@@ -339,12 +340,12 @@ class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention, RedisOutboxMi
             len(pending.events),
         ]
         for etype, data in pending.events:
-            args += [etype, json.dumps(data, default=str)]
+            args += [etype, event_json(data)]
         args.append(len(pending.workspace))
         for op in pending.workspace.values():
             args += [op.op.value, op.path, op.content]
         args.append(len(pending.ledger))
-        args += [json.dumps(op.wire()) for op in pending.ledger]
+        args += [event_json(op.wire()) for op in pending.ledger]
         res = await self.commits.call(args)
         if int(res[0]) == -1:
             raise LeaseLost(rid)

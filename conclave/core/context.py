@@ -38,6 +38,7 @@ from .router import ModelRouter
 from .steering import PauseAtBoundary, WaitForPeople
 from .store import RunStore
 from .store_steer import ApprovalRequest
+from .wire import value_json
 from .workspace import Workspace, WorkspaceOp
 
 __all__ = ["Emitter", "Metered", "RunContext", "StepValueError"]
@@ -187,7 +188,7 @@ class RunContext:
             raise
         _pending.reset(token)
         try:
-            encoded = json.dumps(value.model_dump(mode="json") if isinstance(value, BaseModel) else value)
+            encoded = value_json(value.model_dump(mode="json") if isinstance(value, BaseModel) else value)
         except (TypeError, ValueError) as e:
             raise StepValueError(f"step {key!r} returned a value that is not JSON: {e}") from e
         await self._commit(pending, key, encoded)
