@@ -41,7 +41,7 @@ class CallLedger(RunLedger):
         super().__init__(store, f"call-{secrets.token_hex(6)}", tenant)
         self.tenant = tenant
         self.key_id = key_id
-        self.has_caps = True  # every call reserves: the tenant's budget may bind it, and its usage is spend
+        self.outer = True  # every call reserves: the tenant's budget may bind it, and its usage is spend
         self.wall_cap_s = None
         self._caps = {(ROOT, limit): int(v) for limit, v in (caps or {}).items()}
         self._used: dict[tuple[str, str], int] = {}

@@ -26,6 +26,7 @@ from conclave.controller.redis_schedules import RedisSchedulesMixin
 from conclave.controller.redis_steer import RedisSteerMixin
 from conclave.controller.redis_tenants import RedisTenants
 from conclave.controller.scripts import Scripts
+from conclave.core.ids import unique_id
 from conclave.core.keys import GROUP, Keys
 from conclave.core.pending import PendingCommit
 from conclave.core.store import (
@@ -42,9 +43,11 @@ from conclave.core.store import (
     QueueEntry,
     Refusal,
     Reserved,
+    RunCaps,
     SubmitResult,
 )
 from conclave.core.store import spec_hash as hash_spec
+from conclave.core.wire import event_json
 from conclave.schema import ApiKey, Cost, Event, Run, RunPage, RunStatus, StopReason, TaskSpec, Usage
 
 __all__ = ["RedisRunStore", "new_run_id"]
@@ -325,7 +328,7 @@ class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention, RedisOutboxMi
         step_key: str | None = None,
         step_value: str | None = None,
     ) -> CommitResult:
-        commit_id = commit_id or secrets.token_hex(8)
+        commit_id = commit_id or unique_id()
         args: list[Any] = [
             self.prefix,
             rid,
@@ -337,12 +340,12 @@ class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention, RedisOutboxMi
             len(pending.events),
         ]
         for etype, data in pending.events:
-            args += [etype, json.dumps(data, default=str)]
+            args += [etype, event_json(data)]
         args.append(len(pending.workspace))
         for op in pending.workspace.values():
             args += [op.op.value, op.path, op.content]
         args.append(len(pending.ledger))
-        args += [json.dumps(op.wire()) for op in pending.ledger]
+        args += [event_json(op.wire()) for op in pending.ledger]
         res = await self.commits.call(args)
         if int(res[0]) == -1:
             raise LeaseLost(rid)
@@ -388,11 +391,12 @@ class RedisRunStore(RedisSteerMixin, RedisTenants, RedisRetention, RedisOutboxMi
         ]
 
     # -- the ledger ------------------------------------------------------------------------------
-    async def set_caps(self, rid: str, owner: str, caps: Mapping[str, int]) -> bool:
+    async def set_caps(self, rid: str, owner: str, caps: Mapping[str, int]) -> RunCaps:
         res = await self.scripts.set_caps(
             args=[self.prefix, rid, owner, json.dumps({k: str(v) for k, v in caps.items()})]
         )
-        return bool(int(res))
+        own = frozenset((scope, limit) for scope, _, limit in (str(f).rpartition("|") for f in res[1:]))
+        return RunCaps(own=own, outer=bool(int(res[0])))
 
     async def renew_holds(self, runs: Sequence[tuple[str, str]], *, ttl_s: float) -> set[str]:
         if not runs:

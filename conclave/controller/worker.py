@@ -209,16 +209,16 @@ class Worker:
 
     async def _renew_loop(self) -> None:
         """Every third of a lease: renew the leases of the runs held here and the ledger holds of their
-        calls in flight, and refresh whether each run must reserve (a tenant budget set mid-run)."""
+        calls in flight, and refresh whether each run's tenant or key has a budget (one set mid-run)."""
         interval = max(0.1, self.settings.lease_seconds / 3)
 
         async def renew() -> list[str]:
             held = [a for a in self.active.values() if a.ctx is not None]
             lost = await self.store.renew(self.name, [(a.rid, a.owner, a.qid) for a in held])
-            must = await self.store.renew_holds([(a.rid, a.owner) for a in held], ttl_s=HOLD_TTL_S)
+            outer = await self.store.renew_holds([(a.rid, a.owner) for a in held], ttl_s=HOLD_TTL_S)
             for a in held:
                 if a.ctx is not None:
-                    a.ctx.ledger.has_caps = a.rid in must
+                    a.ctx.ledger.outer = a.rid in outer
             return lost
 
         while not self._stop.is_set():

@@ -21,7 +21,6 @@ import asyncio
 import contextvars
 import json
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -32,12 +31,14 @@ from conclave.schema import Approval, ApprovalStatus, EventType, TaskSpec
 from conclave.schema.chat import ChatRequest, ChatResponse
 
 from . import telemetry
+from .ids import unique_id
 from .ledger import RunLedger
 from .pending import LedgerOp, PendingCommit
 from .router import ModelRouter
 from .steering import PauseAtBoundary, WaitForPeople
 from .store import RunStore
 from .store_steer import ApprovalRequest
+from .wire import value_json
 from .workspace import Workspace, WorkspaceOp
 
 __all__ = ["Emitter", "Metered", "RunContext", "StepValueError"]
@@ -187,7 +188,7 @@ class RunContext:
             raise
         _pending.reset(token)
         try:
-            encoded = json.dumps(value.model_dump(mode="json") if isinstance(value, BaseModel) else value)
+            encoded = value_json(value.model_dump(mode="json") if isinstance(value, BaseModel) else value)
         except (TypeError, ValueError) as e:
             raise StepValueError(f"step {key!r} returned a value that is not JSON: {e}") from e
         await self._commit(pending, key, encoded)
@@ -204,7 +205,7 @@ class RunContext:
             return
         # One id per commit, reused by every retry of it: the store applies a commit once.
         res = await self.store.commit(
-            self.run_id, self.owner, pending, commit_id=secrets.token_hex(8), step_key=key, step_value=value
+            self.run_id, self.owner, pending, commit_id=unique_id(), step_key=key, step_value=value
         )
         self.last_event_id = max(self.last_event_id, res.last_event_id)
         if pending.ledger:

@@ -13,12 +13,13 @@ Ledger limits are ``usd`` (pico-dollars), ``input_tokens``, ``output_tokens``, `
 
 from __future__ import annotations
 
-import secrets
+import functools
 from collections.abc import Mapping
 
 from . import telemetry
+from .ids import unique_id
 from .pending import LedgerOp
-from .store import LedgerSnapshot, Refusal, Reserved, RunStore
+from .store import LedgerSnapshot, Refusal, Reserved, RunCaps, RunStore
 
 __all__ = ["ROOT", "BudgetExhausted", "RunLedger", "enclosing", "limit_label"]
 
@@ -37,8 +38,10 @@ def limit_label(limit: str) -> str:
     return limit
 
 
+@functools.lru_cache(maxsize=4096)
 def enclosing(scope: str) -> tuple[str, ...]:
-    """``run/a/b`` → ``(run, run/a, run/a/b)``."""
+    """``run/a/b`` → ``(run, run/a, run/a/b)``. Cached: a run has a handful of scopes, and every
+    reservation and ledger op of every step asks for them."""
     parts = scope.split("/")
     return tuple("/".join(parts[: i + 1]) for i in range(len(parts)))
 
@@ -68,19 +71,39 @@ class RunLedger:
         self.store = store
         self.rid = rid
         self.owner = owner
-        self.has_caps = False
+        #: The run's own capped (scope, limit) pairs, as the store keeps them (fixed while the run runs).
+        self.own: frozenset[tuple[str, str]] = frozenset()
+        #: Whether the run's tenant or key has a budget: then every call reserves. The worker refreshes it
+        #: while the run is in flight (a tenant budget set mid-run).
+        self.outer = False
         self.wall_cap_s: float | None = None
         #: The run's scopes as the ``<budget>`` block needs them (caps, used, reserved): read once, then
         #: replaced by what every reservation answers and kept up by this ledger's own commits.
         self._view: LedgerSnapshot | None = None
         self._held: dict[str, list[tuple[str, str, int]]] = {}  # res id -> (scope, limit, amount) held
 
+    @property
+    def has_caps(self) -> bool:
+        """Whether any call must reserve: the run has caps of its own, or its tenant or key a budget."""
+        return bool(self.own) or self.outer
+
     async def set_caps(self, caps: Mapping[str, int], *, wall_cap_s: float | None = None) -> None:
-        """Install ``{"<scope>|<limit>": cap}``; a resumed run keeps the caps it first had. Afterwards
-        ``has_caps`` says whether calls must reserve (own caps, or a tenant or key budget); the worker
-        refreshes it while the run is in flight."""
+        """Install ``{"<scope>|<limit>": cap}``; a resumed run keeps the caps it first had (the store
+        answers with those)."""
         self.wall_cap_s = wall_cap_s
-        self.has_caps = await self.store.set_caps(self.rid, self.owner, caps)
+        self.take_caps(await self.store.set_caps(self.rid, self.owner, caps))
+
+    def take_caps(self, caps: RunCaps) -> None:
+        self.own, self.outer = caps.own, caps.outer
+
+    def holds_nothing(self, scopes: tuple[str, ...], amounts: Mapping[str, int]) -> bool:
+        """A reservation that would hold nothing anywhere: no limit of ``amounts`` is capped in ``scopes``
+        and the run's tenant and key have no budget. It needs no store operation (the store would hold
+        nothing and answer yes); a commit still fences the step by the lease."""
+        if self.outer:
+            return False
+        own = self.own
+        return not any((s, k) in own for s in scopes for k in amounts)
 
     async def reserve(
         self, scope: str, amounts: Mapping[str, int], *, ttl_s: float = HOLD_TTL_S
@@ -88,10 +111,10 @@ class RunLedger:
         """Hold ``amounts`` in ``scope`` and every scope enclosing it. Returns (reservation id, None) or
         (None, the refusal naming the binding scope, limit and the room left there). Without caps nothing
         is held and nothing is asked of the store."""
-        if not self.has_caps:
-            return None, None
-        res_id = f"r{secrets.token_hex(8)}"
         scopes = enclosing(scope)
+        if self.holds_nothing(scopes, amounts):
+            return None, None
+        res_id = f"r{unique_id()}"
         got = await self.store.reserve(self.rid, self.owner, res_id, scopes=scopes, amounts=amounts, ttl_s=ttl_s)
         if isinstance(got, Refusal):
             telemetry.ledger_refused(got.scope, got.limit)

@@ -19,6 +19,7 @@ from typing import Any
 
 from conclave.schema import ApiKey, Event, EventType, Run, RunPage, RunStatus, StopReason, TaskSpec, Usage
 
+from .ids import unique_id
 from .memory_ledger import MemoryLedgerMixin
 from .memory_outbox import MemoryOutboxMixin
 from .memory_records import _Entry, _RunData
@@ -347,7 +348,7 @@ class InMemoryRunStore(InMemorySteerMixin, MemoryLedgerMixin, MemoryRetention, M
         step_key: str | None = None,
         step_value: str | None = None,
     ) -> CommitResult:
-        commit_id = commit_id or secrets.token_hex(8)
+        commit_id = commit_id or unique_id()
         d = self._runs.get(rid)
         if d is None:
             raise LeaseLost(rid)

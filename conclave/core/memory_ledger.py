@@ -12,7 +12,7 @@ from typing import Any
 from .memory_records import _Hold, _RunData
 from .memory_tenants import MemoryTenants, OuterHold, outer_scopes
 from .pending import LedgerOp
-from .store_types import LeaseLost, LedgerSnapshot, Refusal, Reserved
+from .store_types import LeaseLost, LedgerSnapshot, Refusal, Reserved, RunCaps
 
 __all__ = ["MemoryLedgerMixin"]
 
@@ -63,29 +63,28 @@ class MemoryLedgerMixin(MemoryTenants):
         if op.used:
             self._outer_use(self._outer_of(d), op.used, op.by, now, outer)
 
-    async def set_caps(self, rid: str, owner: str, caps: Mapping[str, int]) -> bool:
+    async def set_caps(self, rid: str, owner: str, caps: Mapping[str, int]) -> RunCaps:
         d = self._runs[rid]
         for k, v in caps.items():
             scope, _, limit = k.rpartition("|")
             d.caps.setdefault((scope, limit), int(v))
-        d.capped = d.capped or bool(caps)
         if owner:
             self._release_where(d, lambda h: h.owner == owner)
-        return self._must_reserve(d)
+        return RunCaps(own=frozenset(d.caps), outer=self._outer_budgeted(d))
 
-    def _must_reserve(self, d: _RunData) -> bool:
-        return d.capped or any(s in self._budgets for s in self._outer_of(d))
+    def _outer_budgeted(self, d: _RunData) -> bool:
+        return any(s in self._budgets for s in self._outer_of(d))
 
     async def renew_holds(self, runs: Sequence[tuple[str, str]], *, ttl_s: float) -> set[str]:
         now = time.time()
-        must = set()
+        must: set[str] = set()
         for rid, owner in runs:
             d = self._runs.get(rid)
             if d is None or d.owner != owner:
                 continue
             for hold in d.holds.values():
                 hold.expires = now + ttl_s
-            if self._must_reserve(d):
+            if self._outer_budgeted(d):
                 must.add(rid)
         return must
 

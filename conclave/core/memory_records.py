@@ -46,4 +46,3 @@ class _RunData:
     over: dict[tuple[str, str], int] = field(default_factory=dict)
     by: dict[tuple[str, str, str], int] = field(default_factory=dict)
     holds: dict[str, _Hold] = field(default_factory=dict)
-    capped: bool = False

@@ -19,6 +19,7 @@ import errno
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest, start_http_server
 
@@ -27,6 +28,7 @@ from .store_stats import ServiceStats
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "RunLabels",
+    "child",
     "configure",
     "exposition",
     "refresh_from_store",
@@ -70,6 +72,21 @@ class _TenantLabels:
 
 
 _tenants = _TenantLabels()
+
+
+_children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Counter | Histogram, **labels: str) -> Any:
+    """``metric.labels(**labels)``, kept: prometheus-client validates and locks on every ``labels``
+    call, and a worker records a step's duration, a model call's and its tokens several times per
+    step. For counters and histograms only, whose children are never removed (a cleared gauge would
+    leave a stale child here). Call sites pass the labels in one order."""
+    key = (metric, tuple(labels.values()))
+    got = _children.get(key)
+    if got is None:
+        got = _children[key] = metric.labels(**labels)
+    return got
 
 
 def tenant_label(tenant: str) -> str:

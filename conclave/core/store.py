@@ -62,6 +62,7 @@ from .store_types import (
     QueueEntry,
     Refusal,
     Reserved,
+    RunCaps,
     SubmitResult,
 )
 
@@ -80,6 +81,7 @@ __all__ = [
     "Refusal",
     "Reserved",
     "RetentionStore",
+    "RunCaps",
     "RunStore",
     "SubmitResult",
     "TenantStore",
@@ -192,9 +194,9 @@ class RunStore(SteerStore, TenantStore, RetentionStore, OutboxStore, ScheduleSto
     async def dead_letters(self, count: int = 100) -> list[DeadLetter]: ...
 
     # -- the ledger ------------------------------------------------------------------------------
-    async def set_caps(self, rid: str, owner: str, caps: Mapping[str, int]) -> bool:
-        """Set ``{"<scope>|<limit>": cap}`` once per field and release holds left by other owners. True when
-        the run must reserve before every call: it has caps, or its tenant or key has a budget."""
+    async def set_caps(self, rid: str, owner: str, caps: Mapping[str, int]) -> RunCaps:
+        """Set ``{"<scope>|<limit>": cap}`` once per field and release holds left by other owners. Returns
+        the run's caps as stored (those it first had) and whether its tenant or key has a budget."""
 
     async def reserve(
         self,
@@ -215,8 +217,8 @@ class RunStore(SteerStore, TenantStore, RetentionStore, OutboxStore, ScheduleSto
 
     async def renew_holds(self, runs: Sequence[tuple[str, str]], *, ttl_s: float) -> set[str]:
         """Extend every hold of each ``(rid, owner)`` the owner still owns to ``ttl_s`` from now (a hold lives
-        as long as its worker does); returns the rids that must reserve before every call (own caps, or a
-        tenant or key budget — so a budget set mid-run reaches them)."""
+        as long as its worker does); returns those rids whose tenant or key has a budget (``RunCaps.outer``:
+        a budget set mid-run reaches them; a run's own caps never change)."""
 
     # -- API keys --------------------------------------------------------------------------------
     async def put_key(self, key_hash: str, info: ApiKey) -> None: ...

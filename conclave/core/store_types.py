@@ -144,6 +144,22 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class RunCaps:
+    """What a run's calls reserve against, as ``set_caps`` leaves it: the run's own capped ``(scope,
+    limit)`` pairs as stored (a resumed run keeps those it first had, so they never change while it runs)
+    and whether its tenant or key has a budget. A call none of whose limits is capped in its scopes, in a
+    run whose tenant and key have no budget, holds nothing: its reservation needs no store operation."""
+
+    own: frozenset[tuple[str, str]]
+    outer: bool
+
+    @property
+    def any(self) -> bool:
+        """Whether any call of the run must reserve."""
+        return bool(self.own) or self.outer
+
+
+@dataclass(frozen=True)
 class Reserved:
     """A reservation that fit (or needed no hold). ``view`` holds the caps, committed usage and holds of
     the scopes reserved in, right after the hold — what the ``<budget>`` block shows — so knowing the

@@ -148,7 +148,9 @@ class _ModelCallTimer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         outcome = "ok" if exc_type is None else "error"
-        metrics.MODEL_CALL_SECONDS.labels(model=self.model, outcome=outcome).observe(time.perf_counter() - self.t0)
+        metrics.child(metrics.MODEL_CALL_SECONDS, model=self.model, outcome=outcome).observe(
+            time.perf_counter() - self.t0
+        )
 
 
 def carrier() -> dict[str, str]:
@@ -256,10 +258,10 @@ def record_usage(
         if output is not None and capture_content():
             span.set_attribute("gen_ai.output.messages", json.dumps(output, default=str)[:20_000])
     tenant = metrics.tenant_label(metrics.run_labels.get().tenant)
-    metrics.TOKENS.labels(tenant=tenant, model=model, type="input").inc(input_tokens)
-    metrics.TOKENS.labels(tenant=tenant, model=model, type="output").inc(output_tokens)
+    metrics.child(metrics.TOKENS, tenant=tenant, model=model, type="input").inc(input_tokens)
+    metrics.child(metrics.TOKENS, tenant=tenant, model=model, type="output").inc(output_tokens)
     if usd:
-        metrics.COST_USD.labels(tenant=tenant, model=model).inc(usd)
+        metrics.child(metrics.COST_USD, tenant=tenant, model=model).inc(usd)
 
 
 def tool_span(name: str, *, call_id: str | None = None) -> contextlib.AbstractContextManager[Span]:
@@ -291,7 +293,7 @@ def run_finished(status: str, kind: str, tenant: str | None = None) -> None:
 
 def step_done(seconds: float) -> None:
     """A durable step ran and committed (replayed steps are not counted)."""
-    metrics.STEP_SECONDS.labels(kind=metrics.run_labels.get().kind).observe(seconds)
+    metrics.child(metrics.STEP_SECONDS, kind=metrics.run_labels.get().kind).observe(seconds)
 
 
 def ledger_refused(scope: str, limit: str) -> None:

@@ -136,12 +136,15 @@ async def test_finishing_a_run_releases_its_tenant_holds(store: RunStore) -> Non
     assert out.reserved == 0 and out.left == 100  # type: ignore[attr-defined]
 
 
-async def test_renewing_holds_keeps_them_and_reports_which_runs_must_reserve(store: RunStore) -> None:
+async def test_renewing_holds_keeps_them_and_reports_which_runs_have_a_tenant_or_key_budget(
+    store: RunStore,
+) -> None:
     rid = await claimed(store, "t", "o")
     ledger = RunLedger(store, rid, "o")
     await ledger.set_caps({"run|output_tokens": 100})
     await ledger.reserve("run", {"output_tokens": 90}, ttl_s=0.2)
-    assert await store.renew_holds([(rid, "o")], ttl_s=60) == {rid}
+    assert await store.renew_holds([(rid, "o")], ttl_s=60) == set(), "own caps are not an outer budget"
+    assert ledger.has_caps and not ledger.outer
     import asyncio
 
     await asyncio.sleep(0.3)
@@ -151,6 +154,16 @@ async def test_renewing_holds_keeps_them_and_reports_which_runs_must_reserve(sto
     assert await store.renew_holds([(free, "o2"), (rid, "not-the-owner")], ttl_s=60) == set()
     await store.set_budget(tenant_scope("u"), daily(model_calls=5))
     assert await store.renew_holds([(free, "o2")], ttl_s=60) == {free}, "a budget set mid-run reaches it"
+
+
+async def test_set_caps_answers_the_runs_stored_caps_and_whether_its_tenant_has_a_budget(store: RunStore) -> None:
+    rid = await claimed(store, "t", "o")
+    first = await store.set_caps(rid, "o", {"run|output_tokens": 100, "run/a|model_calls": 5})
+    assert first.own == {("run", "output_tokens"), ("run/a", "model_calls")} and not first.outer
+    again = await store.set_caps(rid, "o", {})
+    assert again.own == first.own, "a resumed run keeps the caps it first had"
+    await store.set_budget(tenant_scope("t"), daily(usd=1.0))
+    assert (await store.set_caps(rid, "o", {})).outer
 
 
 async def test_a_claim_reports_the_stores_clock(store: RunStore) -> None:

@@ -43,3 +43,21 @@ async def test_the_service_client_uses_the_packed_connection_and_round_trips(red
     finally:
         await r.delete("conclave-test:packed")
         await r.aclose()
+
+
+async def test_a_new_connection_does_not_search_package_metadata_for_redis_pys_version(
+    redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+    import redis.utils
+
+    def scan(name: str) -> str:
+        raise AssertionError(f"importlib.metadata.version({name!r}) was called for a new connection")
+
+    monkeypatch.setattr(redis.utils.metadata, "version", scan)
+    r = connect(redis_server.url)
+    try:
+        info = await r.client_info()
+        assert (info.get("lib-name"), info.get("lib-ver")) == ("redis-py", redis.__version__)
+    finally:
+        await r.aclose()

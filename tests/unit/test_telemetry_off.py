@@ -50,3 +50,16 @@ def test_spans_are_skipped_without_a_tracer_provider_and_recorded_once_one_is_in
         [sys.executable, "-c", _SCRIPT], capture_output=True, text=True, env=env, cwd=root, timeout=120
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_a_kept_metric_child_is_the_one_labels_gives_and_counts_there() -> None:
+    from prometheus_client import CollectorRegistry, Counter
+
+    from conclave.core.metrics import child
+
+    c = Counter("conclave_test_kept_children", "test", ["tenant", "model"], registry=CollectorRegistry())
+    child(c, tenant="t", model="m").inc(2)
+    child(c, tenant="t", model="m").inc(3)
+    child(c, tenant="u", model="m").inc(1)
+    assert c.labels(tenant="t", model="m")._value.get() == 5
+    assert c.labels(tenant="u", model="m")._value.get() == 1

@@ -28,7 +28,11 @@ __all__ = ["answer_result", "run_calls", "tool_step"]
 
 
 async def run_calls(a: AgentState, i: int, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Turn ``i``'s calls, all at once; every sibling finishes (and commits) before an error is raised."""
+    """Turn ``i``'s calls, all at once; every sibling finishes (and commits) before an error is raised.
+    A lone call (most turns) is awaited here: a task and a gathering future for it would only add
+    event-loop rounds to every step."""
+    if len(calls) == 1:
+        return [await tool_step(a, i, 0, calls[0])]
     results = await asyncio.gather(*(tool_step(a, i, j, c) for j, c in enumerate(calls)), return_exceptions=True)
     for r in results:
         if isinstance(r, BaseException):
