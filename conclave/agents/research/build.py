@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from conclave.core.context import Metered
 from conclave.core.kinds import Outcome
 from conclave.core.ledger import BudgetExhausted, limit_label
 from conclave.core.steering import is_outer_scope
@@ -313,12 +314,13 @@ class ContextBuilder(Workflow):
         }
 
     async def entries_overview(
-        self, provider: SearchProvider, meter: Any, query: str, hits: list[Hit], known: dict[str, str]
+        self, provider: SearchProvider, meter: Metered, query: str, hits: list[Hit], known: dict[str, str]
     ) -> Hit | None:
         """An overview of the document (module, page) the best hit comes from: its other API
         entries, most relevant to the key question and the report's question first, one line each
-        (``overview``). Searched once per document and run (a second metered search, within that
-        document); None where the corpus cannot search within a document or the hits cover it.
+        (``overview``), from a second metered search within that document. A document's overview
+        is archived once per run; None where the corpus cannot search within a document (a hosted
+        provider) or fewer than three entries are left (then a later seed search may try again).
         Why: a module's short entries (``enum.auto``, ``random.choices``) rank below its long class
         docstrings, and held the key facts that the archived sources lacked (docs/research.md)."""
         if not isinstance(provider, LocalCorpusProvider | PythonDocsProvider):
