@@ -7,10 +7,11 @@ The loop (``agent``), its tool calls (``calls``), compaction and endings all wor
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from conclave.core.context import RunContext
 from conclave.schema import RunStatus, StopReason
@@ -34,8 +35,10 @@ class Stop(Exception):
 
 
 def _canonical_args(arguments: str) -> str:
+    """The call's arguments with their keys sorted, so ``{"a":1,"b":2}`` and ``{"b": 2, "a": 1}``
+    count as one call (by orjson: this runs for every call of every step)."""
     try:
-        return json.dumps(json.loads(arguments), sort_keys=True)
+        return orjson.dumps(orjson.loads(arguments), option=orjson.OPT_SORT_KEYS).decode()
     except (ValueError, TypeError):
         return arguments.strip()
 
