@@ -42,8 +42,9 @@ class ResearchOptions(BaseModel):
         default=12,
         ge=0,
         le=50,
-        description="After a key question's first seed search, archive one overview of the document (module) its "
-        "best hit comes from: up to this many of its other API entries, signature and summary each; 0: none.",
+        description="After a key question's seed search, archive an overview of the document (module) its best "
+        "hit comes from, once per document and run: up to this many of its other API entries, signature and "
+        "summary each; 0: none.",
     )
     build_share: float = Field(
         default=0.6, gt=0, lt=1, description="Share of every budget limit for stage 1 when the budget has no scopes."
