@@ -17,6 +17,7 @@ from ray import serve
 from ray.serve import Application
 
 from conclave.config import Settings, load_settings
+from conclave.core.gc_tuning import tune_for_service
 
 __all__ = ["WorkerArgs", "WorkerDeployment", "build_app"]
 
@@ -66,6 +67,7 @@ class WorkerDeployment:
             router = local_router(settings)
         replica = serve.get_replica_context().replica_id.unique_id
         self.worker = Worker(settings, router, redis_url=url, name=f"worker-{replica}", concurrency=a.concurrency)
+        tune_for_service()  # this replica's process is a worker's: see conclave.core.gc_tuning
         self.task = asyncio.ensure_future(self.worker.run())
 
     async def check_health(self) -> None:

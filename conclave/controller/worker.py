@@ -34,6 +34,7 @@ from conclave.controller.runner import ActiveRun, Runner
 from conclave.controller.setup import configure_runtime
 from conclave.controller.tenants import RESUME_EVERY_S, resume_budget_paused
 from conclave.core import metrics, telemetry
+from conclave.core.gc_tuning import tune_for_service
 from conclave.core.ledger import HOLD_TTL_S
 from conclave.core.router import ModelRouter
 from conclave.core.store import QueueEntry, RunStore
@@ -302,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
             loop.add_signal_handler(sig, worker.stop)
         await worker.run()
 
+    tune_for_service()  # startup's objects frozen out of the collector's view, thresholds raised
     # The event loop Ray gives its actors (a worker in ``conclave up`` is one): uvloop's, whose
     # socket transports cost the worker less CPU per commit than the standard library's.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
