@@ -633,3 +633,19 @@ async def test_seed_searches_archive_one_overview_of_the_best_hits_module(runs: 
     state = ResearchState.model_validate_json(ws.read("logs/research_state.json"))
     assert overviews[0] in state.key_questions[0].sources
     assert overviews[0] in state.sources
+
+
+async def test_a_folder_corpus_spends_no_search_on_an_overview(
+    store: RedisRunStore, redis_server: EmbeddedRedis, prefix: str, corpus: Path
+) -> None:
+    """A folder corpus's files are one entry each, so no overview can come of them: every search
+    the run is charged for is one it reports (a search within a file for an overview was charged
+    and never reported)."""
+    settings = settings_for(prefix, corpus, rules())
+    done, _ = await run_on_worker(store, redis_server.url, settings, research_spec())
+    assert done.status is RunStatus.SUCCEEDED, done.stop_detail
+    reported = sum(
+        1 for e in await store.events(done.id, count=10_000) if e.type == "tool.result" and e.data["name"] == "search"
+    )
+    charged = (await store.ledger_snapshot(done.id)).used[("run", "tool:search")]
+    assert reported > 0 and charged == reported, (charged, reported)

@@ -27,8 +27,8 @@ from conclave.tools.search import (
     document_of,
     overview,
 )
-from conclave.tools.search.overview import OVERVIEW_FRAGMENT
-from conclave.tools.search.text import Hit
+from conclave.tools.search.overview import OVERVIEW_FRAGMENT, OVERVIEW_MIN_LINES
+from conclave.tools.search.text import Hit, entry_of
 
 from ..loop import AgentSetup, run_agent_with
 from .base import Workflow
@@ -328,8 +328,13 @@ class ContextBuilder(Workflow):
         document = document_of(hits[0].source)
         if f"{document}#{OVERVIEW_FRAGMENT}" in known:
             return None
-        inside = await meter.tool("search", lambda: provider.search(query, OVERVIEW_POOL, within=document))
         have = {*known, *(h.source for h in hits)}
+        # A file of a folder corpus is one entry: no overview can come of it, so no search is spent on it.
+        index = await asyncio.to_thread(provider.index)
+        left = await asyncio.to_thread(lambda: index.entries(document) - {entry_of(s) for s in have})
+        if len(left) < OVERVIEW_MIN_LINES:
+            return None
+        inside = await meter.tool("search", lambda: provider.search(query, OVERVIEW_POOL, within=document))
         ranked = await asyncio.to_thread(rerank, inside, query, self.question, self.meaning, len(inside))
         return overview(document, ranked, have, self.opts.overview_entries)
 

@@ -26,7 +26,7 @@ import bm25s
 import numpy as np
 
 from .embed import DIM, Embedder, Vectors, text_key
-from .text import Hit, Passage, in_document, snippet, terms, tokenize
+from .text import Hit, Passage, entry_of, in_document, snippet, terms, tokenize
 
 __all__ = ["RRF_K", "HybridIndex", "VectorCache", "mmr", "passage_text"]
 
@@ -149,6 +149,11 @@ class HybridIndex:
         if self.vectors is None or self.embedder is None:
             return None
         return np.asarray(self.vectors @ self.embedder.embed_one(query), dtype=np.float32)
+
+    def entries(self, document: str) -> set[str]:
+        """The entries (``text.entry_of``) of ``document``'s passages: one for a file or a short page,
+        a module's API entries for a module."""
+        return {entry_of(p.source) for p in self.passages if in_document(p.source, document)}
 
     def in_document(self, document: str) -> np.ndarray:
         """A mask of the passages of ``document`` (``text.document_of``: a module's entries, a page's

@@ -22,10 +22,12 @@ from collections.abc import Iterable, Sequence
 
 from .text import Hit, entry_of
 
-__all__ = ["OVERVIEW_FRAGMENT", "entry_summary", "overview"]
+__all__ = ["OVERVIEW_FRAGMENT", "OVERVIEW_MIN_LINES", "entry_summary", "overview"]
 
 #: The fragment of an overview's source id: ``python-docs/module/enum#entries``.
 OVERVIEW_FRAGMENT = "entries"
+#: An overview lists at least this many entries, or is not made.
+OVERVIEW_MIN_LINES = 3
 _SIGNATURE = re.compile(r"^[A-Za-z_][\w.]*\(.*\)")
 _FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)")
 
@@ -46,7 +48,9 @@ def entry_summary(text: str) -> str | None:
     return f"{first}: {summary}"
 
 
-def overview(document: str, ranked: Sequence[Hit], have: Iterable[str], n: int, min_lines: int = 3) -> Hit | None:
+def overview(
+    document: str, ranked: Sequence[Hit], have: Iterable[str], n: int, min_lines: int = OVERVIEW_MIN_LINES
+) -> Hit | None:
     """One passage listing up to ``n`` entries of ``document`` (``ranked``: its passages, most
     relevant first), one line each, skipping the entries in ``have``; None when fewer than
     ``min_lines`` entries are left (then the hits already cover the document)."""
