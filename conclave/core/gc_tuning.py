@@ -8,8 +8,11 @@ their runs: with 150 runs a process, ~17% of a benchmark worker's CPU went there
 on the first line of whatever coroutine was being created when a collection began). Everything
 startup made (modules, classes, settings, the router) is never garbage, so it is frozen out of the
 collector's view, and the thresholds are raised: a young collection every 50,000 allocations, an
-older one every 20 of those. Cyclic garbage then lives a little longer (at most one young
-generation: a few MB); memory per active run was unchanged in the benchmark.
+older one every 20 of those, a full one every 20 of those (and, as always, only when the objects
+that survived since the last one are a quarter of those it kept). Cyclic garbage then lives longer:
+a finished run's cycles that had reached the old generation wait for a full collection, seconds
+on a busy worker (millions of allocations a second) and longer on an idle one, which allocates
+little more meanwhile. Memory per active run was unchanged in the benchmark.
 """
 
 from __future__ import annotations

@@ -74,15 +74,16 @@ class _TenantLabels:
 _tenants = _TenantLabels()
 
 
-_children: dict[tuple[object, tuple[str, ...]], Any] = {}
+_children: dict[tuple[object, tuple[tuple[str, str], ...]], Any] = {}
 
 
 def child(metric: Counter | Histogram, **labels: str) -> Any:
     """``metric.labels(**labels)``, kept: prometheus-client validates and locks on every ``labels``
     call, and a worker records a step's duration, a model call's and its tokens several times per
     step. For counters and histograms only, whose children are never removed (a cleared gauge would
-    leave a stale child here). Call sites pass the labels in one order."""
-    key = (metric, tuple(labels.values()))
+    leave a stale child here). Keyed by the labels' names and values, so the order a call site
+    passes them in does not matter for correctness."""
+    key = (metric, tuple(labels.items()))
     got = _children.get(key)
     if got is None:
         got = _children[key] = metric.labels(**labels)

@@ -602,7 +602,7 @@ async def test_the_tenants_cap_while_an_ensemble_drafts_pauses_the_run(
 
 
 @pytest.mark.skipif(embedder() is None, reason="the cpu extra (embedding model) is not installed")
-@pytest.mark.parametrize("entries", [12, 0])
+@pytest.mark.parametrize("entries", [12, 0, 2])
 async def test_seed_searches_archive_one_overview_of_the_best_hits_module(runs: Runs, entries: int) -> None:
     """On the real pydoc corpus: the first seed search of the question archives an overview of the
     module its best hit is in (its other API entries, one line each), filed under the question and
@@ -624,8 +624,14 @@ async def test_seed_searches_archive_one_overview_of_the_best_hits_module(runs: 
     ws = Workspace(await runs.store.load_workspace(rid))
     sources = [p for p in ws.list("knowledge_base/sources") if p.endswith(".md")]
     overviews = [p for p in sources if "source: python-docs/module/enum#entries" in ws.read(p)]
-    if entries == 0:
+    if entries < 3:  # none, or fewer entries than an overview lists: no overview, and no search spent on one
         assert overviews == []
+        reported = sum(
+            1
+            for e in await runs.store.events(rid, count=10_000)
+            if e.type == "tool.result" and e.data["name"] == "search"
+        )
+        assert (await runs.store.ledger_snapshot(rid)).used[("run", "tool:search")] == reported
         return
     assert len(overviews) == 1
     text = ws.read(overviews[0])

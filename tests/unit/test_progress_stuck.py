@@ -29,3 +29,9 @@ def test_calls_with_other_values_or_arguments_that_are_not_json_are_told_apart()
     p.check_stuck(RESULT, call("not json {"))
     with pytest.raises(Stop):
         p.check_stuck(RESULT, call("  not json {  "))  # the same text, but for its spaces
+
+
+def test_calls_that_differ_only_in_integers_beyond_64_bits_are_told_apart() -> None:
+    p = Progress(stuck_repeats=2)
+    p.check_stuck(RESULT, call('{"id": 12345678901234567890123}'))
+    p.check_stuck(RESULT, call('{"id": 12345678901234567890124}'))  # would read as the same float

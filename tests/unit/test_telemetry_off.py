@@ -63,3 +63,15 @@ def test_a_kept_metric_child_is_the_one_labels_gives_and_counts_there() -> None:
     child(c, tenant="u", model="m").inc(1)
     assert c.labels(tenant="t", model="m")._value.get() == 5
     assert c.labels(tenant="u", model="m")._value.get() == 1
+
+
+def test_metric_children_passed_in_another_order_are_not_mixed_up() -> None:
+    from prometheus_client import CollectorRegistry, Counter
+
+    from conclave.core.metrics import child
+
+    c = Counter("conclave_test_child_order", "test", ["a", "b"], registry=CollectorRegistry())
+    child(c, a="x", b="y").inc(1)
+    child(c, b="x", a="y").inc(10)  # the same values in the same order, other labels
+    assert c.labels(a="x", b="y")._value.get() == 1
+    assert c.labels(a="y", b="x")._value.get() == 10

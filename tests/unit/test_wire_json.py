@@ -24,3 +24,27 @@ def test_event_json_keeps_what_the_standard_library_wrote_for_values_that_are_no
         except TypeError:
             continue
         raise AssertionError(f"a step value holding {not_json!r} was written")
+
+
+def test_a_step_value_reads_back_as_the_step_returned_it() -> None:
+    import enum
+    import json
+    import math
+    import uuid
+
+    from conclave.core.wire import value_json
+
+    back = json.loads(value_json({"score": float("nan"), "inf": float("inf"), "n": None}))
+    assert math.isnan(back["score"]) and back["inf"] == float("inf") and back["n"] is None
+    assert json.loads(value_json({1: "a"})) == {"1": "a"}  # converted, as the standard library did
+    assert json.loads(value_json({"big": 2**70})) == {"big": 2**70}
+
+    class Colour(enum.Enum):
+        RED = "red"
+
+    for not_json in (Colour.RED, uuid.uuid4()):
+        try:
+            value_json([not_json])
+        except TypeError:
+            continue
+        raise AssertionError(f"a step value holding {not_json!r} was written (it would come back a str)")

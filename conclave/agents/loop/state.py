@@ -7,6 +7,8 @@ The loop (``agent``), its tool calls (``calls``), compaction and endings all wor
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,9 +36,19 @@ class Stop(Exception):
         self.reason, self.status, self.detail, self.output = reason, status, detail, output
 
 
+_LONG_INT = re.compile(r"\d{19}")
+
+
 def _canonical_args(arguments: str) -> str:
     """The call's arguments with their keys sorted, so ``{"a":1,"b":2}`` and ``{"b": 2, "a": 1}``
-    count as one call (by orjson: this runs for every call of every step)."""
+    count as one call (by orjson: this runs for every call of every step). An integer orjson
+    cannot hold (beyond 64 bits: it would read it as a float, and two such integers could look
+    alike) goes through the standard library."""
+    if _LONG_INT.search(arguments):
+        try:
+            return json.dumps(json.loads(arguments), sort_keys=True)
+        except (ValueError, TypeError):
+            return arguments.strip()
     try:
         return orjson.dumps(orjson.loads(arguments), option=orjson.OPT_SORT_KEYS).decode()
     except (ValueError, TypeError):

@@ -332,7 +332,7 @@ class ContextBuilder(Workflow):
         # A file of a folder corpus is one entry: no overview can come of it, so no search is spent on it.
         index = await asyncio.to_thread(provider.index)
         left = await asyncio.to_thread(lambda: index.entries(document) - {entry_of(s) for s in have})
-        if len(left) < OVERVIEW_MIN_LINES:
+        if min(len(left), self.opts.overview_entries) < OVERVIEW_MIN_LINES:
             return None
         inside = await meter.tool("search", lambda: provider.search(query, OVERVIEW_POOL, within=document))
         ranked = await asyncio.to_thread(rerank, inside, query, self.question, self.meaning, len(inside))

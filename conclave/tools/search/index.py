@@ -123,6 +123,7 @@ class HybridIndex:
         cache: VectorCache | None = None,
     ) -> None:
         self.passages = list(passages)
+        self._entries: dict[str, frozenset[str]] = {}
         self.embedder = embedder
         tokens = [tokenize(passage_text(p)) for p in self.passages]
         self._terms = [set(t) for t in tokens]
@@ -150,10 +151,15 @@ class HybridIndex:
             return None
         return np.asarray(self.vectors @ self.embedder.embed_one(query), dtype=np.float32)
 
-    def entries(self, document: str) -> set[str]:
+    def entries(self, document: str) -> frozenset[str]:
         """The entries (``text.entry_of``) of ``document``'s passages: one for a file or a short page,
-        a module's API entries for a module."""
-        return {entry_of(p.source) for p in self.passages if in_document(p.source, document)}
+        a module's API entries for a module. Kept per document (an index does not change once built;
+        a research run asks once per seed search)."""
+        got = self._entries.get(document)
+        if got is None:
+            got = frozenset(entry_of(p.source) for p in self.passages if in_document(p.source, document))
+            self._entries[document] = got
+        return got
 
     def in_document(self, document: str) -> np.ndarray:
         """A mask of the passages of ``document`` (``text.document_of``: a module's entries, a page's
