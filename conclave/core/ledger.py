@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from . import telemetry
 from .ids import unique_id
 from .pending import LedgerOp
-from .store import LedgerSnapshot, Refusal, Reserved, RunCaps, RunStore
+from .store import LedgerSnapshot, Refusal, Reserved, RunStore
 
 __all__ = ["ROOT", "BudgetExhausted", "RunLedger", "enclosing", "limit_label"]
 
@@ -91,10 +91,8 @@ class RunLedger:
         """Install ``{"<scope>|<limit>": cap}``; a resumed run keeps the caps it first had (the store
         answers with those)."""
         self.wall_cap_s = wall_cap_s
-        self.take_caps(await self.store.set_caps(self.rid, self.owner, caps))
-
-    def take_caps(self, caps: RunCaps) -> None:
-        self.own, self.outer = caps.own, caps.outer
+        got = await self.store.set_caps(self.rid, self.owner, caps)
+        self.own, self.outer = got.own, got.outer
 
     def holds_nothing(self, scopes: tuple[str, ...], amounts: Mapping[str, int]) -> bool:
         """A reservation that would hold nothing anywhere: no limit of ``amounts`` is capped in ``scopes``

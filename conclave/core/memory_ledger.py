@@ -77,7 +77,7 @@ class MemoryLedgerMixin(MemoryTenants):
 
     async def renew_holds(self, runs: Sequence[tuple[str, str]], *, ttl_s: float) -> set[str]:
         now = time.time()
-        must: set[str] = set()
+        outer: set[str] = set()
         for rid, owner in runs:
             d = self._runs.get(rid)
             if d is None or d.owner != owner:
@@ -85,8 +85,8 @@ class MemoryLedgerMixin(MemoryTenants):
             for hold in d.holds.values():
                 hold.expires = now + ttl_s
             if self._outer_budgeted(d):
-                must.add(rid)
-        return must
+                outer.add(rid)
+        return outer
 
     async def reserve(
         self,

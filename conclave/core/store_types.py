@@ -153,11 +153,6 @@ class RunCaps:
     own: frozenset[tuple[str, str]]
     outer: bool
 
-    @property
-    def any(self) -> bool:
-        """Whether any call of the run must reserve."""
-        return bool(self.own) or self.outer
-
 
 @dataclass(frozen=True)
 class Reserved:

@@ -17,17 +17,20 @@ from conclave.schema import TaskSpec
 BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
 
 
+def redis_store(server: EmbeddedRedis) -> RedisRunStore:
+    """A Redis-backed store on the test server, under a prefix of its own."""
+    return RedisRunStore(
+        Redis.from_url(server.url, decode_responses=True),
+        f"c{secrets.token_hex(4)}",
+        binary=Redis.from_url(server.url),
+    )
+
+
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[RunStore]:
-    if request.param == "memory":
-        s: RunStore = InMemoryRunStore()
-    else:
-        server: EmbeddedRedis = request.getfixturevalue("redis_server")
-        s = RedisRunStore(
-            Redis.from_url(server.url, decode_responses=True),
-            f"c{secrets.token_hex(4)}",
-            binary=Redis.from_url(server.url),
-        )
+    s: RunStore = (
+        InMemoryRunStore() if request.param == "memory" else redis_store(request.getfixturevalue("redis_server"))
+    )
     await s.ready()
     yield s
     await s.close()

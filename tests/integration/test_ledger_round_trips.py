@@ -4,11 +4,9 @@ under a budget of model calls and tokens was one round trip per step for an answ
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
 from conclave.controller.redis_server import EmbeddedRedis
 from conclave.controller.redis_store import RedisRunStore
@@ -16,7 +14,7 @@ from conclave.core.ledger import RunLedger
 from conclave.core.store_tenants import tenant_scope
 from conclave.schema import BudgetLimits, ScopeBudget
 
-from ..conformance.conftest import submit_and_claim
+from ..conformance.conftest import redis_store, submit_and_claim
 
 pytestmark = pytest.mark.redis
 
@@ -25,11 +23,7 @@ TOOL = {"tool:lookup": 1, "tool:*": 1, "usd": 0}
 
 @pytest.fixture
 async def store(redis_server: EmbeddedRedis) -> AsyncIterator[RedisRunStore]:
-    s = RedisRunStore(
-        Redis.from_url(redis_server.url, decode_responses=True),
-        f"lr{secrets.token_hex(4)}",
-        binary=Redis.from_url(redis_server.url),
-    )
+    s = redis_store(redis_server)
     await s.ready()
     yield s
     await s.close()
