@@ -8,7 +8,10 @@ checkpointer, ``InMemorySaver`` and ``SqliteSaver``, from the anchor
 run on a worker in this process (each model turn and each tool call a durable step on a real
 Valkey), without and with a capped budget (ledger reservations and the ``<budget>`` block every
 turn), timed on the same kind of clock: from the client's submit to the client reading
-``run.finished`` on the run's event stream. The worker's own claim-to-finish time is reported
+``run.finished`` on the run's event stream. The sides are interleaved: each round runs one run of
+every side, in an order that rotates by round, so a machine whose speed drifts during the benchmark
+(a shared 2-core box's does, by tens of percent from one minute to the next) moves both sides of a
+ratio alike. The worker's own claim-to-finish time is reported
 beside it as ``in_worker``, and the CPU each side spent per step (``cpu_ms``: for Conclave this
 process, worker and client, plus Valkey; for LangGraph this process), which a shared machine's
 scheduling delays do not inflate as they inflate wall times. Every run of both sides is checked (steps, tool calls, tokens, events,
@@ -28,13 +31,14 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from typing import Any
 
 import uvloop
 
 from bench import _procs
 from bench._agent_runs import Workload, submit_and_watch, verify, watch_client
-from bench._common import ANCHORS, BenchCheckFailed, check, emit, log, plot, temp_valkey
+from bench._common import ANCHORS, check, emit, log, plot, temp_valkey
 
 ANCHOR = ANCHORS / "langgraph_steps.py"
 
@@ -43,50 +47,47 @@ def _summary(xs: list[float]) -> dict[str, Any]:
     return {"median": round(statistics.median(xs), 4), "min": round(min(xs), 4), "max": round(max(xs), 4), "n": len(xs)}
 
 
-def conclave_per_step(url: str, valkey_pid: int, reps: int, steps: int, *, budget: bool) -> dict[str, Any]:
-    from conclave.cluster.config import ModelSpec
-    from conclave.config import Settings
-    from conclave.controller.redis_store import RedisRunStore
-    from conclave.controller.worker import Worker, connect, local_router
-    from conclave.tools import register_tool, tool
+class _ConclaveSide:
+    """One worker in this process (on the running loop) with its own key prefix and settings;
+    ``rep`` submits one run, follows its events to ``run.finished`` and checks what it committed."""
 
-    @tool(name="lookup", description="Return a short string.")
-    def lookup(q: str) -> str:
-        return f"result for {q}"
+    def __init__(self, url: str, valkey_pid: int, steps: int, *, budget: bool) -> None:
+        from conclave.cluster.config import ModelSpec
+        from conclave.config import Settings
 
-    register_tool(lookup)
-    w = Workload(steps=steps, latency_s=0.0, tool="lookup", budget=budget)
-    prefix = f"bo{os.getpid()}s{steps}b{int(budget)}"
-    opts = {k: v for k, v in w.sim_options().items() if k != "latency_s"}
-    settings = Settings(key_prefix=prefix, models=[ModelSpec(name="sim", engine="sim", options=opts)], lease_seconds=30)
+        self.url, self.valkey_pid, self.steps = url, valkey_pid, steps
+        self.w = Workload(steps=steps, latency_s=0.0, tool="lookup", budget=budget)
+        prefix = f"bo{os.getpid()}s{steps}b{int(budget)}"
+        opts = {k: v for k, v in self.w.sim_options().items() if k != "latency_s"}
+        self.settings = Settings(
+            key_prefix=prefix, models=[ModelSpec(name="sim", engine="sim", options=opts)], lease_seconds=30
+        )
+        self.name = f"bench-{prefix}"
 
-    async def go() -> dict[str, Any]:
-        r = connect(url)
-        store = RedisRunStore(r, prefix, binary=connect(url, decode=False))
-        watch_redis = watch_client(url, 4)
-        worker = Worker(settings, local_router(settings), redis_url=url, name=f"bench-{prefix}")
-        task = asyncio.ensure_future(worker.run())
-        client, in_worker, cpu = [], [], []
-        try:
-            for i in range(reps + 1):  # the first run warms imports, scripts and connections
-                c0, v0 = _procs.self_cpu(), _procs.cpu(valkey_pid)
-                t0, seen = await submit_and_watch(store, watch_redis, w.spec(), 1, timeout_s=300)
-                used = _procs.self_cpu() - c0 + _procs.cpu(valkey_pid) - v0
-                checked = await verify(store, seen, w)
-                if i > 0:
-                    client.append((seen[0].finished - t0) * 1000 / steps)
-                    in_worker.append(checked.in_worker_s[0] * 1000 / steps)
-                    cpu.append(used * 1000 / steps)
-        finally:
-            worker.stop()
-            await task
-            await watch_redis.aclose()
-            await r.aclose()
-        return {"client": _summary(client), "in_worker": _summary(in_worker), "cpu_ms": _summary(cpu)}
+    async def start(self) -> None:
+        from conclave.controller.redis_store import RedisRunStore
+        from conclave.controller.worker import Worker, connect, local_router
 
-    # On the event loop a worker has in production (Ray's actors and the standalone worker: uvloop).
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(go())
+        self.r = connect(self.url)
+        self.store = RedisRunStore(self.r, self.settings.key_prefix, binary=connect(self.url, decode=False))
+        self.watch_redis = watch_client(self.url, 4)
+        self.worker = Worker(self.settings, local_router(self.settings), redis_url=self.url, name=self.name)
+        self.task = asyncio.ensure_future(self.worker.run())
+
+    async def rep(self) -> tuple[float, float, float]:
+        """(client ms per step, in-worker ms per step, CPU ms per step: this process + Valkey)."""
+        c0, v0 = _procs.self_cpu(), _procs.cpu(self.valkey_pid)
+        t0, seen = await submit_and_watch(self.store, self.watch_redis, self.w.spec(), 1, timeout_s=300)
+        used = _procs.self_cpu() - c0 + _procs.cpu(self.valkey_pid) - v0
+        checked = await verify(self.store, seen, self.w)
+        n = self.steps
+        return (seen[0].finished - t0) * 1000 / n, checked.in_worker_s[0] * 1000 / n, used * 1000 / n
+
+    async def stop(self) -> None:
+        self.worker.stop()
+        await self.task
+        await self.watch_redis.aclose()
+        await self.r.aclose()
 
 
 def _anchor() -> Any:
@@ -103,18 +104,18 @@ def _anchor() -> Any:
     return lg
 
 
-def langgraph_per_step(lg: Any, reps: int, steps: int) -> dict[str, Any]:
-    """The anchor's ``run_agent`` (it asserts every run made ``steps`` model calls and answered)."""
+def _langgraph_agents(lg: Any, steps: int) -> dict[str, tuple[Any, bool]]:
+    """The anchor's ReAct agent with no checkpointer, ``InMemorySaver`` and ``SqliteSaver``."""
     import sqlite3
 
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.checkpoint.sqlite import SqliteSaver
     from langgraph.prebuilt import create_react_agent
 
-    lg.N_STEPS = steps  # the anchor's runs check their AI messages against this
+    lg.N_STEPS = steps  # the anchor's checks count AI messages against this
     model = lg.FakeToolModel(n_steps=steps)
     db = os.path.join(tempfile.mkdtemp(), "lg.sqlite")
-    agents = {
+    return {
         "langgraph_no_checkpointer": (create_react_agent(model, [lg.lookup]), False),
         "langgraph_inmemory": (create_react_agent(model, [lg.lookup], checkpointer=InMemorySaver()), True),
         "langgraph_sqlite": (
@@ -124,16 +125,69 @@ def langgraph_per_step(lg: Any, reps: int, steps: int) -> dict[str, Any]:
             True,
         ),
     }
-    out = {}
-    for name, (agent, checkpointed) in agents.items():
+
+
+def _langgraph_rep(lg: Any, name: str, agent: Any, checkpointed: bool, steps: int) -> tuple[float, float]:
+    """One ``invoke``, timed around it as the anchor's ``run_agent`` times it, with the anchor's checks
+    (``steps`` model calls, then the final answer). Returns (ms per step, CPU ms per step)."""
+    cfg: dict[str, Any] = {"recursion_limit": 500}
+    if checkpointed:
+        cfg["configurable"] = {"thread_id": str(uuid.uuid4())}
+    c0, t0 = _procs.self_cpu(), time.perf_counter()
+    out = agent.invoke({"messages": [lg.HumanMessage(content="go")]}, cfg)
+    dt, used = time.perf_counter() - t0, _procs.self_cpu() - c0
+    msgs = out["messages"]
+    n_ai = sum(1 for m in msgs if isinstance(m, lg.AIMessage))
+    check(
+        n_ai == steps and msgs[-1].content == "final answer",
+        f"{name}: a LangGraph run made {n_ai} model calls (expected {steps}) and ended {msgs[-1].content!r}",
+    )
+    return dt * 1000 / steps, used * 1000 / steps
+
+
+def measure(lg: Any, url: str, valkey_pid: int, reps: int, steps: int) -> dict[str, Any]:
+    """Every side at ``steps`` steps, interleaved: each round runs one run of every side, in an order
+    that rotates from round to round, so a machine that slows down or speeds up during the benchmark
+    moves both sides of each ratio alike. LangGraph's synchronous ``invoke`` runs in a thread while
+    the workers' loop waits (idle: no run of theirs is in flight). Round 0 is a warm-up, discarded."""
+    agents = _langgraph_agents(lg, steps)
+    sides = {
+        "conclave": _ConclaveSide(url, valkey_pid, steps, budget=False),
+        "conclave_budget": _ConclaveSide(url, valkey_pid, steps, budget=True),
+    }
+    order = [*agents, *sides]
+    lg_ms: dict[str, list[float]] = {k: [] for k in agents}
+    lg_cpu: dict[str, list[float]] = {k: [] for k in agents}
+    cc: dict[str, tuple[list[float], list[float], list[float]]] = {k: ([], [], []) for k in sides}
+
+    async def go() -> None:
+        for side in sides.values():
+            await side.start()
         try:
-            c0 = _procs.self_cpu()
-            res = lg.run_agent(agent, reps, checkpointed)
-            res["cpu_ms"] = (_procs.self_cpu() - c0) * 1000 / ((reps + 1) * steps)  # warm-up run included
-        except AssertionError as e:
-            raise BenchCheckFailed(f"{name}: a LangGraph run did not make {steps} model calls and answer ({e})") from e
-        out[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in res.items() if k != "raw"}
-    return out
+            for i in range(reps + 1):
+                for name in order[i % len(order) :] + order[: i % len(order)]:
+                    if name in agents:
+                        agent, checkpointed = agents[name]
+                        ms, cpu = await asyncio.to_thread(_langgraph_rep, lg, name, agent, checkpointed, steps)
+                        if i > 0:
+                            lg_ms[name].append(ms)
+                            lg_cpu[name].append(cpu)
+                    else:
+                        got = await sides[name].rep()
+                        if i > 0:
+                            for xs, x in zip(cc[name], got, strict=True):
+                                xs.append(x)
+        finally:
+            for side in sides.values():
+                await side.stop()
+
+    # On the event loop a worker has in production (Ray's actors and the standalone worker: uvloop).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(go())
+    row: dict[str, Any] = {k: _summary(lg_ms[k]) | {"cpu_ms": round(statistics.median(lg_cpu[k]), 4)} for k in agents}
+    for k, (client, in_worker, cpu) in cc.items():
+        row[k] = {"client": _summary(client), "in_worker": _summary(in_worker), "cpu_ms": _summary(cpu)}
+    return row
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -148,11 +202,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     lg = _anchor()
     by_steps: dict[str, Any] = {}
+    from conclave.tools import register_tool, tool
+
+    @tool(name="lookup", description="Return a short string.")
+    def lookup(q: str) -> str:
+        return f"result for {q}"
+
+    register_tool(lookup)
     with temp_valkey(a.fsync) as srv:
         for steps in a.steps:
-            row: dict[str, Any] = langgraph_per_step(lg, a.reps, steps)
-            row["conclave"] = conclave_per_step(srv.url, srv.proc.pid, a.reps, steps, budget=False)
-            row["conclave_budget"] = conclave_per_step(srv.url, srv.proc.pid, a.reps, steps, budget=True)
+            row = measure(lg, srv.url, srv.proc.pid, a.reps, steps)
             base = row["langgraph_inmemory"]["median"]
             row["ratio_to_langgraph_inmemory"] = {
                 "conclave": round(row["conclave"]["client"]["median"] / base, 3),
@@ -192,6 +251,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "conclave_event_loop": "uvloop (as a worker in production)",
         "clock": "Conclave: client submit -> client reads run.finished (in_worker: claim -> finish); "
         "LangGraph: around invoke",
+        "order": "interleaved: each round runs every side once, in an order rotating by round; round 0 discarded",
         "ms_per_step": by_steps,
         f"per_step_at_{hi}_over_{lo}": growth,
         f"cpu_per_step_at_{hi}_over_{lo}": cpu_growth,
