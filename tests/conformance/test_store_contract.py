@@ -85,12 +85,17 @@ async def test_a_new_entry_is_delivered_once_and_reclaimed_only_when_idle(store:
 
 
 async def test_renewing_keeps_an_entry_from_being_reclaimed(store: RunStore) -> None:
+    # Renewed every 0.3 s for 1.5 s, an entry is never 1 s idle; left alone, it is reclaimed. The
+    # margins are wide so that a loaded machine's scheduling delay between a renewal and the next
+    # reclaim (it was over 30 ms once, when the bar was 60 ms) cannot make the test fail.
     rid, qid = await submit_and_claim(store)
-    for _ in range(4):
-        await asyncio.sleep(0.03)
+    for _ in range(5):
+        await asyncio.sleep(0.3)
         assert await store.renew("c1", [(rid, "o1", qid)]) == []
-        assert await store.reclaim("c2", 60, 10) == []
+        assert await store.reclaim("c2", 1000, 10) == []
     assert await store.renew("c1", [(rid, "someone-else", qid)]) == [rid]
+    await asyncio.sleep(1.05)
+    assert [e.rid for e in await store.reclaim("c2", 1000, 10)] == [rid]
 
 
 async def test_a_second_owner_fences_the_first(store: RunStore) -> None:
