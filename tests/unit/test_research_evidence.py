@@ -211,3 +211,28 @@ def test_a_cut_line_comes_back_only_beside_a_quoted_line_and_with_words_the_sect
     assert novel(chosen, spare, pool, 5) == [(2, 0.5), (3, 0.45)], "each beside a quoted line, each saying more"
     assert novel(chosen, spare, pool, 1) == [(2, 0.5)], "at most the limit"
     assert novel(chosen, spare, pool, 0) == []
+
+
+def test_a_key_question_the_sources_do_not_answer_takes_no_lines_from_the_section_that_is_written(
+    meaning: Meaning,
+) -> None:
+    """A report's lines are shared among the sections that get evidence: a stray key question (here
+    one about the `zip` builtin, for a question about ZIP archives) gets no section, so the one that
+    is written has the report's lines, not half of them."""
+    facts = [
+        "zipfile.ZipFile.namelist(self) Return a list of file names in the archive.",
+        "zipfile.ZipFile.extractall(self, path=None) Extract all members from the archive to the directory.",
+        "zipfile.ZipFile.writestr(self, zinfo_or_arcname, data) Write a file into the archive from a string.",
+        "zipfile.ZipFile.open(self, name, mode='r') Return a file-like object for a member of the archive.",
+        "zipfile.ZipFile.read(self, name, pwd=None) Return the bytes of a member of the ZIP archive.",
+        "zipfile.ZipFile.write(self, filename, arcname=None) Put a file into the ZIP archive under arcname.",
+    ]
+    pool = [Candidate(n, f"s{n}.md", text) for n, text in enumerate(facts, 1)]
+    question = "How do you read and write ZIP archives with Python's zipfile module?"
+    queries = [question, "How do coral reefs form in tropical oceans?"]
+    sections = allocate_evidence(queries, pool, meaning, 3, anchor=question, report_lines=6, novel_lines=0)
+    assert sections[1] == []
+    assert len(sections[0]) == 6
+    # the same key questions, lines counted per key question asked: the section gets half
+    halved = allocate_evidence(queries, pool, meaning, 3, anchor=question, novel_lines=0)
+    assert len(halved[0]) == 3

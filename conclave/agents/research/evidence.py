@@ -224,6 +224,7 @@ def allocate_evidence(
     anchor: str | None = None,
     taken: Sequence[str] = (),
     novel_lines: int | None = None,
+    report_lines: int = 0,
 ) -> list[list[Picked]]:
     """Evidence for each query (a section's key question), most relevant source first.
 
@@ -233,7 +234,9 @@ def allocate_evidence(
     candidate that near-copies one already chosen anywhere (or one in ``taken``) is dropped, so no line
     appears in two sections. A section's lines are grouped by source, the most relevant source first
     and each source's sentences in reading order (a passage that answers the question is quoted, not
-    cherry-picked), at most ``per_section`` per query.
+    cherry-picked), at most ``per_section`` per query, or ``report_lines`` shared among the sections
+    that have evidence when that is more: a key question the sources do not answer gets no section,
+    so it must not take lines from the ones that are written.
 
     Then a section may take up to ``novel_lines`` more (default: ``NOVEL_LINES`` of ``per_section``):
     sentences that a bar or the line limit cut although they are relevant to its question and to the
@@ -285,16 +288,19 @@ def allocate_evidence(
         (assigned if core else reserve)[best].append((i, score))
         kept_texts.append(text)
         kept_rows.append(i)
-    limit = per_section
-    extra = math.ceil(NOVEL_LINES * limit) if novel_lines is None else novel_lines
-    out: list[list[Picked]] = []
-    for rows, spare in zip(assigned, reserve, strict=True):
+    kept_of: list[tuple[list[tuple[int, float]], dict[int, float]]] = []
+    for rows in assigned:
         best_of: dict[int, float] = {}
         for i, score in rows:
             best_of[unique[i].n] = max(best_of.get(unique[i].n, 0.0), score)
         # a source whose best sentence is far below the best source's is about something else
         top = max(best_of.values(), default=0.0)
-        rows = [r for r in rows if best_of[unique[r[0]].n] >= SOURCE_SHARE * top]
+        kept_of.append(([r for r in rows if best_of[unique[r[0]].n] >= SOURCE_SHARE * top], best_of))
+    written = sum(1 for rows, _ in kept_of if rows)
+    limit = max(per_section, report_lines // max(1, written))
+    extra = math.ceil(NOVEL_LINES * limit) if novel_lines is None else novel_lines
+    out: list[list[Picked]] = []
+    for (rows, best_of), spare in zip(kept_of, reserve, strict=True):
         chosen = spread(rows, unique, limit)
         if rows and extra > 0:  # a section with evidence may take lines that say what it does not say yet
             left = [r for r in rows if r not in chosen] + [r for r in spare if unique[r[0]].n in best_of]

@@ -53,9 +53,12 @@ class ReportWriter(Workflow):
 
     def allocate(self, s: ResearchState, queries: list[str]) -> list[list[EvidenceLine]]:
         """Each query's evidence (see ``allocate_evidence``): no sentence in two sections."""
-        # a report with fewer sections gets more lines per section (twice the lines over the report at most)
-        per_section = max(self.opts.evidence_lines, 2 * self.opts.evidence_lines // max(1, len(queries)))
-        picked = allocate_evidence(queries, self.evidence_pool(s), self.meaning, per_section, anchor=self.question)
+        # a report with fewer sections gets more lines per section (twice the lines over the report at
+        # most), counting the sections that have evidence, not the key questions asked
+        lines = self.opts.evidence_lines
+        picked = allocate_evidence(
+            queries, self.evidence_pool(s), self.meaning, lines, anchor=self.question, report_lines=2 * lines
+        )
         return [
             [EvidenceLine(n=p.candidate.n, path=p.candidate.path, text=p.candidate.text, score=p.score) for p in sec]
             for sec in picked
