@@ -18,6 +18,7 @@ BENCHES = {
     "ensemble": "bench.bench_ensemble",
     "cpu_path": "bench.bench_cpu_path",
     "research": "bench.bench_research",
+    "replay": "bench.bench_replay",
 }
 
 
