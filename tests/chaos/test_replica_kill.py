@@ -29,6 +29,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis]
 RUNS, STEPS = 12, 6
 
 
+async def calls_under_way(store: RedisRunStore, ids: list[str], at_least: int, timeout: float = 60.0) -> None:  # noqa: ASYNC109 - a polling helper
+    """Wait until the runs have committed ``at_least`` model calls between them."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        runs = [await store.get(rid) for rid in ids]
+        if sum(r.usage.model_calls for r in runs if r is not None) >= at_least:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"fewer than {at_least} model calls committed after {timeout} s")
+
+
 @pytest.mark.usefixtures("ray_cluster")
 async def test_replica_killed_under_load_calls_retried_and_holds_released(
     redis_server: EmbeddedRedis, redis: Redis, prefix: str
@@ -76,7 +88,9 @@ async def test_replica_killed_under_load_calls_retried_and_holds_released(
 
     watcher = asyncio.ensure_future(watch_holds())
     try:
-        await asyncio.sleep(0.6)
+        # kill once the runs are making calls (a fixed delay could fall before the worker's first
+        # call on a loaded machine, and then no call was ever on the killed replica)
+        await calls_under_way(store, ids, at_least=RUNS)
         info = await router.whoami("simr")
         ray.kill(ray.get_actor(info["actor_name"], namespace="serve"), no_restart=True)
         killed.set()
