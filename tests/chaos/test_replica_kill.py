@@ -29,16 +29,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis]
 RUNS, STEPS = 12, 6
 
 
-async def calls_under_way(store: RedisRunStore, ids: list[str], at_least: int, timeout: float = 60.0) -> None:  # noqa: ASYNC109 - a polling helper
-    """Wait until the runs have committed ``at_least`` model calls between them."""
+async def busy_replica(router: ServeRouter, model: str, timeout: float = 60.0) -> str:  # noqa: ASYNC109 - a polling helper
+    """The actor name of a replica that answers ``whoami`` with a call in flight.
+
+    Serve routes ``whoami`` like any call, to the less busy of the replicas, so the replica that
+    answers can be one with no call at all (seen: 0 retries, every run succeeded, when the test
+    killed whichever replica answered); only one that reports a call in flight is worth killing."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while loop.time() < end:
-        runs = [await store.get(rid) for rid in ids]
-        if sum(r.usage.model_calls for r in runs if r is not None) >= at_least:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"fewer than {at_least} model calls committed after {timeout} s")
+        info = await router.whoami(model)
+        if info["inflight"] >= 1:
+            return str(info["actor_name"])
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no replica of {model} reported a call in flight within {timeout} s")
 
 
 @pytest.mark.usefixtures("ray_cluster")
@@ -88,11 +92,8 @@ async def test_replica_killed_under_load_calls_retried_and_holds_released(
 
     watcher = asyncio.ensure_future(watch_holds())
     try:
-        # kill once the runs are making calls (a fixed delay could fall before the worker's first
-        # call on a loaded machine, and then no call was ever on the killed replica)
-        await calls_under_way(store, ids, at_least=RUNS)
-        info = await router.whoami("simr")
-        ray.kill(ray.get_actor(info["actor_name"], namespace="serve"), no_restart=True)
+        victim = await busy_replica(router, "simr")
+        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
         killed.set()
         runs = [await wait_terminal(store, rid, timeout=120) for rid in ids]
     finally:
