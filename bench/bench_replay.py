@@ -6,8 +6,8 @@ Stage 2 of a research run (which sentences of the archived sources become a sect
 and the report assembled from them) is deterministic given the run's sources and key questions.
 So a change to the selection can be judged on runs that already finished, without running the
 model again: this reads each run's ``logs/research_state.json`` and archived sources through the
-API of the service that ran it, reruns ``candidates`` → ``allocate_evidence`` → ``assemble_report``
-with the code checked out here (the report is the evidence lines only: the model's grounded prose
+API of the service that ran it, reruns stage 2's own selection (``conclave.agents.research.write``:
+``evidence_pool`` → ``select_evidence``) and ``assemble_report`` with the code checked out here (the report is the evidence lines only: the model's grounded prose
 is left out), and scores the result the way ``../shared/eval/score_research.py`` does.
 
 ``RESULTS.json`` is what ``score_research.py --out`` writes (each row names a question ``id`` and
@@ -82,22 +82,16 @@ def on_topic(report: str, topic: str | None) -> float | None:
 
 def replay(files: dict[str, str], question: dict[str, Any]) -> dict[str, Any]:
     """One run's stage-2 selection with the code checked out here, and its scores."""
-    from conclave.agents.research.evidence import Meaning, allocate_evidence, candidates
+    from conclave.agents.research.evidence import Meaning
     from conclave.agents.research.options import ResearchOptions
     from conclave.agents.research.state import ResearchState, assemble_report, read_source
+    from conclave.agents.research.write import asked_questions, evidence_pool, select_evidence
 
     ws = _Files(files)
     state = ResearchState.model_validate_json(files["logs/research_state.json"])
-    pool = []
-    for n, path in enumerate(state.sources, 1):
-        if ws.exists(path):
-            title, _, body = read_source(ws, path)
-            pool += candidates(n, path, body, title)
-    asked = [kq for kq in state.key_questions if kq.sources] or state.key_questions[:1]
-    queries = [kq.text for kq in asked]
-    opts = ResearchOptions()
-    lines = opts.evidence_lines
-    picked = allocate_evidence(queries, pool, Meaning(), lines, anchor=question["question"], report_lines=2 * lines)
+    queries = [kq.text for kq in asked_questions(state)]
+    opts = ResearchOptions()  # the defaults: what runs scored without score_research.py --option used
+    picked = select_evidence(queries, evidence_pool(ws, state.sources), Meaning(), opts, question["question"])
     sections = [
         (q, "\n".join(f"- {p.candidate.text} [{p.candidate.n}]" for p in sec))
         for q, sec in zip(queries, picked, strict=True)

@@ -33,8 +33,8 @@ async def busy_replica(router: ServeRouter, model: str, timeout: float = 60.0) -
     """The actor name of a replica that answers ``whoami`` with a call in flight.
 
     Serve routes ``whoami`` like any call, to the less busy of the replicas, so the replica that
-    answers can be one with no call at all (seen: 0 retries, every run succeeded, when the test
-    killed whichever replica answered); only one that reports a call in flight is worth killing."""
+    answers can be one with no call at all (killing whichever replica answered once gave 0 retries,
+    every run succeeding); only one that reports a call in flight is worth killing."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while loop.time() < end:

@@ -217,8 +217,8 @@ def test_a_key_question_the_sources_do_not_answer_takes_no_lines_from_the_sectio
     meaning: Meaning,
 ) -> None:
     """A report's lines are shared among the sections that get evidence: a stray key question (here
-    one about the `zip` builtin, for a question about ZIP archives) gets no section, so the one that
-    is written has the report's lines, not half of them."""
+    one about coral reefs, for a question about ZIP archives) gets no section, so the one that is
+    written has the report's lines, not half of them."""
     facts = [
         "zipfile.ZipFile.namelist(self) Return a list of file names in the archive.",
         "zipfile.ZipFile.extractall(self, path=None) Extract all members from the archive to the directory.",

@@ -12,17 +12,19 @@ from typing import Any
 from conclave.core.context import Metered
 from conclave.core.ledger import BudgetExhausted, limit_label
 from conclave.core.steering import is_outer_scope
+from conclave.core.workspace import Workspace
 from conclave.schema import RunStatus, StopReason
 from conclave.schema.chat import EngineError
 
 from ..drafting import DraftRequest, EvidenceItem
 from ..loop import AgentSetup, run_agent_with
 from .base import Workflow, Written, strip_heading
-from .evidence import Candidate, Picked, allocate_evidence, candidates, ground
-from .options import WRITER_SYSTEM
+from .evidence import Candidate, Meaning, Picked, allocate_evidence, candidates, ground
+from .options import WRITER_SYSTEM, ResearchOptions
 from .state import (
     BudgetStop,
     EvidenceLine,
+    KeyQuestion,
     ResearchState,
     SectionState,
     TodoStatus,
@@ -35,7 +37,32 @@ from .state import (
     strip_scaffolding,
 )
 
-__all__ = ["ReportWriter"]
+__all__ = ["ReportWriter", "asked_questions", "evidence_pool", "select_evidence"]
+
+
+def evidence_pool(ws: Workspace, sources: list[str]) -> list[Candidate]:
+    """Every prose sentence of every archived source (``sources[n-1]`` is citation ``n``)."""
+    pool: list[Candidate] = []
+    for n, path in enumerate(sources, 1):
+        if ws.exists(path):
+            title, _, body = read_source(ws, path)
+            pool += candidates(n, path, body, title)
+    return pool
+
+
+def asked_questions(s: ResearchState) -> list[KeyQuestion]:
+    """The key questions a section may be written for: those that found sources (else the question)."""
+    return [kq for kq in s.key_questions if kq.sources] or s.key_questions[:1]
+
+
+def select_evidence(
+    queries: list[str], pool: list[Candidate], meaning: Meaning, opts: ResearchOptions, question: str
+) -> list[list[Picked]]:
+    """Each query's evidence lines, as stage 2 chooses them (``allocate_evidence``). A report with
+    fewer sections gets more lines per section: twice ``evidence_lines`` over the report at most,
+    shared among the sections that have evidence, not among the key questions asked."""
+    lines = opts.evidence_lines
+    return allocate_evidence(queries, pool, meaning, lines, anchor=question, report_lines=2 * lines)
 
 
 class ReportWriter(Workflow):
@@ -43,22 +70,11 @@ class ReportWriter(Workflow):
 
     def evidence_pool(self, s: ResearchState) -> list[Candidate]:
         """Every prose sentence of every archived source, the candidates for all sections."""
-        ws = self.ctx.workspace
-        pool: list[Candidate] = []
-        for n, path in enumerate(s.sources, 1):
-            if ws.exists(path):
-                title, _, body = read_source(ws, path)
-                pool += candidates(n, path, body, title)
-        return pool
+        return evidence_pool(self.ctx.workspace, s.sources)
 
     def allocate(self, s: ResearchState, queries: list[str]) -> list[list[EvidenceLine]]:
-        """Each query's evidence (see ``allocate_evidence``): no sentence in two sections."""
-        # a report with fewer sections gets more lines per section (twice the lines over the report at
-        # most), counting the sections that have evidence, not the key questions asked
-        lines = self.opts.evidence_lines
-        picked = allocate_evidence(
-            queries, self.evidence_pool(s), self.meaning, lines, anchor=self.question, report_lines=2 * lines
-        )
+        """Each query's evidence (see ``select_evidence``): no sentence in two sections."""
+        picked = select_evidence(queries, self.evidence_pool(s), self.meaning, self.opts, self.question)
         return [
             [EvidenceLine(n=p.candidate.n, path=p.candidate.path, text=p.candidate.text, score=p.score) for p in sec]
             for sec in picked
@@ -68,7 +84,7 @@ class ReportWriter(Workflow):
         ctx, o, ws = self.ctx, self.opts, self.ctx.workspace
         s = state.model_copy(deep=True)
         await ctx.emit("stage.started", {"stage": "write", "budget": await self.budget("run/write")})
-        asked = [kq for kq in s.key_questions if kq.sources] or s.key_questions[:1]
+        asked = asked_questions(s)
         detail = None
         allocated = await asyncio.to_thread(self.allocate, s, [kq.text for kq in asked]) if s.sources else []
         allocated += [[] for _ in range(len(asked) - len(allocated))]
