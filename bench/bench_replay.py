@@ -42,19 +42,6 @@ DEFAULT_QUESTIONS = [
 ]
 
 
-class _Files:
-    """A run's workspace files, read once through the API (what ``read_source`` needs of a workspace)."""
-
-    def __init__(self, files: dict[str, str]) -> None:
-        self.files = files
-
-    def read(self, path: str) -> str:
-        return self.files[path]
-
-    def exists(self, path: str) -> bool:
-        return path in self.files
-
-
 def fetch(client: httpx.Client, run: str) -> dict[str, str]:
     """The run's research state, report and every archived source it lists."""
     state = client.get(f"/v1/runs/{run}/workspace/logs/research_state.json")
@@ -86,8 +73,9 @@ def replay(files: dict[str, str], question: dict[str, Any]) -> dict[str, Any]:
     from conclave.agents.research.options import ResearchOptions
     from conclave.agents.research.state import ResearchState, assemble_report, read_source
     from conclave.agents.research.write import asked_questions, evidence_pool, select_evidence
+    from conclave.core.workspace import Workspace
 
-    ws = _Files(files)
+    ws = Workspace({path: text.encode() for path, text in files.items()})  # read as the writer reads it
     state = ResearchState.model_validate_json(files["logs/research_state.json"])
     queries = [kq.text for kq in asked_questions(state)]
     opts = ResearchOptions()  # the defaults: what runs scored without score_research.py --option used
